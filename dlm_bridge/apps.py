@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DlmBridgeConfig(AppConfig):
+    name = "dlm_bridge"
+    verbose_name = "Data Lifecycle Manager bridge"

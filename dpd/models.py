@@ -1,0 +1,96 @@
+"""The catalogue: one row per data product, from the volume or from the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+
+from dpd.metadata import NO_FOLDER, ProductMetadata, flatten
+
+
+class DataProductQuerySet(models.QuerySet):
+    def in_display_order(self) -> DataProductQuerySet:
+        """Newest first; ties broken deterministically (reference 3.4 [rec])."""
+        return self.order_by("-date_created", "metadata_file", "uid")
+
+
+class DataProduct(models.Model):
+    class Source(models.TextChoices):
+        VOLUME = "volume", "Volume"
+        API = "api", "API ingest"
+
+    uid = models.UUIDField(unique=True)
+    execution_block = models.CharField(max_length=255, db_index=True)
+    # Paths relative to the volume root. NULL for REST-ingested metadata (the
+    # API shows the literal "None"); unique so a re-index upserts by file.
+    metadata_file = models.CharField(max_length=1024, unique=True, null=True, blank=True)
+    dataproduct_file = models.CharField(max_length=1024, null=True, blank=True)
+    date_created = models.DateField(db_index=True)
+    metadata = models.JSONField(help_text="The whole metadata document, as loaded.")
+    access_group = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="context.access_group; NULL is public, \"\" hides from everyone.",
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.VOLUME)
+    # Change detection: a re-index skips files whose (mtime_ns, size) match.
+    file_mtime_ns = models.BigIntegerField(null=True, blank=True)
+    file_size = models.BigIntegerField(null=True, blank=True)
+    indexed_at = models.DateTimeField(auto_now=True)
+
+    objects = DataProductQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date_created", "metadata_file", "uid"]
+        indexes = [
+            models.Index(
+                fields=["-date_created", "metadata_file", "uid"], name="dpd_display_order"
+            ),
+            # PostgreSQL only (see the migration): key:value containment filters.
+            GinIndex(fields=["metadata"], opclasses=["jsonb_path_ops"], name="dpd_metadata_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return self.metadata_file or f"{self.execution_block} (ingested)"
+
+    @classmethod
+    def fields_from(cls, product: ProductMetadata) -> dict[str, Any]:
+        """Column values for a validated document; the one place indexer and
+        ingest turn metadata into a row."""
+        return {
+            "uid": product.uid,
+            "execution_block": product.execution_block,
+            "metadata_file": product.metadata_file,
+            "dataproduct_file": product.dataproduct_file,
+            "date_created": product.date_created,
+            "metadata": product.document,
+            "access_group": product.access_group,
+        }
+
+    @property
+    def derived_fields(self) -> dict[str, Any]:
+        """What the API adds to the document (reference 4.3, 4.4)."""
+        return {
+            "date_created": self.date_created.isoformat(),
+            "dataproduct_file": self.dataproduct_file or NO_FOLDER,
+            "metadata_file": self.metadata_file or NO_FOLDER,
+            "metadata_store_name": settings.PVCNAME,
+            "uid": str(self.uid),
+        }
+
+    def nested_document(self) -> dict[str, Any]:
+        """The document plus derived fields, nulls kept (/dataproductmetadata)."""
+        return {**self.metadata, **self.derived_fields}
+
+    def flat_row(self) -> dict[str, Any]:
+        """A search/grid row: dotted keys, null leaves dropped (reference 4.6)."""
+        return {**flatten(self.metadata), **self.derived_fields}
+
+    @property
+    def has_files(self) -> bool:
+        return self.source == self.Source.VOLUME and self.dataproduct_file is not None

@@ -1,0 +1,271 @@
+"""Settings for the DPD back end: every knob comes from the environment.
+
+Each variable is documented in docs/configuration.md. Defaults let a fresh
+clone run with no configuration (SQLite, the bundled sample volume). A value
+that cannot be parsed stops start-up with ImproperlyConfigured naming the
+variable, rather than being silently misread (upstream bug 8.2 #20).
+"""
+
+import os
+from importlib import metadata as _pkg_metadata
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _package_version() -> str:
+    try:
+        return _pkg_metadata.version("dpd-backend")
+    except _pkg_metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+# --- Django core -----------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The fallback key is for a local demo only; `check --deploy` flags it.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-dpd-local-demo-key-change-me")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "dpd",
+    "indexing",
+    "annotations",
+    "dlm_bridge",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dpd.urls"
+WSGI_APPLICATION = "dpd.wsgi.application"
+ASGI_APPLICATION = "dpd.asgi.application"
+# The upstream serves /status and /status/ alike; never redirect POST bodies away.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# DATABASE_URL: sqlite:///path (the embedded default) or postgres://user:pw@host:port/db.
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'dpd.sqlite3'}")
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+except Exception as exc:  # dj-database-url raises bare ValueErrors and KeyErrors
+    raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Background indexing writes while the API reads; WAL keeps readers unblocked.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"].setdefault("OPTIONS", {})
+    # Fail fast when the server is unreachable; the API answers 503 instead of hanging.
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    )
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+IS_POSTGRESQL = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "admin:login"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- The volume and its metadata files -------------------------------------
+
+# The volume root exactly as configured: uids hash this string (reference 4.1),
+# so the same setting gives the same uids as the upstream API. A relative path
+# is resolved against the project directory for file access only.
+PERSISTENT_STORAGE_PATH = env_str("PERSISTENT_STORAGE_PATH", "var/sample-volume")
+METADATA_FILE_NAME = env_str("METADATA_FILE_NAME", "ska-data-product.yaml")
+# The name of the volume's store in /status and in rows' metadata_store_name.
+PVCNAME = env_str("PVCNAME", "shared")
+METADATA_MAX_BYTES = env_int("METADATA_MAX_BYTES", 1024 * 1024, minimum=1024)
+STREAM_CHUNK_SIZE = env_int("STREAM_CHUNK_SIZE", 65536, minimum=512)
+SKA_DATAPRODUCT_API_VERSION = env_str("SKA_DATAPRODUCT_API_VERSION", _package_version())
+
+# --- Indexing ----------------------------------------------------------------
+
+INDEXING_TIMEOUT_SECONDS = env_int("INDEXING_TIMEOUT_SECONDS", 21600, minimum=1)
+INDEXING_HEARTBEAT_STALE_SECONDS = env_int("INDEXING_HEARTBEAT_STALE_SECONDS", 300, minimum=1)
+INDEXING_BATCH_SIZE = env_int("INDEXING_BATCH_SIZE", 500, minimum=1)
+# 0 means one worker per core.
+INDEXING_PARALLEL_WORKERS = env_int("INDEXING_PARALLEL_WORKERS", 0, minimum=0)
+INDEXING_WORK_UNIT_DEPTH = env_int("INDEXING_WORK_UNIT_DEPTH", 3, minimum=1)
+
+# --- Search ------------------------------------------------------------------
+
+# Rows returned by /dataproductsearch without paging (upstream's query size limit).
+SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = env_int(
+    "SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT", 100, minimum=1
+)
+
+# --- SDP configuration database (etcd) and DLM ------------------------------
+
+# SDP_ETCD_HOST (DPD docs) and SDP_CONFIG_HOST (Helm) both name the host; empty disables.
+SDP_ETCD_HOST = env_str("SDP_ETCD_HOST", env_str("SDP_CONFIG_HOST", ""))
+SDP_CONFIG_PORT = env_int("SDP_CONFIG_PORT", 2379, minimum=1)
+SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED = env_bool("SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED", False)
+SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA = env_str(
+    "SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA", "dlm"
+)
+
+# --- Access --------------------------------------------------------------------
+
+SKA_PERMISSIONS_API_HOST = env_str("SKA_PERMISSIONS_API_HOST", "http://localhost:8000")
+
+# --- REST framework and OpenAPI ---------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Data Product Dashboard API",
+    "DESCRIPTION": (
+        "Catalogue, search, metadata and download of data products; wire-compatible "
+        "with the SKA Data Product Dashboard API."
+    ),
+    "VERSION": SKA_DATAPRODUCT_API_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- django-q2 -------------------------------------------------------------------
+
+Q_CLUSTER = {
+    "name": "dpd",
+    "orm": "default",
+    "workers": env_int("Q_WORKERS", 1, minimum=1),
+    # Tasks are idempotent; retry must exceed timeout (django-q2 delivers at least once).
+    "timeout": INDEXING_TIMEOUT_SECONDS + 300,
+    "retry": INDEXING_TIMEOUT_SECONDS + 600,
+    "max_attempts": 1,
+    "catch_up": False,
+    "poll": 1,
+}

@@ -1,0 +1,33 @@
+"""Shared fixtures. PostgreSQL is the test database (DATABASE_URL, set by
+`make test`); with CI=true anything else stops the run instead of skipping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from dpd.sample_volume import build_sample_volume
+
+FIXTURES = settings.BASE_DIR / "sample_data" / "ska-examples"
+# The upstream tests' configured root: section 7's uids are computed with it.
+UPSTREAM_ROOT = "tests/test_files/product"
+
+
+def pytest_configure(config):
+    if os.environ.get("CI", "").lower() == "true" and not settings.IS_POSTGRESQL:
+        raise pytest.UsageError(
+            "CI=true but DATABASE_URL is not PostgreSQL; run the suite with `make test`"
+        )
+
+
+@pytest.fixture
+def sample_volume(tmp_path: Path, settings) -> Path:
+    """The fixture volume (18 metadata files and their payloads) as the
+    configured PERSISTENT_STORAGE_PATH."""
+    root = tmp_path / "volume"
+    build_sample_volume(root)
+    settings.PERSISTENT_STORAGE_PATH = str(root)
+    return root
