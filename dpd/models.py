@@ -35,7 +35,7 @@ class DataProduct(models.Model):
         null=True,
         blank=True,
         db_index=True,
-        help_text="context.access_group; NULL is public, \"\" hides from everyone.",
+        help_text='context.access_group; NULL is public, "" hides from everyone.',
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.VOLUME)
     # Change detection: a re-index skips files whose (mtime_ns, size) match.
@@ -57,6 +57,12 @@ class DataProduct(models.Model):
 
     def __str__(self) -> str:
         return self.metadata_file or f"{self.execution_block} (ingested)"
+
+    def get_absolute_url(self) -> str:
+        """The product page (annotations app)."""
+        from django.urls import reverse
+
+        return reverse("product-page", kwargs={"uid": self.uid})
 
     @classmethod
     def fields_from(cls, product: ProductMetadata) -> dict[str, Any]:
