@@ -5,3 +5,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("dpd.api.urls")),
 ]
+
+handler400 = "dpd.api.exceptions.json_bad_request"
+handler403 = "dpd.api.exceptions.json_permission_denied"
+handler404 = "dpd.api.exceptions.json_not_found"
+handler500 = "dpd.api.exceptions.json_server_error"

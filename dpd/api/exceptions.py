@@ -1,0 +1,67 @@
+"""Every API error has a `detail` key (the dashboard reads it), and an
+unreachable database is a 503, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import JsonResponse
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "The metadata database is not available; try again shortly."
+
+
+def _first_message(data: Any) -> str:
+    """The first human-readable message in DRF's nested error structure."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            message = _first_message(value)
+            return message if key == "non_field_errors" else f"{key}: {message}"
+    if isinstance(data, list) and data:
+        return _first_message(data[0])
+    return str(data)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            {"detail": DATABASE_UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+    if isinstance(exc, DatabaseError):
+        logger.exception("database error")
+        return Response(
+            {"detail": f"Database error: {type(exc).__name__}"},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError) or not (
+        isinstance(response.data, dict) and "detail" in response.data
+    ):
+        response.data = {"detail": _first_message(response.data), "errors": response.data}
+    return response
+
+
+def json_not_found(request, exception=None) -> JsonResponse:
+    return JsonResponse({"detail": "Not Found"}, status=404)
+
+
+def json_server_error(request) -> JsonResponse:
+    return JsonResponse({"detail": "Internal server error"}, status=500)
+
+
+def json_bad_request(request, exception=None) -> JsonResponse:
+    return JsonResponse({"detail": "Bad request"}, status=400)
+
+
+def json_permission_denied(request, exception=None) -> JsonResponse:
+    return JsonResponse({"detail": "Permission denied"}, status=403)
