@@ -27,7 +27,3 @@ def request_reindex(trigger: str) -> RunTicket:
     index_volume()
     return RunTicket(run_id=None)
 
-
-def ingest_folder(relative_folder: str) -> None:
-    """Index one product folder now (POST /ingestnewdataproduct)."""
-    raise NotImplementedError
