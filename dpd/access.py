@@ -29,3 +29,15 @@ def visible_to(groups: frozenset[str] | None) -> Q:
 
 def visible_products(request) -> QuerySet[DataProduct]:
     return DataProduct.objects.filter(visible_to(caller_groups(request)))
+
+
+def principal_name(request) -> str | None:
+    """The caller's user principal name for annotations; None without an identity.
+
+    Never taken from a request body. (The access issue resolves dashboard bearer
+    tokens to the permissions API's userPrincipalName here.)
+    """
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    return user.email or user.get_username()
