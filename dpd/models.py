@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 
 from dpd.metadata import NO_FOLDER, ProductMetadata, flatten
+from dpd.search_text import build_search_text, row_field_types
 
 
 class DataProductQuerySet(models.QuerySet):
@@ -41,7 +42,13 @@ class DataProduct(models.Model):
     # Change detection: a re-index skips files whose (mtime_ns, size) match.
     file_mtime_ns = models.BigIntegerField(null=True, blank=True)
     file_size = models.BigIntegerField(null=True, blank=True)
-    indexed_at = models.DateTimeField(auto_now=True)
+    # Bumped by every insert or update: /status's last_metadata_update_time is its max.
+    indexed_at = models.DateTimeField(auto_now=True, db_index=True)
+    # Derived from the row by fields_from (dpd/search_text.py): what search and
+    # filter match with a trigram index instead of reading every document.
+    search_text = models.TextField(default="", editable=False)
+    # {flattened field: number|string|boolean|list}: the grid config's columns.
+    field_types = models.JSONField(default=dict, editable=False)
 
     objects = DataProductQuerySet.as_manager()
 
@@ -53,6 +60,8 @@ class DataProduct(models.Model):
             ),
             # PostgreSQL only (see the migration): key:value containment filters.
             GinIndex(fields=["metadata"], opclasses=["jsonb_path_ops"], name="dpd_metadata_gin"),
+            # PostgreSQL only (see the migration): substring search and filters.
+            GinIndex(OpClass("search_text", name="gin_trgm_ops"), name="dpd_search_text_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -67,8 +76,9 @@ class DataProduct(models.Model):
     @classmethod
     def fields_from(cls, product: ProductMetadata) -> dict[str, Any]:
         """Column values for a validated document; the one place indexer and
-        ingest turn metadata into a row."""
-        return {
+        ingest turn metadata into a row (derived search columns included, so
+        every writer that upserts these keys keeps them current)."""
+        fields = {
             "uid": product.uid,
             "execution_block": product.execution_block,
             "metadata_file": product.metadata_file,
@@ -77,6 +87,10 @@ class DataProduct(models.Model):
             "metadata": product.document,
             "access_group": product.access_group,
         }
+        row = cls(**fields).flat_row()
+        fields["search_text"] = build_search_text(row)
+        fields["field_types"] = row_field_types(row)
+        return fields
 
     @property
     def derived_fields(self) -> dict[str, Any]:
@@ -88,6 +102,12 @@ class DataProduct(models.Model):
             "metadata_store_name": settings.PVCNAME,
             "uid": str(self.uid),
         }
+
+    def refresh_search_fields(self) -> None:
+        """Recompute the derived search columns after editing the row in place."""
+        row = self.flat_row()
+        self.search_text = build_search_text(row)
+        self.field_types = row_field_types(row)
 
     def nested_document(self) -> dict[str, Any]:
         """The document plus derived fields, nulls kept (/dataproductmetadata)."""

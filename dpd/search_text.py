@@ -1,0 +1,124 @@
+"""The derived search representation of a product, and patterns over it.
+
+Search and filter match substrings in field *names* and field *values* of the
+flattened row (reference 3.3, 3.6). A JSON document cannot be indexed for
+that, so every row carries `search_text`: one record per field, which a single
+pg_trgm GIN index serves for every shape of query (key:value substrings,
+per-field contains/equals/starts/ends, any-of). Nothing here touches the
+database, so indexer worker processes can build it.
+
+Layout (control characters never occur in the content: they are replaced):
+
+    RS name US value   a field of the flattened row (what the grid shows)
+    GS name US value   a field inside a list element (key:value search only)
+    ...                and a final RS, so every value is followed by RS or GS
+
+Values are `str(value)` of what PyYAML loaded, as upstream compares them
+(`str(4)` is `4`, a list is its Python repr, `True` is `True`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from dpd.metadata import flatten
+
+RS = "\x1e"  # starts a row field
+GS = "\x1d"  # starts a field found inside a list element
+US = "\x1f"  # separates a field's name from its value
+_SEPARATORS = re.compile("[\x1d\x1e\x1f]")
+
+# Regex fragments: any characters of one name, of one value.
+_NAME_CHARS = f"[^{GS}{RS}{US}]*"
+_VALUE_CHARS = f"[^{GS}{RS}]*"
+_VALUE_END = f"[{GS}{RS}]"
+
+
+def clean(text: str) -> str:
+    """Content may never contain our separators (user input included)."""
+    return _SEPARATORS.sub(" ", text)
+
+
+def build_search_text(row: Mapping[str, Any]) -> str:
+    """The search text of a flattened row (document fields plus derived ones)."""
+    parts = [f"{RS}{clean(name)}{US}{clean(str(value))}" for name, value in row.items()]
+    for name, value in row.items():
+        if isinstance(value, list):
+            parts.extend(
+                f"{GS}{clean(inner)}{US}{clean(str(item))}"
+                for inner, item in _list_fields(name, value)
+            )
+    parts.append(RS)
+    return "".join(parts)
+
+
+def _list_fields(name: str, items: list[Any]) -> Iterator[tuple[str, Any]]:
+    """Every element of a list, recursively, named `<list>.<key>` for objects.
+
+    Upstream tests list elements one by one with their nested keys (reference
+    3.3) and skips element 0 and falsy values; we skip neither.
+    """
+    for item in items:
+        if isinstance(item, Mapping):
+            for inner, value in flatten(item, f"{name}.").items():
+                yield inner, value
+                if isinstance(value, list):
+                    yield from _list_fields(inner, value)
+        elif isinstance(item, list):
+            yield name, item
+            yield from _list_fields(name, item)
+        elif item is not None:
+            yield name, item
+
+
+def row_field_types(row: Mapping[str, Any]) -> dict[str, str]:
+    """The grid type of each field of a flattened row: number, boolean, list, string."""
+    types = {}
+    for name, value in row.items():
+        if isinstance(value, bool):
+            types[name] = "boolean"
+        elif isinstance(value, int | float):
+            types[name] = "number"
+        elif isinstance(value, list):
+            types[name] = "list"
+        else:
+            types[name] = "string"
+    return types
+
+
+# --- Patterns ------------------------------------------------------------------
+# Every pattern is a regular expression that PostgreSQL (ARE) and Python's re
+# (Django's SQLite REGEXP) read the same way. User text is always escaped:
+# metacharacters become literals and can never widen a match.
+
+
+def literal(text: str) -> str:
+    """Escape every ASCII punctuation character; the rest is literal in both dialects."""
+    return "".join("\\" + ch if ch.isascii() and not ch.isalnum() else ch for ch in clean(text))
+
+
+def key_value_pattern(key: str, value: str) -> str:
+    """Some field (row or list element) whose name contains `key` and whose value
+    contains `value`; an empty value needs a non-empty field value (reference 3.3)."""
+    name = f"{_NAME_CHARS}{literal(key)}{_NAME_CHARS}" if key else _NAME_CHARS
+    value_part = f"{_VALUE_CHARS}{literal(value)}" if value else f"[^{GS}{RS}]"
+    return f"[{GS}{RS}]{name}{US}{value_part}"
+
+
+def field_pattern(field: str, operator: str, values: list[str]) -> str:
+    """The row field named exactly `field`, with a value that satisfies `operator`."""
+    head = f"{RS}{literal(field)}{US}"
+    alternatives = "|".join(literal(v) for v in values)
+    if operator == "contains":
+        return f"{head}{_VALUE_CHARS}({alternatives})"
+    if operator == "equals":
+        return f"{head}({alternatives}){_VALUE_END}"
+    if operator == "startsWith":
+        return f"{head}({alternatives})"
+    if operator == "endsWith":
+        return f"{head}{_VALUE_CHARS}({alternatives}){_VALUE_END}"
+    if operator == "notEmpty":
+        return f"{head}[^{GS}{RS}]"
+    raise ValueError(f"unknown pattern operator {operator!r}")
