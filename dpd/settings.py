@@ -227,6 +227,11 @@ SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA = env_str(
 
 SKA_PERMISSIONS_API_HOST = env_str("SKA_PERMISSIONS_API_HOST", "http://localhost:8000")
 
+# --- Annotations -----------------------------------------------------------------
+
+# Longest annotation_text accepted (characters); longer gets 413 from the API.
+ANNOTATION_MAX_LENGTH = env_int("ANNOTATION_MAX_LENGTH", 10000, minimum=1)
+
 # --- REST framework and OpenAPI ---------------------------------------------
 
 REST_FRAMEWORK = {

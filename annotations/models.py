@@ -1,0 +1,80 @@
+"""Notes that curators and scientists attach to data products.
+
+An annotation points at its product by uid, not by foreign key: uids are
+stable hashes of the metadata file's location (reference 4.1), so a note made
+before a re-index, or before a product was removed and re-added, finds its
+product again. Every edit keeps the text it replaced as an AnnotationRevision.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class AnnotationQuerySet(models.QuerySet):
+    def for_product(self, uid) -> AnnotationQuerySet:
+        return self.filter(data_product_uid=uid)
+
+    def on_products(self, products: models.QuerySet) -> AnnotationQuerySet:
+        """Annotations whose product is in `products` (e.g. the visible ones).
+
+        Annotations of products no longer catalogued are left out: nobody can
+        say whether the caller may see them.
+        """
+        return self.filter(data_product_uid__in=products.values("uid"))
+
+
+class Annotation(models.Model):
+    # The integer the API exposes and takes back for updates (reference 2.12).
+    annotation_id = models.BigAutoField(primary_key=True)
+    data_product_uid = models.UUIDField(db_index=True)
+    annotation_text = models.TextField()
+    # The author: from the authenticated identity, never from a request body.
+    user_principal_name = models.CharField(max_length=255, db_index=True)
+    timestamp_created = models.DateTimeField(default=timezone.now)
+    timestamp_modified = models.DateTimeField(default=timezone.now, db_index=True)
+    # Who wrote the current text: the author, or a staff member who edited it.
+    modified_by = models.CharField(max_length=255, blank=True)
+
+    objects = AnnotationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["annotation_id"]
+
+    def __str__(self) -> str:
+        return f"#{self.annotation_id} on {self.data_product_uid} by {self.user_principal_name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("product-page", kwargs={"uid": self.data_product_uid}) + (
+            f"#annotation-{self.annotation_id}"
+        )
+
+    @property
+    def last_editor(self) -> str:
+        return self.modified_by or self.user_principal_name
+
+    @property
+    def was_edited(self) -> bool:
+        return self.timestamp_modified != self.timestamp_created
+
+
+class AnnotationRevision(models.Model):
+    """One edit: the text it replaced (what), who wrote that text and when,
+    and who replaced it and when."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="revisions")
+    annotation_text = models.TextField(help_text="The text before this edit.")
+    written_by = models.CharField(max_length=255, help_text="Who wrote the replaced text.")
+    written_at = models.DateTimeField(help_text="When the replaced text was saved.")
+    edited_by = models.CharField(max_length=255, db_index=True, help_text="Who made this edit.")
+    edited_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["annotation_id", "-edited_at", "-id"]
+
+    def __str__(self) -> str:
+        return (
+            f"edit of #{self.annotation_id} by {self.edited_by} at {self.edited_at:%Y-%m-%d %H:%M}"
+        )

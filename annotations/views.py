@@ -1,0 +1,147 @@
+"""Server-rendered annotation pages: a product page with its annotations and
+their edit history, an edit page, and the recent annotations across products.
+
+Plain Django forms with CSRF, usable without JavaScript. Pages need a
+signed-in user and show only products that user may see; refusals are HTML
+pages (the project's default 403/404 handlers answer JSON for the API).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotations import services
+from annotations.forms import AnnotationForm
+from annotations.models import Annotation
+from annotations.presentation import product_summary
+from dpd.access import principal_name, visible_products
+from dpd.models import DataProduct
+
+# The pages' own login form: the admin login admits staff only, and the
+# pages are for every signed-in user.
+PAGES_LOGIN_URL = reverse_lazy("pages-login")
+RECENT_PER_PAGE = 25
+NO_PRODUCT = "There is no data product with this uid, or you may not see it."
+
+
+def _refused(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    title = {403: "Not allowed", 404: "Not found"}.get(status, "Refused")
+    context = {"status": status, "title": title, "message": message}
+    return render(request, "annotations/refused.html", context, status=status)
+
+
+def _can_edit(request: HttpRequest, annotation: Annotation) -> bool:
+    return request.user.is_staff or annotation.user_principal_name == principal_name(request)
+
+
+def _render_product(
+    request: HttpRequest, product: DataProduct, form: AnnotationForm, status: int = 200
+) -> HttpResponse:
+    annotations = list(
+        Annotation.objects.for_product(product.uid)
+        .order_by("-timestamp_created", "-annotation_id")
+        .prefetch_related("revisions")
+    )
+    for annotation in annotations:
+        annotation.editable = _can_edit(request, annotation)
+    context = {
+        "product": product,
+        "summary": product_summary(product),
+        "annotations": annotations,
+        "form": form,
+        # SLOT: SDP flows of this execution block. There is no Flow model yet
+        # (the SDP issue is not open); fill this when dpd.models.Flow lands.
+        "flows": [],
+    }
+    return render(request, "annotations/product_detail.html", context, status=status)
+
+
+@login_required(login_url=PAGES_LOGIN_URL)
+@require_http_methods(["GET", "HEAD"])
+def product_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+    product = visible_products(request).filter(uid=uid).first()
+    if product is None:
+        return _refused(request, 404, NO_PRODUCT)
+    return _render_product(request, product, AnnotationForm())
+
+
+@login_required(login_url=PAGES_LOGIN_URL)
+@require_POST
+def annotation_add(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+    products = visible_products(request)
+    product = products.filter(uid=uid).first()
+    if product is None:
+        return _refused(request, 404, NO_PRODUCT)
+    form = AnnotationForm(request.POST)
+    if not form.is_valid():
+        return _render_product(request, product, form, status=400)
+    annotation = services.annotation_create(
+        product_uid=product.uid,
+        text=form.cleaned_data["annotation_text"],
+        author=principal_name(request),
+        products=products,
+    )
+    messages.success(request, "Annotation saved.")
+    return redirect(annotation.get_absolute_url())
+
+
+@login_required(login_url=PAGES_LOGIN_URL)
+@require_http_methods(["GET", "HEAD", "POST"])
+def annotation_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    products = visible_products(request)
+    rules = {
+        "editor": principal_name(request),
+        "editor_is_staff": request.user.is_staff,
+        "products": products,
+    }
+    try:
+        annotation = services.annotation_editable(annotation_id, **rules)
+    except services.AnnotationNotFound:
+        return _refused(request, 404, "There is no such annotation, or you may not see it.")
+    except services.NotAnnotationAuthor as exc:
+        return _refused(request, 403, exc.message)
+    status = 200
+    if request.method == "POST":
+        form = AnnotationForm(request.POST)
+        if form.is_valid():
+            services.annotation_update(
+                annotation_id=annotation.annotation_id,
+                text=form.cleaned_data["annotation_text"],
+                **rules,
+            )
+            messages.success(request, "Annotation updated; the previous text is in its history.")
+            return redirect(annotation.get_absolute_url())
+        status = 400
+    else:
+        form = AnnotationForm(initial={"annotation_text": annotation.annotation_text})
+    product = products.get(uid=annotation.data_product_uid)
+    context = {
+        "annotation": annotation,
+        "revisions": annotation.revisions.all(),
+        "product": product,
+        "summary": product_summary(product),
+        "form": form,
+    }
+    return render(request, "annotations/annotation_edit.html", context, status=status)
+
+
+@login_required(login_url=PAGES_LOGIN_URL)
+@require_http_methods(["GET", "HEAD"])
+def recent_annotations(request: HttpRequest) -> HttpResponse:
+    rows = Annotation.objects.on_products(visible_products(request)).order_by(
+        "-timestamp_modified", "-annotation_id"
+    )
+    page = Paginator(rows, RECENT_PER_PAGE).get_page(request.GET.get("page"))
+    uids = {annotation.data_product_uid for annotation in page}
+    products = {product.uid: product for product in DataProduct.objects.filter(uid__in=uids)}
+    for annotation in page:
+        annotation.product = products.get(annotation.data_product_uid)
+    return render(request, "annotations/recent.html", {"page": page})
