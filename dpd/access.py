@@ -1,43 +1,82 @@
 """Which products a request may see: the one place visibility is decided.
 
 A product with an access_group is visible only to members of the group of
-that name, and to staff; to everyone else it does not exist.
+that name, and to staff; to everyone else it does not exist. The caller's
+groups come from wherever the caller was authenticated: Django group names
+for session and API-token users (service accounts), the permissions API's
+group ids for dashboard bearer tokens, the proxy's header for trusted-header
+callers. "" is never one of them, so a product whose access_group is ""
+is hidden from everyone except staff (reference 1.6).
+
+DPD_COMPAT_OPEN_PRODUCT_ACCESS (off by default) restores the upstream's open
+/dataproductmetadata and /download: a view that wants that behaviour lists
+dpd.permissions.ProductReadAccess, which marks the request so that
+`visible_products` returns every product for that request only.
 """
 
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
+from dpd.authentication import ExternalUser
 from dpd.models import DataProduct
+
+# Set on a request by dpd.permissions.ProductReadAccess when the compatibility
+# setting opens product reads; never set from anything the client sends.
+OPEN_PRODUCT_ACCESS_ATTR = "_dpd_open_product_access"
 
 
 def caller_groups(request) -> frozenset[str] | None:
     """The caller's group names; None means "sees everything" (staff)."""
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
+    if user is None or not user.is_authenticated or not user.is_active:
         return frozenset()
+    if isinstance(user, ExternalUser):
+        return user.access_groups
     if user.is_staff:
         return None
-    return frozenset(user.groups.values_list("name", flat=True))
+    return frozenset(name for name in user.groups.values_list("name", flat=True) if name)
 
 
 def visible_to(groups: frozenset[str] | None) -> Q:
+    """Products visible to a caller in `groups` (None: staff, everything)."""
     if groups is None:
         return Q()
     return Q(access_group__isnull=True) | Q(access_group__in=groups)
 
 
+def is_open_product_access(request) -> bool:
+    return bool(getattr(request, OPEN_PRODUCT_ACCESS_ATTR, False))
+
+
 def visible_products(request) -> QuerySet[DataProduct]:
+    """Every product this request may see; use it for every lookup, list and count.
+
+    A product outside it answers exactly like a missing one (404, same body).
+    """
+    if is_open_product_access(request):
+        return DataProduct.objects.all()
     return DataProduct.objects.filter(visible_to(caller_groups(request)))
+
+
+def can_see(request, product: DataProduct) -> bool:
+    """Whether one already-loaded product is visible to the request."""
+    if is_open_product_access(request):
+        return True
+    groups = caller_groups(request)
+    return groups is None or product.access_group is None or product.access_group in groups
 
 
 def principal_name(request) -> str | None:
     """The caller's user principal name for annotations; None without an identity.
 
-    Never taken from a request body. (The access issue resolves dashboard bearer
-    tokens to the permissions API's userPrincipalName here.)
+    Never taken from a request body: a dashboard caller's comes from the
+    permissions API profile, a proxy caller's from the trusted header, a
+    Django user's is their email or username.
     """
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
+    if user is None or not user.is_authenticated or not user.is_active:
         return None
+    if isinstance(user, ExternalUser):
+        return user.principal_name
     return user.email or user.get_username()

@@ -6,9 +6,12 @@ that cannot be parsed stops start-up with ImproperlyConfigured naming the
 variable, rather than being silently misread (upstream bug 8.2 #20).
 """
 
+import ipaddress
 import os
+import re
 from importlib import metadata as _pkg_metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -77,10 +80,41 @@ def _package_version() -> str:
 
 # --- Django core -----------------------------------------------------------
 
+# "production" refuses to start without a real DJANGO_SECRET_KEY or with DEBUG
+# on, and turns the secure defaults below on; "development" runs on a fresh clone.
+DJANGO_ENV = env_str("DJANGO_ENV", "development")
+if DJANGO_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV={DJANGO_ENV!r} must be development or production")
+PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # The fallback key is for a local demo only; `check --deploy` flags it.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-dpd-local-demo-key-change-me")
+_DEMO_SECRET_KEY = "django-insecure-dpd-local-demo-key-change-me"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "" if PRODUCTION else _DEMO_SECRET_KEY)
+if PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure")):
+    raise ImproperlyConfigured(
+        "DJANGO_ENV=production needs DJANGO_SECRET_KEY: at least 50 random characters"
+    )
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+# Transport security: on by default in production (`manage.py check --deploy` passes).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+# Kubernetes probes speak plain HTTP to the pod.
+SECURE_REDIRECT_EXEMPT = [r"^status/?$"]
+SECURE_HSTS_SECONDS = env_int(
+    "DJANGO_SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", PRODUCTION)
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# A header name such as X-Forwarded-Proto; only behind a proxy that always sets it.
+_PROXY_SSL_HEADER = env_str("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https") if _PROXY_SSL_HEADER else None
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -92,6 +126,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "rest_framework.authtoken",
+    "corsheaders",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -104,12 +139,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "dpd.hardening.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "dpd.middleware.JsonWithoutContentTypeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dpd.hardening.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -205,6 +243,14 @@ INDEXING_BATCH_SIZE = env_int("INDEXING_BATCH_SIZE", 500, minimum=1)
 # 0 means one worker per core.
 INDEXING_PARALLEL_WORKERS = env_int("INDEXING_PARALLEL_WORKERS", 0, minimum=0)
 INDEXING_WORK_UNIT_DEPTH = env_int("INDEXING_WORK_UNIT_DEPTH", 3, minimum=1)
+# This instance's name in dpd_indexing_state.indexed_by; empty means hostname-pid.
+DPD_INSTANCE_NAME = env_str("DPD_INSTANCE_NAME", "")
+# Index the volume in the background when the service starts (runservice).
+INDEXING_ON_STARTUP = env_bool("INDEXING_ON_STARTUP", True)
+# Minutes between periodic incremental re-indexes (a django-q2 schedule); 0 disables.
+INDEXING_SCHEDULE_MINUTES = env_int("INDEXING_SCHEDULE_MINUTES", 60, minimum=0)
+# TEST KNOB ONLY: sleep this long after every batch so fault tests can act mid-run.
+INDEXING_TEST_BATCH_DELAY_SECONDS = env_float("INDEXING_TEST_BATCH_DELAY_SECONDS", 0.0, minimum=0)
 
 # --- Search ------------------------------------------------------------------
 
@@ -212,6 +258,8 @@ INDEXING_WORK_UNIT_DEPTH = env_int("INDEXING_WORK_UNIT_DEPTH", 3, minimum=1)
 SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = env_int(
     "SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT", 100, minimum=1
 )
+# Largest page of rows a paged search or filter request gets (larger requests are capped).
+SEARCH_MAX_PAGE_SIZE = env_int("SEARCH_MAX_PAGE_SIZE", 1000, minimum=1)
 
 # --- SDP configuration database (etcd) and DLM ------------------------------
 
@@ -226,6 +274,75 @@ SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA = env_str(
 # --- Access --------------------------------------------------------------------
 
 SKA_PERMISSIONS_API_HOST = env_str("SKA_PERMISSIONS_API_HOST", "http://localhost:8000")
+# Dashboard bearer tokens: each lookup's timeout, and how long an answer is reused.
+SKA_PERMISSIONS_API_TIMEOUT_SECONDS = env_float(
+    "SKA_PERMISSIONS_API_TIMEOUT_SECONDS", 3.0, minimum=0.1
+)
+SKA_PERMISSIONS_CACHE_SECONDS = env_int("SKA_PERMISSIONS_CACHE_SECONDS", 60, minimum=0)
+# `Authorization: Token <key>` for service accounts (manage.py create_service_account).
+DPD_AUTH_TOKENS = env_bool("DPD_AUTH_TOKENS", True)
+# Trusted-header mode: off unless the proxy's addresses (CIDRs) are listed.
+TRUSTED_PROXY_ADDRESSES = env_list("TRUSTED_PROXY_ADDRESSES", [])
+for _cidr in TRUSTED_PROXY_ADDRESSES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXY_ADDRESSES: {_cidr!r} is not an address or CIDR"
+        ) from None
+TRUSTED_USER_HEADER = env_str("TRUSTED_USER_HEADER", "X-Forwarded-User")
+TRUSTED_GROUPS_HEADER = env_str("TRUSTED_GROUPS_HEADER", "X-Forwarded-Groups")
+# Upstream compatibility, off by default (docs/security.md explains the trade-off):
+# anyone who knows a uid may read its metadata and download it ...
+DPD_COMPAT_OPEN_PRODUCT_ACCESS = env_bool("DPD_COMPAT_OPEN_PRODUCT_ACCESS", False)
+# ... and anyone may ingest and start a re-index.
+DPD_COMPAT_OPEN_MANAGEMENT = env_bool("DPD_COMPAT_OPEN_MANAGEMENT", False)
+
+# --- Hardening -------------------------------------------------------------------
+
+# Largest request body (bytes); larger gets 413 before anything reads it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(
+    "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", max(2621440, 2 * METADATA_MAX_BYTES), minimum=1024
+)
+# DRF rate for unauthenticated callers per address ("N/second|minute|hour|day"); empty: off.
+DPD_THROTTLE_ANON_RATE = env_str("DPD_THROTTLE_ANON_RATE", "1200/minute").strip()
+if DPD_THROTTLE_ANON_RATE and not re.fullmatch(
+    r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", DPD_THROTTLE_ANON_RATE
+):
+    raise ImproperlyConfigured(
+        f"DPD_THROTTLE_ANON_RATE={DPD_THROTTLE_ANON_RATE!r} is not a rate like 1200/minute"
+    )
+# Reverse proxies in front of us: the client address is taken from X-Forwarded-For
+# this many hops back (0: the connection's address; a client can't choose it).
+DPD_NUM_PROXIES = env_int("DPD_NUM_PROXIES", 0, minimum=0)
+# Failed admin logins from one address before further attempts get 429 (0: off).
+DPD_LOGIN_FAILURE_LIMIT = env_int("DPD_LOGIN_FAILURE_LIMIT", 5, minimum=0)
+DPD_LOGIN_LOCKOUT_SECONDS = env_int("DPD_LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
+
+
+def _origin(value: str) -> str | None:
+    """`scheme://host[:port]` of a URL, or None when it is not an origin (e.g. a path)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _upstream_cors_origins() -> list[str]:
+    """The upstream's CORS origins (reference 1.4); a URL that is a path is dropped."""
+    url = env_str("REACT_APP_SKA_DATAPRODUCT_DASHBOARD_URL", "http://localhost")
+    port = env_str("REACT_APP_SKA_DATAPRODUCT_DASHBOARD_PORT", "8100")
+    candidates = ["http://localhost", "http://localhost:8000", f"http://localhost:{port}"]
+    candidates += [url, f"{url.rstrip('/')}:{port}"]
+    origins = [origin for origin in map(_origin, candidates) if origin]
+    return list(dict.fromkeys(origins))
+
+
+CORS_ALLOWED_ORIGINS = env_list("DPD_CORS_ALLOWED_ORIGINS", _upstream_cors_origins())
+for _value in CORS_ALLOWED_ORIGINS:
+    if _origin(_value) != _value.rstrip("/"):
+        raise ImproperlyConfigured(f"DPD_CORS_ALLOWED_ORIGINS: {_value!r} is not an origin")
+CORS_ALLOW_CREDENTIALS = True
 
 # --- Annotations -----------------------------------------------------------------
 
@@ -236,10 +353,16 @@ ANNOTATION_MAX_LENGTH = env_int("ANNOTATION_MAX_LENGTH", 10000, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Each class checks its own on/off setting at request time (dpd/authentication.py).
+    # Token first: its WWW-Authenticate makes a refused anonymous call a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "dpd.authentication.ServiceTokenAuthentication",
+        "dpd.authentication.DashboardBearerAuthentication",
+        "dpd.authentication.TrustedHeaderAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["dpd.hardening.AnonymousRateThrottle"],
+    "NUM_PROXIES": DPD_NUM_PROXIES,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -270,8 +393,10 @@ Q_CLUSTER = {
     "orm": "default",
     "workers": env_int("Q_WORKERS", 1, minimum=1),
     # Tasks are idempotent; retry must exceed timeout (django-q2 delivers at least once).
-    "timeout": INDEXING_TIMEOUT_SECONDS + 300,
-    "retry": INDEXING_TIMEOUT_SECONDS + 600,
+    # A start-up task may wait for a leader's whole run (timeout + stale limit)
+    # before taking over and running its own, hence twice the indexing timeout.
+    "timeout": 2 * INDEXING_TIMEOUT_SECONDS + INDEXING_HEARTBEAT_STALE_SECONDS + 300,
+    "retry": 2 * INDEXING_TIMEOUT_SECONDS + INDEXING_HEARTBEAT_STALE_SECONDS + 600,
     "max_attempts": 1,
     "catch_up": False,
     "poll": 1,

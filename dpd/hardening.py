@@ -1,0 +1,124 @@
+"""Request hardening: body size limit, anonymous throttling, login throttling.
+
+- DRF's JSON parser reads the request stream directly, so Django's
+  DATA_UPLOAD_MAX_MEMORY_SIZE check (done in `request.body`) never runs for
+  API bodies; `RequestBodyLimitMiddleware` applies that same setting to every
+  request before anything reads the body, with a 413 that says the limit.
+- `AnonymousRateThrottle` is DRF's anonymous throttle, with the rate read at
+  request time (DRF binds rates at import, which settings can't change).
+- `LoginThrottleMiddleware` refuses logins from a client address that failed
+  DPD_LOGIN_FAILURE_LIMIT times within DPD_LOGIN_LOCKOUT_SECONDS (the admin's
+  and the pages' login forms; failures are counted in Django's cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import NoReverseMatch, reverse
+from rest_framework.throttling import AnonRateThrottle, BaseThrottle
+
+
+class RequestBodyLimitMiddleware:
+    """413 for a declared body larger than DATA_UPLOAD_MAX_MEMORY_SIZE."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return JsonResponse({"detail": "Content-Length is not a number."}, status=400)
+        if limit is not None and length > limit:
+            return JsonResponse(
+                {
+                    "detail": (
+                        f"Request body is {length} bytes; the limit is {limit} bytes "
+                        "(DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE)."
+                    )
+                },
+                status=413,
+            )
+        return self.get_response(request)
+
+
+class AnonymousRateThrottle(AnonRateThrottle):
+    """DRF's per-address throttle for unauthenticated callers; DPD_THROTTLE_ANON_RATE,
+    empty turns it off."""
+
+    def get_rate(self) -> str | None:
+        return settings.DPD_THROTTLE_ANON_RATE or None
+
+    def allow_request(self, request, view) -> bool:
+        # The rate is re-read per request so a settings change takes effect.
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The caller's address as DRF's throttles see it (honours NUM_PROXIES)."""
+    return BaseThrottle().get_ident(request)
+
+
+# Every password form: the admin's and the pages' (Django's LoginView, both
+# redirect on success and re-render the form on failure).
+LOGIN_URL_NAMES = ("admin:login", "pages-login")
+
+
+def _login_paths() -> set[str]:
+    paths = set()
+    for name in LOGIN_URL_NAMES:
+        try:
+            paths.add(reverse(name))
+        except NoReverseMatch:  # a login page not routed in this deployment
+            continue
+    return paths
+
+
+def _failures_key(address: str) -> str:
+    return "dpd:login-failures:" + hashlib.sha256(address.encode()).hexdigest()
+
+
+class LoginThrottleMiddleware:
+    """Stop password guessing on the login form: after DPD_LOGIN_FAILURE_LIMIT
+    failed attempts from one address, further attempts get 429 until
+    DPD_LOGIN_LOCKOUT_SECONDS have passed since the last failure."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST" or request.path not in _login_paths():
+            return self.get_response(request)
+        limit = settings.DPD_LOGIN_FAILURE_LIMIT
+        if limit == 0:
+            return self.get_response(request)
+        key = _failures_key(client_address(request))
+        if cache.get(key, 0) >= limit:
+            seconds = settings.DPD_LOGIN_LOCKOUT_SECONDS
+            response = HttpResponse(
+                f"Too many failed logins from this address; try again in {seconds} seconds.\n",
+                status=429,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Retry-After"] = str(seconds)
+            return response
+        response = self.get_response(request)
+        # The admin login redirects on success and re-renders the form on failure.
+        if response.status_code == 302 and request.user.is_authenticated:
+            cache.delete(key)
+        else:
+            cache.add(key, 0, settings.DPD_LOGIN_LOCKOUT_SECONDS)
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, settings.DPD_LOGIN_LOCKOUT_SECONDS)
+            cache.touch(key, settings.DPD_LOGIN_LOCKOUT_SECONDS)
+        return response
