@@ -1,0 +1,105 @@
+"""Curators find annotations in the admin and read (never rewrite) their history."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from annotations.models import Annotation
+from annotations.services import annotation_create, annotation_update
+from dpd.models import DataProduct
+from tests.annotation_helpers import make_product, make_user
+
+
+@pytest.fixture
+def curator_user(db):
+    user = make_user("curator", staff=True)
+    user.is_superuser = True
+    user.save()
+    return user
+
+
+@pytest.fixture
+def admin_client_(curator_user) -> Client:
+    client = Client()
+    client.force_login(curator_user)
+    return client
+
+
+@pytest.fixture
+def annotations(db) -> tuple[Annotation, Annotation]:
+    products = DataProduct.objects.all()
+    first, second = make_product(), make_product("eb-m005-20231031-12345")
+    kept = annotation_create(
+        product_uid=first.uid, text="RFI in scan 3.", author="alice@skao.int", products=products
+    )
+    other = annotation_create(
+        product_uid=second.uid, text="Looks fine.", author="bob@skao.int", products=products
+    )
+    annotation_update(
+        annotation_id=kept.annotation_id,
+        text="RFI in scans 3 and 4.",
+        editor="alice@skao.int",
+        editor_is_staff=False,
+        products=None,
+    )
+    return kept, other
+
+
+def test_the_admin_finds_annotations_by_product_uid(admin_client_, annotations):
+    kept, _ = annotations
+
+    html = admin_client_.get(
+        "/admin/annotations/annotation/", {"q": str(kept.data_product_uid)}
+    ).content.decode()
+
+    assert "RFI in scans 3 and 4." in html
+    assert "Looks fine." not in html
+
+
+def test_the_admin_finds_annotations_by_user(admin_client_, annotations):
+    html = admin_client_.get("/admin/annotations/annotation/", {"q": "bob@"}).content.decode()
+
+    assert "Looks fine." in html
+    assert "RFI in scans" not in html
+
+
+def test_the_admin_filters_annotations_by_date(admin_client_, annotations):
+    response = admin_client_.get(
+        "/admin/annotations/annotation/", {"timestamp_modified__gte": "2000-01-01"}
+    )
+
+    assert response.status_code == 200
+    assert "2 annotations" in response.content.decode()
+
+
+def test_the_change_page_shows_the_history_read_only(admin_client_, annotations):
+    kept, _ = annotations
+
+    html = admin_client_.get(
+        f"/admin/annotations/annotation/{kept.annotation_id}/change/"
+    ).content.decode()
+
+    assert "RFI in scan 3." in html  # the revision, read only
+    assert 'name="revisions-0-annotation_text"' not in html
+    assert 'name="annotation_text"' in html
+
+
+def test_an_admin_edit_is_recorded_as_a_revision_by_the_curator(admin_client_, annotations):
+    _, other = annotations
+
+    response = admin_client_.post(
+        f"/admin/annotations/annotation/{other.annotation_id}/change/",
+        {
+            "annotation_text": "Looks fine after recalibration.",
+            "revisions-TOTAL_FORMS": "0",
+            "revisions-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 302
+    other.refresh_from_db()
+    assert other.annotation_text == "Looks fine after recalibration."
+    assert other.user_principal_name == "bob@skao.int"
+    (revision,) = other.revisions.all()
+    assert (revision.annotation_text, revision.edited_by) == ("Looks fine.", "curator@skao.int")

@@ -1,0 +1,314 @@
+"""The server-rendered product page, edit page and recent annotations."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from annotations.models import Annotation
+from annotations.services import annotation_create, annotation_update
+from dpd.models import DataProduct
+from tests.annotation_helpers import TEAM, make_product, make_user, unknown_uid
+
+
+@pytest.fixture
+def product(db):
+    return make_product()
+
+
+@pytest.fixture
+def team_product(db):
+    return make_product("eb-m002-20230922-246", access_group=TEAM)
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def member_user(db):
+    return make_user("member", groups=(TEAM,))
+
+
+@pytest.fixture
+def member(member_user):
+    return signed_in(member_user)
+
+
+@pytest.fixture
+def outsider(db):
+    return signed_in(make_user("outsider"))
+
+
+@pytest.fixture
+def curator(db):
+    return signed_in(make_user("curator", staff=True))
+
+
+def note(product, text: str, author: str = "member@skao.int") -> Annotation:
+    return annotation_create(
+        product_uid=product.uid, text=text, author=author, products=DataProduct.objects.all()
+    )
+
+
+def without_csrf_token(response) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
+
+
+def page(client: Client, product) -> str:
+    response = client.get(product.get_absolute_url())
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_product_page_sends_an_anonymous_visitor_to_the_login_form(product):
+    response = Client().get(product.get_absolute_url())
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/products/login/?next=/products/{product.uid}/"
+
+
+def test_a_member_who_is_not_staff_logs_in_through_the_pages_login_form(member_user, product):
+    client = Client()
+    login = client.get(f"/products/login/?next={product.get_absolute_url()}")
+    assert 'name="csrfmiddlewaretoken"' in login.content.decode()
+
+    response = client.post(
+        "/products/login/",
+        {
+            "username": "member",
+            "password": "correct horse battery",
+            "next": product.get_absolute_url(),
+        },
+        follow=True,
+    )
+
+    assert response.redirect_chain[-1][0] == product.get_absolute_url()
+    assert "eb-m001-20230921-245" in response.content.decode()
+
+
+def test_the_product_page_shows_key_metadata_and_the_files(member, team_product):
+    html = page(member, team_product)
+
+    for shown in (
+        "eb-m002-20230922-246",
+        "2023-09-21",
+        "timeseries",
+        "SKA-LOW-PST",
+        TEAM,
+        "pst-low/245/data",
+        "Voltage data",
+        "pst-low/245/observation.log",
+    ):
+        assert shown in html
+    assert 'id="add-annotation"' in html
+    assert "No annotations yet." in html
+
+
+def test_a_product_with_odd_metadata_still_renders(member, product):
+    product.metadata = {"execution_block": product.execution_block, "files": "not a list"}
+    product.metadata["obscore"] = ["not", "a", "mapping"]
+    product.save()
+
+    html = page(member, product)
+
+    assert "The metadata lists no files." in html
+
+
+def test_annotations_are_shown_newest_first(member, product):
+    note(product, "Older note.")
+    note(product, "Newer note.")
+
+    html = page(member, product)
+
+    assert html.index("Newer note.") < html.index("Older note.")
+
+
+def test_adding_an_annotation_saves_it_as_the_signed_in_user_and_shows_it(member, product):
+    response = member.post(
+        f"/products/{product.uid}/annotations/",
+        {"annotation_text": "Calibration looks off.", "user_principal_name": "forged@skao.int"},
+        follow=True,
+    )
+
+    annotation = Annotation.objects.get()
+    assert annotation.user_principal_name == "member@skao.int"
+    assert response.redirect_chain[-1][0] == annotation.get_absolute_url()
+    html = response.content.decode()
+    assert "Annotation saved." in html
+    assert "Calibration looks off." in html
+
+
+@pytest.mark.parametrize(
+    ("text", "error"), [("", "This field is required."), ("   \r\n ", "must not be empty")]
+)
+def test_an_empty_annotation_shows_the_error_in_the_form_and_saves_nothing(
+    member, product, text, error
+):
+    response = member.post(f"/products/{product.uid}/annotations/", {"annotation_text": text})
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'class="errorlist' in html
+    assert error in html
+    assert not Annotation.objects.exists()
+
+
+def test_a_too_long_annotation_shows_the_limit_and_keeps_the_typed_text(member, product, settings):
+    settings.ANNOTATION_MAX_LENGTH = 10
+
+    response = member.post(
+        f"/products/{product.uid}/annotations/", {"annotation_text": "eleven char"}
+    )
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "annotation_text is 11 characters long; the limit is 10." in html
+    assert "eleven char</textarea>" in html
+    assert not Annotation.objects.exists()
+
+
+def test_annotation_text_is_shown_as_text_never_as_markup(member, product):
+    note(product, '<script>alert("x")</script><b>bold</b>')
+
+    html = page(member, product)
+
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in html
+
+
+def test_a_hidden_product_is_an_html_404_exactly_like_a_missing_one(outsider, team_product):
+    hidden = outsider.get(team_product.get_absolute_url())
+    missing = outsider.get(f"/products/{unknown_uid()}/")
+
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden["Content-Type"].startswith("text/html")
+    assert without_csrf_token(hidden) == without_csrf_token(missing)
+    assert b"eb-m002" not in hidden.content
+
+
+def test_adding_to_a_hidden_product_is_a_404_and_saves_nothing(outsider, team_product):
+    response = outsider.post(
+        f"/products/{team_product.uid}/annotations/", {"annotation_text": "Sneaky."}
+    )
+
+    assert response.status_code == 404
+    assert not Annotation.objects.exists()
+
+
+def test_the_edit_link_is_shown_to_the_author_and_staff_only(member, outsider, curator, product):
+    annotation = note(product, "Editable by me.")
+    link = f"/products/annotations/{annotation.annotation_id}/edit/"
+
+    assert link in page(member, product)
+    assert link in page(curator, product)
+    assert link not in page(outsider, product)
+
+
+def test_editing_another_users_annotation_is_a_403_page_and_changes_nothing(outsider, product):
+    annotation = note(product, "Mine.")
+    url = f"/products/annotations/{annotation.annotation_id}/edit/"
+
+    shown = outsider.get(url)
+    posted = outsider.post(url, {"annotation_text": "Yours now."})
+
+    assert shown.status_code == posted.status_code == 403
+    assert "only its author" in posted.content.decode()
+    annotation.refresh_from_db()
+    assert annotation.annotation_text == "Mine."
+
+
+def test_editing_an_unknown_annotation_or_one_on_a_hidden_product_is_a_404_page(
+    outsider, team_product
+):
+    hidden = note(team_product, "Team only.")
+
+    assert outsider.get(f"/products/annotations/{hidden.annotation_id}/edit/").status_code == 404
+    assert outsider.get("/products/annotations/999999/edit/").status_code == 404
+
+
+def test_an_edit_keeps_both_versions_in_the_history_on_the_product_page(member, product):
+    annotation = note(product, "Scan 3 has RFI.")
+    url = f"/products/annotations/{annotation.annotation_id}/edit/"
+    form = member.get(url).content.decode()
+    assert "Scan 3 has RFI.</textarea>" in form
+
+    response = member.post(url, {"annotation_text": "Scans 3 and 4 have RFI."}, follow=True)
+
+    assert response.redirect_chain[-1][0] == annotation.get_absolute_url()
+    html = response.content.decode()
+    assert "Scans 3 and 4 have RFI." in html
+    assert "Edit history (1 earlier version)" in html
+    assert "Scan 3 has RFI." in html
+    assert html.index("Scans 3 and 4 have RFI.") < html.index("Scan 3 has RFI.")
+
+
+def test_an_invalid_edit_shows_the_error_and_keeps_the_old_text(member, product):
+    annotation = note(product, "Keep me.")
+
+    response = member.post(
+        f"/products/annotations/{annotation.annotation_id}/edit/", {"annotation_text": " "}
+    )
+
+    assert response.status_code == 400
+    assert "must not be empty" in response.content.decode()
+    annotation.refresh_from_db()
+    assert annotation.annotation_text == "Keep me."
+    assert not annotation.revisions.exists()
+
+
+def test_staff_edit_someone_elses_annotation_and_the_history_names_both(curator, product):
+    annotation = note(product, "Typo in scna 3.")
+
+    curator.post(
+        f"/products/annotations/{annotation.annotation_id}/edit/",
+        {"annotation_text": "Typo in scan 3."},
+    )
+
+    html = page(curator, product)
+    assert "edited by curator@skao.int" in html
+    assert "Written by member@skao.int" in html
+    assert "replaced by curator@skao.int" in html
+
+
+def test_a_form_posted_without_a_csrf_token_is_refused_and_saves_nothing(member_user, product):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member_user)
+
+    response = client.post(
+        f"/products/{product.uid}/annotations/", {"annotation_text": "Cross-site."}
+    )
+
+    assert response.status_code == 403
+    assert b"CSRF" in response.content
+    assert not Annotation.objects.exists()
+
+
+def test_recent_annotations_span_visible_products_newest_edit_first(
+    outsider, member, product, team_product
+):
+    first = note(product, "First on the open product.")
+    note(team_product, "On the team product.")
+    annotation_update(
+        annotation_id=first.annotation_id,
+        text="Edited last, so listed first.",
+        editor="member@skao.int",
+        editor_is_staff=False,
+        products=None,
+    )
+
+    members_view = member.get("/products/annotations/recent/").content.decode()
+    outsiders_view = outsider.get("/products/annotations/recent/").content.decode()
+
+    assert members_view.index("Edited last") < members_view.index("On the team product.")
+    assert f'href="/products/{product.uid}/#annotation-{first.annotation_id}"' in members_view
+    assert "Edited last, so listed first." in outsiders_view
+    assert "On the team product." not in outsiders_view
+
+
+def test_the_recent_page_says_so_when_there_are_none(member):
+    assert "No annotations yet." in member.get("/products/annotations/recent/").content.decode()
