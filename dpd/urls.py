@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("indexing.api.urls")),
     path("products/", include("annotations.urls")),
     path("", include("annotations.api.urls")),
     path("", include("dpd.api.urls")),

@@ -1,16 +1,46 @@
-"""Indexing services other apps call: request a run, run one now.
+"""Indexing services: request a run, run one under the leadership rules.
 
-(Stub: the background-indexing issue replaces the body with leader election,
-IndexRun records and a django-q2 enqueue; the signatures stay.)
+Every way of indexing (start-up, the periodic schedule, GET
+/reindexdataproducts, the admin action, `manage.py reindex`) ends in
+`index_run()`: claim the volume's slot, record an IndexRun, call the indexer
+with a heartbeat after every batch and the INDEXING_TIMEOUT_SECONDS deadline,
+record the outcome, release the slot. An instance that cannot claim the slot
+records a `skipped` run naming the leader and serves the shared tables.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from indexing import leader
+from indexing.indexer import IndexProgress, IndexResult, VolumeUnavailable, index_volume
+from indexing.models import IndexRun
+
+logger = logging.getLogger(__name__)
+
+# Waits between attempts to record a failure once the database is back
+# (a PostgreSQL restart takes a few seconds); about 30 s in all.
+RECORD_RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 
 
 class IndexingBusy(Exception):
-    """A run is already in progress for this volume (the API answers 409)."""
+    """A run is already queued or in progress for this volume (the API answers 409)."""
 
 
 @dataclass(frozen=True)
@@ -20,10 +50,405 @@ class RunTicket:
     run_id: int | None
 
 
-def request_reindex(trigger: str) -> RunTicket:
-    """Start a run in the background; raise IndexingBusy if one is running."""
-    from indexing.indexer import index_volume
+def request_reindex(trigger: str = IndexRun.Trigger.API) -> RunTicket:
+    """Queue a run for the django-q2 worker; raise IndexingBusy while one is
+    queued or running. The queued row and its task commit together, and the
+    partial unique constraint on active runs refuses a concurrent second one."""
+    prefix = leader.volume_prefix()
+    close_abandoned_runs(prefix)
+    if leader.is_busy(prefix):
+        raise IndexingBusy(f"A re-index is already in progress ({leader.current_leader(prefix)}).")
+    from django_q.tasks import async_task
 
-    index_volume()
-    return RunTicket(run_id=None)
+    try:
+        with transaction.atomic():
+            run = IndexRun(trigger=trigger, volume_prefix=prefix)
+            run.add_log(f"queued ({trigger})")
+            run.save()
+            async_task(
+                "indexing.tasks.run_requested_index", run.pk, task_name=f"index-run-{run.pk}"
+            )
+    except IntegrityError:
+        raise IndexingBusy("A re-index is already in progress.") from None
+    return RunTicket(run_id=run.pk)
 
+
+def close_abandoned_runs(prefix: str) -> int:
+    """Mark as `error` the runs nobody will finish: running ones whose
+    heartbeat went stale (their instance died) and queued ones older than the
+    broker's redelivery delay (their task is lost). Returns how many."""
+    stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS
+    closed = 0
+    running = IndexRun.objects.filter(
+        volume_prefix=prefix,
+        status=IndexRun.Status.RUNNING,
+        last_heartbeat__lt=leader.stale_before(stale),
+    )
+    for run in running:
+        closed += _close(
+            run,
+            f"Abandoned: the instance running it ({run.indexed_by}) stopped heartbeating "
+            f"for over {stale} s (killed or disconnected).",
+        )
+    lost_before = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["retry"])
+    for run in IndexRun.objects.filter(
+        volume_prefix=prefix, status=IndexRun.Status.QUEUED, created__lt=lost_before
+    ):
+        closed += _close(run, "Abandoned: no worker picked up the queued run.")
+    return closed
+
+
+def _close(run: IndexRun, message: str) -> int:
+    """Conditionally end one active run (a live instance may finish it first)."""
+    expected = run.status
+    run.add_log(message)
+    run.finish(IndexRun.Status.ERROR, message=message)
+    return IndexRun.objects.filter(pk=run.pk, status=expected).update(
+        status=run.status,
+        terminal_timestamp=run.terminal_timestamp,
+        duration=run.duration,
+        failure_message=run.failure_message,
+        log=run.log,
+    )
+
+
+def index_run(
+    trigger: str,
+    *,
+    run_id: int | None = None,
+    force: bool = False,
+    wait: bool = False,
+    requested_at: datetime | None = None,
+    on_progress: Callable[[IndexProgress], None] | None = None,
+) -> IndexRun | None:
+    """Run the indexer if this instance wins the volume's slot, and record it.
+
+    - `run_id`: a queued run to carry out (from request_reindex); anything but
+      `queued` means the task was delivered twice: nothing is done.
+    - `force`: take the slot even from a live-looking holder (recovery).
+    - `wait`: while another instance leads, watch it; take over if its
+      heartbeat goes stale, stop if it completes (start-up indexing).
+    - `requested_at`: skip if a run that started after this moment completed:
+      the index is already as fresh as the caller asked for.
+    Never raises for indexing failures: they end the run with status `error`.
+    """
+    prefix = leader.volume_prefix()
+    holder = leader.instance_name()
+    run = None
+    if run_id is not None:
+        run = IndexRun.objects.filter(pk=run_id).first()
+        if run is None or run.status != IndexRun.Status.QUEUED:
+            return run
+    try:
+        fresh = _completed_since(prefix, requested_at)
+        result = None if fresh else leader.claim(prefix, holder, force=force)
+        if result is not None and not result.claimed and wait:
+            result, fresh = _watch_leader(prefix, holder, requested_at)
+        if fresh is not None:
+            message = (
+                f"Another instance ({fresh.indexed_by}) indexed the volume after this "
+                f"request (run {fresh.pk})."
+            )
+            return _record_skipped(run, trigger, prefix, holder, message)
+        if not result.claimed:
+            message = f"Another instance ({result.leader}) is indexing the volume."
+            return _record_skipped(run, trigger, prefix, holder, message)
+    except DatabaseError as exc:
+        # The database is down before anything started: end a queued run if we can.
+        message = _failure_message(exc)
+        if run is not None:
+            _record_with_retry(lambda: _close(run, message))
+        logger.error("index run (%s) could not start: %s", trigger, exc)
+        return run
+    return _lead(result.lease, run, trigger, force=force, on_progress=on_progress)
+
+
+def _completed_since(prefix: str, moment: datetime | None) -> IndexRun | None:
+    if moment is None:
+        return None
+    return (
+        IndexRun.objects.filter(
+            volume_prefix=prefix, status=IndexRun.Status.COMPLETED, started__gte=moment
+        )
+        .order_by("-started")
+        .first()
+    )
+
+
+def _watch_leader(
+    prefix: str, holder: str, requested_at: datetime | None
+) -> tuple[leader.ClaimResult, IndexRun | None]:
+    """Poll the slot while another instance leads: claim it as soon as the
+    leader's heartbeat is stale (a twentieth of the limit between polls keeps
+    takeover within 1.05 x the limit), give up once it completed for us."""
+    stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS
+    poll = max(stale / 20, 0.1)
+    # A live leader stops by its timeout; after that plus the stale limit it is gone.
+    give_up = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS + stale
+    since = requested_at or timezone.now()
+    while True:
+        time.sleep(poll)
+        fresh = _completed_since(prefix, since)
+        if fresh is not None:
+            return leader.ClaimResult(None, fresh.indexed_by), fresh
+        result = leader.claim(prefix, holder)
+        if result.claimed or time.monotonic() > give_up:
+            return result, None
+
+
+def _record_skipped(
+    run: IndexRun | None, trigger: str, prefix: str, holder: str, message: str
+) -> IndexRun:
+    """A follower's record: it did not scan, and says who did."""
+    logger.info("index run (%s) skipped: %s", trigger, message)
+    if run is None:
+        run = IndexRun(trigger=trigger, volume_prefix=prefix, started=timezone.now())
+    run.indexed_by = holder
+    run.add_log(f"skipped by {holder}: {message}")
+    run.finish(IndexRun.Status.SKIPPED, message=message)
+    if run.pk is None:
+        run.save()
+    else:
+        IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.QUEUED).update(
+            status=run.status,
+            indexed_by=holder,
+            terminal_timestamp=run.terminal_timestamp,
+            failure_message=message,
+            log=run.log,
+        )
+    return run
+
+
+def _lead(
+    lease: leader.Lease,
+    run: IndexRun | None,
+    trigger: str,
+    *,
+    force: bool,
+    on_progress: Callable[[IndexProgress], None] | None,
+) -> IndexRun | None:
+    queued = run
+    try:
+        run = _start_run(lease, run, trigger, force=force)
+    except Exception as exc:
+        logger.exception("index run (%s) could not be recorded", trigger)
+        message = _failure_message(exc)
+        _record_with_retry(lambda: leader.release(lease, step="error", completed=False))
+        if queued is not None:
+            _record_with_retry(lambda: _close(queued, message))
+        return queued
+    if run is None:  # another instance carried out our queued run already
+        leader.release(lease, step="idle", completed=False)
+        return None
+    reporter = _ProgressReporter(lease, run, on_progress)
+    deadline = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS
+    try:
+        result = index_volume(on_progress=reporter, deadline=deadline)
+    except Exception as exc:  # recorded on the run: a worker must never crash on a run
+        logger.exception("index run %s failed", run.pk)
+        _record_failure(lease, run, exc, reporter.last)
+        return run
+    _record_result(lease, run, result)
+    return run
+
+
+def _start_run(
+    lease: leader.Lease, run: IndexRun | None, trigger: str, *, force: bool
+) -> IndexRun | None:
+    """Turn our claim into a running IndexRun: the given queued run, else the
+    oldest queued one (a request waiting for the worker is served by this run),
+    else a new one. Runs left `running` by an earlier holder are closed."""
+    now = timezone.now()
+    if lease.reclaimed:
+        reason = "forced away by" if force else "its heartbeat went stale; reclaimed by"
+        note = f"Ended: {lease.previous_holder} lost the indexing slot ({reason} {lease.holder})."
+    else:
+        note = f"Ended: the indexing slot was taken by {lease.holder}."
+    for stale_run in IndexRun.objects.filter(
+        volume_prefix=lease.volume_prefix, status=IndexRun.Status.RUNNING
+    ):
+        _close(stale_run, note)
+    begin = {"status": IndexRun.Status.RUNNING, "started": now, "indexed_by": lease.holder}
+    for _ in range(3):
+        candidate = run or (
+            IndexRun.objects.filter(
+                volume_prefix=lease.volume_prefix, status=IndexRun.Status.QUEUED
+            )
+            .order_by("created", "pk")
+            .first()
+        )
+        if candidate is not None:
+            candidate.add_log(f"started by {lease.holder} ({trigger})")
+            adopted = IndexRun.objects.filter(
+                pk=candidate.pk, status=IndexRun.Status.QUEUED
+            ).update(last_heartbeat=Now(), log=candidate.log, **begin)
+            if adopted:
+                candidate.refresh_from_db()
+                break
+            if run is not None:
+                return None
+            continue
+        try:
+            with transaction.atomic():
+                candidate = IndexRun(trigger=trigger, volume_prefix=lease.volume_prefix, **begin)
+                candidate.last_heartbeat = now
+                candidate.add_log(f"started by {lease.holder} ({trigger})")
+                candidate.save()
+            break
+        except IntegrityError:
+            continue  # a request queued a run meanwhile: adopt it
+    else:
+        raise RuntimeError("could not record the index run")
+    if lease.reclaimed:
+        candidate.add_log(f"took over the slot from {lease.previous_holder}")
+        IndexRun.objects.filter(pk=candidate.pk).update(log=candidate.log)
+    leader.heartbeat(lease, run=candidate)
+    return candidate
+
+
+class _ProgressReporter:
+    """The indexer's on_progress: heartbeat + live progress after every batch."""
+
+    def __init__(
+        self,
+        lease: leader.Lease,
+        run: IndexRun,
+        outer: Callable[[IndexProgress], None] | None,
+    ) -> None:
+        self.lease = lease
+        self.run = run
+        self.outer = outer
+        self.last: IndexProgress | None = None
+
+    def __call__(self, progress: IndexProgress) -> None:
+        self.last = progress
+        counts = _progress_fields(progress)
+        # Raises LostLeadership when the slot was reclaimed: the run stops.
+        leader.heartbeat(self.lease, total_files=progress.files_found, **counts)
+        IndexRun.objects.filter(pk=self.run.pk, status=IndexRun.Status.RUNNING).update(
+            last_heartbeat=Now(),
+            files_found=progress.files_found,
+            files_removed=progress.files_removed,
+            work_units=progress.work_units,
+            **counts,
+        )
+        if self.outer is not None:
+            self.outer(progress)
+        if settings.INDEXING_TEST_BATCH_DELAY_SECONDS:
+            time.sleep(settings.INDEXING_TEST_BATCH_DELAY_SECONDS)
+
+
+def _progress_fields(progress: IndexProgress) -> dict[str, object]:
+    """The progress columns shared by IndexingState and IndexRun."""
+    return {
+        "indexing_step": progress.step,
+        "files_processed": progress.files_processed,
+        "files_added": progress.files_added,
+        "files_updated": progress.files_updated,
+        "files_skipped": progress.files_skipped,
+    }
+
+
+def _record_result(lease: leader.Lease, run: IndexRun, result: IndexResult) -> None:
+    status = IndexRun.Status.TIMEOUT if result.timed_out else IndexRun.Status.COMPLETED
+    run.errors = [{"path": path, "reason": reason} for path, reason in result.errors][
+        : IndexRun.ERROR_LIMIT
+    ]
+    run.add_log(
+        f"{status}: found={result.files_found} added={result.files_added} "
+        f"updated={result.files_updated} skipped={result.files_skipped} "
+        f"removed={result.files_removed} errors={len(result.errors)}"
+    )
+    if result.timed_out:
+        run.add_log(
+            f"stopped at INDEXING_TIMEOUT_SECONDS={settings.INDEXING_TIMEOUT_SECONDS}; "
+            "nothing was removed"
+        )
+    run.finish(status)
+    run.timed_out = result.timed_out
+    _record_with_retry(lambda: _write_result(lease, run, result))
+
+
+def _write_result(lease: leader.Lease, run: IndexRun, result: IndexResult) -> None:
+    with transaction.atomic():
+        IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.RUNNING).update(
+            status=run.status,
+            terminal_timestamp=run.terminal_timestamp,
+            duration=run.duration,
+            timed_out=result.timed_out,
+            errors=run.errors,
+            log=run.log,
+            files_found=result.files_found,
+            files_removed=result.files_removed,
+            work_units=result.work_units,
+            **_progress_fields(result),
+        )
+        counts = _progress_fields(result)
+        del counts["indexing_step"]
+        leader.release(
+            lease,
+            step=run.status,
+            completed=True,
+            files_indexed=result.files_processed,
+            total_files=result.files_found,
+            **counts,
+        )
+
+
+def _failure_message(exc: BaseException) -> str:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return f"The database connection was lost during the run: {exc}".strip()
+    if isinstance(exc, VolumeUnavailable):
+        return f"The volume is unavailable: {exc}"
+    if isinstance(exc, leader.LostLeadership):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _record_failure(
+    lease: leader.Lease, run: IndexRun, exc: BaseException, last: IndexProgress | None
+) -> None:
+    message = _failure_message(exc)
+    if last is not None:
+        run.errors = [{"path": path, "reason": reason} for path, reason in last.errors][
+            : IndexRun.ERROR_LIMIT
+        ]
+
+    run.add_log(f"error: {message}")
+    run.finish(IndexRun.Status.ERROR, message=message)
+
+    def record() -> None:
+        with transaction.atomic():
+            _close_running(run, message)
+            if not isinstance(exc, leader.LostLeadership):
+                leader.release(lease, step="error", completed=False)
+
+    _record_with_retry(record)
+
+
+def _close_running(run: IndexRun, message: str) -> None:
+    IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.RUNNING).update(
+        status=run.status,
+        terminal_timestamp=run.terminal_timestamp,
+        duration=run.duration,
+        failure_message=message,
+        errors=run.errors,
+        log=run.log,
+    )
+
+
+def _record_with_retry(write: Callable[[], object]) -> bool:
+    """Write an outcome, waiting for the database to come back if it went away
+    (e.g. PostgreSQL restarting). Gives up after RECORD_RETRY_DELAYS: the run
+    is then closed as abandoned when its heartbeat is found stale."""
+    for delay in (0, *RECORD_RETRY_DELAYS):
+        time.sleep(delay)
+        try:
+            write()
+            return True
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("database unavailable while recording an index run: %s", exc)
+            if not connection.in_atomic_block:
+                connection.close()  # the next query reconnects
+    logger.error("gave up recording an index run outcome: the database stayed unavailable")
+    return False

@@ -1,36 +1,142 @@
-"""The indexing blocks of GET /status (reference 2.1), read from our own tables."""
+"""The indexing blocks of GET /status (reference 2.1), read from our own tables.
+
+Health probes call /status every few seconds with a 5 s timeout, so each block
+costs one query, and a database that is down gives the idle defaults instead
+of an exception (the view reports the database itself).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from indexing.leader import volume_prefix
+from indexing.models import IndexingState, IndexRun
+
+logger = logging.getLogger(__name__)
+
+IDLE_PROGRESS = {
+    "files_processed": 0,
+    "total_files": 0,
+    "files_added": 0,
+    "files_updated": 0,
+    "files_skipped": 0,
+    "indexing_step": "idle",
+}
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _is_live(state: IndexingState) -> bool:
+    """Running with a fresh heartbeat: a dead leader's slot is not progress."""
+    if not state.indexing_running or state.last_heartbeat is None:
+        return False
+    stale = timedelta(seconds=settings.INDEXING_HEARTBEAT_STALE_SECONDS)
+    return state.last_heartbeat >= timezone.now() - stale
 
 
 def indexing_status() -> dict[str, Any]:
     """The `indexing` block: in_progress, progress, coordination_state."""
-    return {
-        "in_progress": False,
-        "progress": {
-            "files_processed": 0,
-            "total_files": 0,
-            "files_added": 0,
-            "files_updated": 0,
-            "files_skipped": 0,
-            "indexing_step": "idle",
-        },
-        "coordination_state": None,
+    prefix = volume_prefix()
+    coordination = {
+        "volume_prefix": prefix,
+        "indexed_by": None,
+        "indexing_running": False,
+        "started_at": None,
+        "last_heartbeat": None,
+        "completed_at": None,
+        "files_indexed": 0,
     }
+    block = {
+        "in_progress": False,
+        "progress": dict(IDLE_PROGRESS),
+        "coordination_state": coordination,
+    }
+    queued = IndexRun.objects.filter(
+        volume_prefix=OuterRef("volume_prefix"), status=IndexRun.Status.QUEUED
+    )
+    try:
+        state = (
+            IndexingState.objects.filter(volume_prefix=prefix)
+            .annotate(has_queued=Exists(queued))
+            .first()
+        )
+    except DatabaseError as exc:
+        logger.debug("indexing status unavailable: %s", exc)
+        return block
+    if state is None:
+        return block
+    live = _is_live(state)
+    block["in_progress"] = live or state.has_queued
+    block["progress"] = {
+        "files_processed": state.files_processed,
+        "total_files": state.total_files,
+        "files_added": state.files_added,
+        "files_updated": state.files_updated,
+        "files_skipped": state.files_skipped,
+        # A leader that stopped heartbeating left its last step behind.
+        "indexing_step": state.indexing_step if live or not state.indexing_running else "error",
+    }
+    coordination.update(
+        indexed_by=state.indexed_by or None,
+        indexing_running=live,
+        started_at=_iso(state.started_at),
+        last_heartbeat=_iso(state.last_heartbeat),
+        completed_at=_iso(state.completed_at),
+        files_indexed=state.files_indexed,
+    )
+    return block
 
 
 def pv_index_status() -> dict[str, Any]:
-    """The indexing fields of `pv_interface_status`."""
-    return {
+    """The indexing fields of `pv_interface_status`, from the last run that
+    finished indexing (completed or timed out)."""
+    block: dict[str, Any] = {
         "last_index_duration": None,
         "index_time_modified": None,
         "indexing_timeout_seconds": settings.INDEXING_TIMEOUT_SECONDS,
         "indexing_batch_size": settings.INDEXING_BATCH_SIZE,
-        "indexing_parallel_workers": settings.INDEXING_PARALLEL_WORKERS,
+        # 0 configures one worker per core: report the number actually used.
+        "indexing_parallel_workers": settings.INDEXING_PARALLEL_WORKERS or os.cpu_count() or 1,
         "indexing_work_unit_depth": settings.INDEXING_WORK_UNIT_DEPTH,
         "last_index_run": None,
     }
+    try:
+        run = (
+            IndexRun.objects.filter(
+                volume_prefix=volume_prefix(),
+                status__in=[IndexRun.Status.COMPLETED, IndexRun.Status.TIMEOUT],
+            )
+            .only(
+                "duration",
+                "terminal_timestamp",
+                "timed_out",
+                "work_units",
+                "files_added",
+                "files_updated",
+            )
+            .order_by("-terminal_timestamp", "-pk")
+            .first()
+        )
+    except DatabaseError as exc:
+        logger.debug("last index run unavailable: %s", exc)
+        return block
+    if run is None:
+        return block
+    block["last_index_duration"] = str(run.duration) if run.duration is not None else None
+    block["index_time_modified"] = _iso(run.terminal_timestamp)
+    block["last_index_run"] = {
+        "timed_out": run.timed_out,
+        "work_units": run.work_units,
+        "files_ingested": run.files_added + run.files_updated,
+    }
+    return block

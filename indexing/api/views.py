@@ -1,0 +1,65 @@
+"""GET /api/v1/index-runs/ and /api/v1/index-runs/<id>/: the history of
+indexing runs as job resources, newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+
+from indexing.api.serializers import IndexRunListSerializer, IndexRunSerializer
+from indexing.models import IndexRun
+
+
+class TimestampedPagination(LimitOffsetPagination):
+    """A page with the server's time, so a polling client can tell which runs
+    ended (terminal_timestamp) after it loaded the page."""
+
+    def get_paginated_response(self, data: list[Any]) -> Response:
+        response = super().get_paginated_response(data)
+        response.data["timestamp"] = timezone.now().isoformat()
+        return response
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"]["timestamp"] = {
+            "type": "string",
+            "format": "date-time",
+            "description": "Server time when the page was made.",
+        }
+        schema["required"] = [*schema.get("required", []), "timestamp"]
+        return schema
+
+
+class IndexRunList(generics.ListAPIView):
+    queryset = IndexRun.objects.newest_first()
+    serializer_class = IndexRunListSerializer
+    pagination_class = TimestampedPagination
+
+    @extend_schema(
+        summary="Indexing runs, newest first",
+        description="Every run: start-up, schedule, re-index requests, commands, and the "
+        "runs a follower skipped because another instance was indexing.",
+        tags=["indexing"],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class IndexRunDetail(generics.RetrieveAPIView):
+    queryset = IndexRun.objects.all()
+    serializer_class = IndexRunSerializer
+
+    @extend_schema(
+        summary="One indexing run (job status)",
+        description="`GET /reindexdataproducts` answers with this resource's URL in "
+        "`Location`. `status` is queued, running, completed, timeout_partial_completion, "
+        "error or skipped; `terminal_timestamp` is set once it ended.",
+        tags=["indexing"],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
