@@ -1,0 +1,170 @@
+"""Request bodies of the product endpoints: metadata, download and ingest.
+
+The shapes are fixed by the SKA DPD API (reference 2.8-2.11): unknown fields
+are ignored, a body that fails its model is a 422 as upstream (pydantic)
+answers it, and a body over METADATA_MAX_BYTES is a 413 before it is parsed.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ParseError, ValidationError
+from rest_framework.parsers import JSONParser
+
+MISSING_IDENTIFIER = (
+    "Invalid product identifier: DataProductIdentifier must have either a UUID or an "
+    "execution_block."
+)
+
+
+class Unprocessable(ValidationError):
+    """A body that fails its model: 422, as the SKA DPD API answers it."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "body_too_large"
+
+
+class BadRequest(APIException):
+    """A 400 whose `detail` is a fixed message text of the SKA DPD API."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "bad_request"
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON, refused with 413 past METADATA_MAX_BYTES before anything parses it.
+
+    DRF reads the request stream itself, bypassing Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE, so the limit is enforced here; at most one
+    byte past the limit is ever read, whatever Content-Length claims.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        limit = settings.METADATA_MAX_BYTES
+        data = stream.read(limit + 1) if stream is not None else b""
+        if len(data) > limit:
+            raise BodyTooLarge(
+                f"The request body is over the {limit}-byte limit (METADATA_MAX_BYTES)."
+            )
+        try:
+            return super().parse(io.BytesIO(data), media_type, parser_context)
+        except ParseError as exc:
+            raise Unprocessable(f"JSON decode error: {exc.detail}") from None
+
+
+def body_object(request) -> dict[str, Any]:
+    """The parsed body, which every product endpoint needs to be a JSON object."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise Unprocessable(f"The request body must be a JSON object, not {_json_type(data)}.")
+    return data
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
+class ProductUidField(serializers.Field):
+    """A uid as the SKA DPD API writes it: 32 hex digits, hyphens optional,
+    any version nibble (reference 4.1). Null and "" mean "not given"."""
+
+    default_error_messages = {
+        "invalid": "{value!r} is not a data product uid (32 hex digits with hyphens).",
+        "type": "uid must be a string, not {kind}.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> uuid.UUID | None:
+        if not isinstance(data, str):
+            self.fail("type", kind=_json_type(data))
+        if not data.strip():
+            return None
+        try:
+            return uuid.UUID(data.strip())
+        except ValueError:
+            self.fail("invalid", value=data[:80])
+
+    def to_representation(self, value: uuid.UUID) -> str:
+        return str(value)
+
+
+class ProductIdentifierSerializer(serializers.Serializer):
+    """Body of /dataproductmetadata and /download; other fields are ignored
+    (the dashboard also sends relativePathName and metaDataFile)."""
+
+    uid = ProductUidField(help_text="The product's uid; it wins when both are given.")
+    execution_block = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="An execution block: /download sends all its products.",
+    )
+    data_store = serializers.CharField(
+        required=False, default="dpd", help_text="Accepted for compatibility; ignored."
+    )
+    metadata_store_name = serializers.CharField(
+        required=False, allow_blank=True, help_text="Accepted for compatibility; ignored."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("execution_block"):
+            attrs["execution_block"] = None
+        if attrs.get("uid") is None and attrs["execution_block"] is None:
+            raise BadRequest(MISSING_IDENTIFIER)
+        return attrs
+
+
+class IngestProductSerializer(serializers.Serializer):
+    execution_block = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="The product folder directly under the volume root.",
+    )
+    relativePathName = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text=(
+            "The product folder (or its metadata file) relative to the volume root; "
+            "used instead of execution_block when it exists."
+        ),
+    )
+    fullPathName = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="Ignored."
+    )
+    metaDataFile = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="Ignored."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("execution_block") and not attrs.get("relativePathName"):
+            raise Unprocessable({"execution_block": ["This field is required."]})
+        return attrs
+
+
+class IngestResultSerializer(serializers.Serializer):
+    """The object the SKA DPD API meant to send (without its [..., 201] wrapper)."""
+
+    status = serializers.CharField()
+    message = serializers.CharField()
+    uid = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,376 @@
+"""The product endpoints of the SKA DPD API: metadata, download, ingest, re-index.
+
+Explicit APIViews, because their shapes are fixed by the reference (2.2,
+2.8-2.11). Every lookup goes through `visible_products(request)`, so a product
+the caller may not see answers exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotAcceptable, NotFound
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dpd import services
+from dpd.access import visible_products
+from dpd.api.product_serializers import (
+    MISSING_IDENTIFIER,
+    BadRequest,
+    BoundedJSONParser,
+    ErrorSerializer,
+    IngestProductSerializer,
+    IngestResultSerializer,
+    ProductIdentifierSerializer,
+    Unprocessable,
+    body_object,
+)
+from dpd.download import DownloadNotFound, plan_download, stream_tar
+from dpd.metadata import MetadataError
+from indexing.services import IndexingBusy, request_reindex
+
+REINDEX_ACCEPTED = "Metadata re-index request has been added to the background tasks"
+REINDEX_BUSY = "A re-index is already in progress."
+INGEST_PRODUCT_OK = "New data product received and search store index updated"
+INGEST_METADATA_OK = "New data product metadata received and saved in the DPD datastore."
+
+UID_7 = "6a11ddaa-6b45-6759-47e7-a5abd5105b0e"
+
+
+def _errors(*codes: int, **described: str) -> dict:
+    """Error responses for the schema: every one is a `detail` body."""
+    texts = {
+        400: "Bad input; `detail` says what.",
+        404: "No such product visible to the caller.",
+        413: "Body over METADATA_MAX_BYTES.",
+        422: "The body is not valid JSON or fails the model.",
+    }
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=described.get(f"e{code}", texts[code]))
+        for code in codes
+    }
+
+
+def identifier_from(request) -> tuple:
+    """(uid or None, execution_block or None) from a metadata/download body."""
+    serializer = ProductIdentifierSerializer(data=body_object(request))
+    if not serializer.is_valid():
+        raise Unprocessable(serializer.errors)
+    return serializer.validated_data.get("uid"), serializer.validated_data["execution_block"]
+
+
+IDENTIFIER_EXAMPLES = [
+    OpenApiExample("By uid", value={"uid": UID_7}, request_only=True),
+    OpenApiExample(
+        "As the dashboard sends it",
+        value={
+            "execution_block": "eb-notebook-20240201-54576",
+            "uid": "7cfae145-92be-9c4d-5f4b-d1fdc6ebb89a",
+            "relativePathName": "eb-notebook-20240201-54576/ska-sdp/pb-notebookvr-20240201-54576",
+            "metaDataFile": "eb-notebook-20240201-54576/ska-sdp/pb-notebookvr-20240201-54576/"
+            "ska-data-product.yaml",
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Neither uid nor execution_block",
+        value={"detail": MISSING_IDENTIFIER},
+        response_only=True,
+        status_codes=["400"],
+    ),
+]
+
+
+class DataProductMetadataView(APIView):
+    parser_classes = [BoundedJSONParser]
+
+    @extend_schema(
+        operation_id="dataproductmetadata",
+        summary="One product's metadata document",
+        description=(
+            "The nested metadata document plus its derived fields (`date_created`, "
+            "`dataproduct_file`, `metadata_file`, `metadata_store_name`, `uid`); nulls are "
+            "kept. Looked up by `uid`: an `execution_block` alone satisfies the identifier "
+            "check but finds nothing (404), as in the SKA DPD API."
+        ),
+        request=ProductIdentifierSerializer,
+        responses={
+            200: OpenApiResponse(
+                {"type": "object", "additionalProperties": True, "required": ["uid"]},
+                description="The metadata document.",
+            ),
+            **_errors(400, 404, 413, 422),
+        },
+        examples=[
+            *IDENTIFIER_EXAMPLES,
+            OpenApiExample(
+                "A product",
+                value={
+                    "interface": "http://schema.skao.int/ska-data-product-meta/0.1",
+                    "execution_block": "eb-m005-20231031-12345",
+                    "context": {
+                        "observer": "AIV_person_1",
+                        "intent": "Experimental run as part of XYZ-123",
+                        "notes": "Running that signal from XX/YY/ZZ through again, things "
+                        "look a bit flaky",
+                    },
+                    "config": {"processing_block": "pb-m004-20191031-12345"},
+                    "files": [{"path": "ska-sub-system/scan_id_1/pb_id_1/TestDataFile1.txt"}],
+                    "date_created": "2023-10-31",
+                    "dataproduct_file": "eb-m005-20231031-12345",
+                    "metadata_file": "eb-m005-20231031-12345/ska-data-product.yaml",
+                    "metadata_store_name": "shared",
+                    "uid": UID_7,
+                },
+                response_only=True,
+                status_codes=["200"],
+            ),
+        ],
+    )
+    def post(self, request):
+        uid, execution_block = identifier_from(request)
+        if uid is None:
+            raise NotFound(
+                f"Data product not found: no data product with uid None "
+                f"(execution_block {execution_block!r} alone does not select a product; "
+                "send its uid)."
+            )
+        product = visible_products(request).filter(uid=uid).first()
+        if product is None:
+            raise NotFound(f"Data product not found: no data product with uid {uid}.")
+        return Response(product.nested_document())
+
+
+class AnyAcceptNegotiation(DefaultContentNegotiation):
+    """Downloads answer whatever Accept says (a tar, or a JSON error); a client
+    asking for application/x-tar must not get 406."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
+class DownloadView(APIView):
+    parser_classes = [BoundedJSONParser]
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(
+        operation_id="download",
+        summary="A tar stream of a product, or of every product of an execution block",
+        description=(
+            "An uncompressed tar built while it is sent, member names relative to the volume "
+            "root, directories as entries, symlinks stored not followed, each file once. "
+            "`uid` wins when both identifiers are given. Unknown products, products without "
+            "files and folders gone from the volume are a 404 before any byte is sent."
+        ),
+        request=ProductIdentifierSerializer,
+        responses={
+            (200, "application/x-tar"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The tar stream."
+            ),
+            **_errors(400, 404, 413, 422),
+        },
+        examples=[
+            *IDENTIFIER_EXAMPLES,
+            OpenApiExample(
+                "By execution block",
+                value={"execution_block": "eb-test-20200325-00001"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Unknown product",
+                value={"detail": "File not found: no data product with uid " + UID_7},
+                response_only=True,
+                status_codes=["404"],
+            ),
+        ],
+    )
+    def post(self, request):
+        uid, execution_block = identifier_from(request)
+        products = visible_products(request)
+        if uid is not None:
+            products = products.filter(uid=uid)
+            asked = f"uid {uid}"
+        else:
+            products = products.filter(execution_block=execution_block)
+            asked = f"execution_block {execution_block}"
+        products = list(products.only("uid", "dataproduct_file", "source"))
+        if uid is not None:
+            stem = (products[0].dataproduct_file or str(uid)) if products else str(uid)
+            stem = stem.rstrip("/").rsplit("/", 1)[-1]
+        else:
+            stem = execution_block
+        try:
+            plan = plan_download(products, filename=f"{stem}.tar", asked=asked)
+        except DownloadNotFound as exc:
+            raise NotFound(str(exc)) from None
+        response = StreamingHttpResponse(stream_tar(plan), content_type="application/x-tar")
+        response["Content-Disposition"] = content_disposition_header(True, plan.filename)
+        return response
+
+
+INGEST_UID = "e38eb2bb-684f-de46-63ec-bd64deff6ff0"
+
+
+class IngestNewDataProductView(APIView):
+    parser_classes = [BoundedJSONParser]
+
+    @extend_schema(
+        operation_id="ingestnewdataproduct",
+        summary="Index one product folder now",
+        description=(
+            "Reads `<relativePathName>` (when it exists inside the volume) or "
+            "`<execution_block>` under the volume root, its metadata file, and stores the "
+            "product with the uid the indexer gives it. Paths that leave the volume are 400."
+        ),
+        request=IngestProductSerializer,
+        responses={
+            201: IngestResultSerializer,
+            **_errors(
+                400,
+                404,
+                413,
+                422,
+                e400="A path leaving the volume, or invalid YAML/metadata.",
+                e404="No metadata file there.",
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "A top-level product",
+                value={"execution_block": "eb-test-20200325-00001"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A sub-product",
+                value={
+                    "execution_block": "eb-notebook-20240201-54576",
+                    "relativePathName": "eb-notebook-20240201-54576/ska-sdp/"
+                    "pb-notebookvr-20240201-54576",
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Ingested",
+                value={"status": "success", "message": INGEST_PRODUCT_OK, "uid": INGEST_UID},
+                response_only=True,
+                status_codes=["201"],
+            ),
+            OpenApiExample(
+                "Escaping the volume",
+                value={"detail": "'../etc' contains '..'; give a path inside the volume"},
+                response_only=True,
+                status_codes=["400"],
+            ),
+        ],
+    )
+    def post(self, request):
+        serializer = IngestProductSerializer(data=body_object(request))
+        if not serializer.is_valid():
+            raise Unprocessable(serializer.errors)
+        try:
+            product = services.product_ingest_request(
+                serializer.validated_data.get("execution_block"),
+                serializer.validated_data.get("relativePathName"),
+            )
+        except services.MetadataFileMissing as exc:
+            raise NotFound(str(exc)) from None
+        except (services.UnsafePath, services.InvalidMetadataFile) as exc:
+            raise BadRequest(str(exc)) from None
+        return Response(
+            {"status": "success", "message": INGEST_PRODUCT_OK, "uid": str(product.uid)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class IngestNewMetadataView(APIView):
+    parser_classes = [BoundedJSONParser]
+
+    @extend_schema(
+        operation_id="ingestnewmetadata",
+        summary="Store a metadata document as a product without files",
+        description=(
+            "Any JSON object with a string `execution_block`. `date_created`, "
+            '`dataproduct_file`, `metadata_file` (both "None") and `uid` (the hash of '
+            '"<execution_block>:None") are derived and overwrite same-named body fields; '
+            "posting the same execution block again updates the same product."
+        ),
+        request={"application/json": {"type": "object", "additionalProperties": True}},
+        responses={
+            201: IngestResultSerializer,
+            **_errors(400, 413, 422, e400="No usable execution_block, or a document too deep."),
+        },
+        examples=[
+            OpenApiExample(
+                "A minimal document",
+                value={
+                    "interface": "http://schema.skao.int/ska-data-product-meta/0.1",
+                    "execution_block": "eb-test-20191031-99999",
+                    "context": {},
+                    "config": {},
+                    "files": [],
+                    "obscore": {},
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Stored",
+                value={
+                    "status": "success",
+                    "message": INGEST_METADATA_OK,
+                    "uid": "aa777038-1179-7430-b4c4-01b3afa5d14e",
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
+    def post(self, request):
+        try:
+            product = services.product_ingest_metadata(body_object(request))
+        except MetadataError as exc:
+            raise BadRequest(f"Invalid metadata: {exc}") from None
+        return Response(
+            {"status": "success", "message": INGEST_METADATA_OK, "uid": str(product.uid)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ReindexDataProductsView(APIView):
+    @extend_schema(
+        operation_id="reindexdataproducts",
+        summary="Start a re-index of the volume in the background",
+        description=(
+            "202 with the SKA DPD API's JSON string; the new run's resource is in the "
+            "`Location` header when one was created. 409 while a run is in progress."
+        ),
+        request=None,
+        responses={
+            202: OpenApiResponse(OpenApiTypes.STR, description="The request was queued."),
+            409: OpenApiResponse(ErrorSerializer, description="A run is in progress."),
+        },
+        examples=[
+            OpenApiExample(
+                "Queued", value=REINDEX_ACCEPTED, response_only=True, status_codes=["202"]
+            ),
+            OpenApiExample(
+                "Busy", value={"detail": REINDEX_BUSY}, response_only=True, status_codes=["409"]
+            ),
+        ],
+    )
+    def get(self, request):
+        try:
+            ticket = request_reindex("api")
+        except IndexingBusy:
+            return Response({"detail": REINDEX_BUSY}, status=status.HTTP_409_CONFLICT)
+        response = Response(REINDEX_ACCEPTED, status=status.HTTP_202_ACCEPTED)
+        if ticket.run_id is not None:
+            response["Location"] = f"/api/v1/index-runs/{ticket.run_id}/"
+        return response
