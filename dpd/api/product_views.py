@@ -32,6 +32,7 @@ from dpd.api.product_serializers import (
 )
 from dpd.download import DownloadNotFound, plan_download, stream_tar
 from dpd.metadata import MetadataError
+from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
 from indexing.services import IndexingBusy, request_reindex
 
 REINDEX_ACCEPTED = "Metadata re-index request has been added to the background tasks"
@@ -88,6 +89,7 @@ IDENTIFIER_EXAMPLES = [
 
 class DataProductMetadataView(APIView):
     parser_classes = [BoundedJSONParser]
+    permission_classes = [ProductReadAccess]
 
     @extend_schema(
         operation_id="dataproductmetadata",
@@ -159,6 +161,7 @@ class AnyAcceptNegotiation(DefaultContentNegotiation):
 
 class DownloadView(APIView):
     parser_classes = [BoundedJSONParser]
+    permission_classes = [ProductReadAccess]
     content_negotiation_class = AnyAcceptNegotiation
 
     @extend_schema(
@@ -221,6 +224,7 @@ INGEST_UID = "e38eb2bb-684f-de46-63ec-bd64deff6ff0"
 
 class IngestNewDataProductView(APIView):
     parser_classes = [BoundedJSONParser]
+    permission_classes = [CanIngest]
 
     @extend_schema(
         operation_id="ingestnewdataproduct",
@@ -292,6 +296,7 @@ class IngestNewDataProductView(APIView):
 
 class IngestNewMetadataView(APIView):
     parser_classes = [BoundedJSONParser]
+    permission_classes = [CanIngest]
 
     @extend_schema(
         operation_id="ingestnewmetadata",
@@ -344,6 +349,8 @@ class IngestNewMetadataView(APIView):
 
 
 class ReindexDataProductsView(APIView):
+    permission_classes = [CanReindex]
+
     @extend_schema(
         operation_id="reindexdataproducts",
         summary="Start a re-index of the volume in the background",

@@ -11,6 +11,7 @@ from rest_framework import generics
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from dpd.permissions import CanReindex
 from indexing.api.serializers import IndexRunListSerializer, IndexRunSerializer
 from indexing.models import IndexRun
 
@@ -36,6 +37,8 @@ class TimestampedPagination(LimitOffsetPagination):
 
 
 class IndexRunList(generics.ListAPIView):
+    # Run logs name files, including those of access-group products.
+    permission_classes = [CanReindex]
     queryset = IndexRun.objects.newest_first()
     serializer_class = IndexRunListSerializer
     pagination_class = TimestampedPagination
@@ -51,6 +54,8 @@ class IndexRunList(generics.ListAPIView):
 
 
 class IndexRunDetail(generics.RetrieveAPIView):
+    # Run logs name files, including those of access-group products.
+    permission_classes = [CanReindex]
     queryset = IndexRun.objects.all()
     serializer_class = IndexRunSerializer
 
