@@ -33,3 +33,29 @@ def sample_volume(tmp_path: Path, settings) -> Path:
     build_sample_volume(root)
     settings.PERSISTENT_STORAGE_PATH = str(root)
     return root
+
+
+@pytest.fixture
+def indexed_sample(tmp_path: Path, settings, db) -> Path:
+    """The fixture volume's 15 valid products in the catalogue, with the uids of
+    reference section 7 (the volume is built under the upstream tests' root)."""
+    from dpd.metadata import MetadataError, from_volume_file
+    from dpd.models import DataProduct
+
+    settings.BASE_DIR = tmp_path
+    settings.PERSISTENT_STORAGE_PATH = UPSTREAM_ROOT
+    root = tmp_path / UPSTREAM_ROOT
+    build_sample_volume(root)
+    rows = []
+    for path in sorted(root.rglob(settings.METADATA_FILE_NAME)):
+        try:
+            product = from_volume_file(
+                path.read_bytes(),
+                configured_root=UPSTREAM_ROOT,
+                relative_metadata_file=str(path.relative_to(root)),
+            )
+        except MetadataError:  # the three invalid fixtures
+            continue
+        rows.append(DataProduct(**DataProduct.fields_from(product)))
+    DataProduct.objects.bulk_create(rows)
+    return root

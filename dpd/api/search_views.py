@@ -1,0 +1,340 @@
+"""The search endpoints of the SKA DPD API: status, search, filter, grid config,
+column labels, layout.
+
+Explicit APIViews, because their shapes are fixed by the reference (2.1,
+2.3-2.7). Matching and sorting live in dpd.search; visibility comes from
+dpd.access for every query; these views parse, call and shape.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dpd import search
+from dpd.access import visible_products, visible_to
+from dpd.api import column_labels
+from dpd.api.product_serializers import BoundedJSONParser, ErrorSerializer, Unprocessable
+from dpd.api.search_serializers import (
+    FilterRequestSerializer,
+    SearchRequestSerializer,
+)
+from dpd.api.table_renderers import CSVRenderer, TSVRenderer
+from dpd.models import DataProduct
+from dpd.status import api_status
+
+ROW_SCHEMA = {"type": "object", "additionalProperties": True, "required": ["id", "uid"]}
+ROWS_SCHEMA = {"type": "array", "items": ROW_SCHEMA}
+EXAMPLE_ROW = {
+    "interface": "http://schema.skao.int/ska-data-product-meta/0.1",
+    "execution_block": "eb-m001-20221212-12345",
+    "context.observer": "AIV_person_1",
+    "config.processing_block": "pb-m001-20221212-12345",
+    "files": [
+        {
+            "crc": "2a890fbe",
+            "description": "This is test file 1",
+            "path": "ska-sub-system/scan_id_1/pb_id_1/TestDataFile1.txt",
+            "size": 19,
+            "status": "done",
+        }
+    ],
+    "date_created": "2022-12-12",
+    "dataproduct_file": "eb-m001-20221212-12345",
+    "metadata_file": "eb-m001-20221212-12345/ska-data-product.yaml",
+    "metadata_store_name": "shared",
+    "uid": "c05bce72-4a6e-234f-06e7-02dc92aba3f4",
+    "id": 1,
+}
+PAGED_SEARCH_SCHEMA = {
+    "type": "object",
+    "required": ["data", "total", "more_results"],
+    "properties": {
+        "data": ROWS_SCHEMA,
+        "total": {"type": "integer", "description": "All matching open products."},
+        "more_results": {"type": "boolean", "description": "Whether rows follow this page."},
+    },
+}
+PAGED_FILTER_SCHEMA = {
+    "type": "object",
+    "required": ["data", "total"],
+    "properties": {
+        "data": ROWS_SCHEMA,
+        "total": {"type": "integer", "description": "All matching visible products."},
+    },
+}
+TABLE_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer, TSVRenderer]
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+class StatusView(APIView):
+    # Probes and the dashboard poll it: no authentication, no throttling, no
+    # database access beyond the status queries themselves.
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = []
+
+    @extend_schema(
+        operation_id="status",
+        summary="Health, indexing progress and store status",
+        description="Always 200, also while indexing or with the database down "
+        "(then `metadata_store_status.db_status.running` is false and `error` says why).",
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="The v0.17 shape.")},
+        examples=[
+            OpenApiExample(
+                "Running",
+                value={
+                    "api_running": True,
+                    "api_version": "0.1.0",
+                    "startup_time": "2026-03-02T10:15:04.118203+00:00",
+                    "available_data_stores": ["shared"],
+                    "metadata_store_status": {
+                        "db_status": {"configured": True, "running": True},
+                        "last_metadata_update_time": "2026-03-02T10:15:05.011000+00:00",
+                        "number_of_dataproducts": 15,
+                    },
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request):
+        return Response(api_status())
+
+
+class DataProductSearchView(APIView):
+    parser_classes = [BoundedJSONParser]
+    renderer_classes = TABLE_RENDERERS
+
+    @extend_schema(
+        operation_id="dataproductsearch",
+        summary="Search open products by date range and key:value pairs",
+        description=(
+            "Open products only (no access_group), newest first (ties by metadata_file, uid). "
+            "Dates are inclusive; an unparseable date is a 400. Without paging fields the "
+            "answer is the plain list, capped at SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT "
+            "rows; with `start`/`count` (or `offset`/`limit`) it is "
+            "`{data, total, more_results}`, `count` capped at SEARCH_MAX_PAGE_SIZE. "
+            "`Accept: text/csv` or `text/tab-separated-values` gives the rows as a table."
+        ),
+        request=SearchRequestSerializer,
+        responses={
+            200: OpenApiResponse(
+                {"oneOf": [ROWS_SCHEMA, PAGED_SEARCH_SCHEMA]},
+                description="The rows, or a page of them.",
+            ),
+            400: _error('"Invalid search key pair." or an unparseable date.'),
+            422: _error("Malformed JSON, or a field of the wrong type."),
+        },
+        examples=[
+            OpenApiExample(
+                "One execution block",
+                value={
+                    "start_date": "2001-12-12",
+                    "end_date": "2032-12-12",
+                    "key_value_pairs": ["execution_block:eb-m001-20221212-12345"],
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Paged",
+                value={"start_date": "2020-01-01", "start": 0, "count": 10},
+                request_only=True,
+            ),
+            OpenApiExample("Rows", value=[EXAMPLE_ROW], response_only=True),
+            OpenApiExample(
+                "A pair without a colon",
+                value={"detail": search.INVALID_KEY_PAIR},
+                response_only=True,
+                status_codes=["400"],
+            ),
+        ],
+    )
+    def post(self, request):
+        serializer = SearchRequestSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise Unprocessable(serializer.errors)
+        data = serializer.validated_data
+        products = search.search_products(
+            # Scripts see open products only, whoever calls (reference 1.6).
+            DataProduct.objects.filter(visible_to(frozenset())),
+            start_date=data["start_bound"],
+            end_date=data["end_bound"],
+            pairs=data["pairs"],
+        )
+        page = serializer.page()
+        if page is None:
+            limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
+            return Response(search.page_rows(products, 0, limit))
+        offset, size = page
+        total = products.count()
+        rows = search.page_rows(products, offset, size)
+        return Response({"data": rows, "total": total, "more_results": offset + len(rows) < total})
+
+
+class FilterDataProductsView(APIView):
+    parser_classes = [JSONParser]
+    renderer_classes = TABLE_RENDERERS
+
+    @extend_schema(
+        operation_id="filterdataproducts",
+        summary="The dashboard grid's rows: filter model, search panel, sort, page",
+        description=(
+            "Products visible to the caller. `filterModel.items` combine with its "
+            "`logicOperator`; `searchPanelOptions.items` are ANDed with them. Unknown fields "
+            "and operators are ignored. With `page` or `pageSize` the answer is "
+            "`{data, total}` (pageSize capped at SEARCH_MAX_PAGE_SIZE); without both, the plain "
+            "list capped at SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT rows."
+        ),
+        request=FilterRequestSerializer,
+        responses={
+            200: OpenApiResponse(
+                {"oneOf": [ROWS_SCHEMA, PAGED_FILTER_SCHEMA]},
+                description="A page of rows and the total, or the plain list.",
+            ),
+            400: _error("Malformed JSON, or a body of the wrong shape."),
+        },
+        examples=[
+            OpenApiExample(
+                "As the dashboard sends it",
+                value={
+                    "filterModel": {
+                        "items": [
+                            {
+                                "field": "execution_block",
+                                "operator": "contains",
+                                "id": 51411,
+                                "value": "m001",
+                            }
+                        ],
+                        "logicOperator": "and",
+                        "quickFilterValues": [],
+                        "quickFilterLogicOperator": "and",
+                    },
+                    "searchPanelOptions": {
+                        "items": [
+                            {
+                                "field": "date_created",
+                                "operator": "onOrAfter",
+                                "value": "2020-01-01",
+                            },
+                            {
+                                "field": "metadata_store_name",
+                                "operator": "equals",
+                                "value": "shared",
+                            },
+                        ],
+                        "logicOperator": "and",
+                    },
+                    "sortModel": [{"field": "date_created", "sort": "desc"}],
+                    "page": 0,
+                    "pageSize": 25,
+                },
+                request_only=True,
+            ),
+            OpenApiExample("A page", value={"data": [EXAMPLE_ROW], "total": 1}, response_only=True),
+        ],
+    )
+    def post(self, request):
+        serializer = FilterRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        grid = data.get("filterModel") or {}
+        panel = data.get("searchPanelOptions") or {}
+        products = search.filter_products(
+            visible_products(request),
+            filter_items=grid.get("items") or [],
+            logic_operator=(grid.get("logicOperator") or "and").lower(),
+            panel_items=panel.get("items") or [],
+            sort_model=data.get("sortModel") or [],
+        )
+        page = serializer.page_bounds()
+        if page is None:
+            limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
+            return Response(search.page_rows(products, 0, limit))
+        offset, size = page
+        return Response(
+            {"data": search.page_rows(products, offset, size), "total": products.count()}
+        )
+
+
+class MuiDataGridConfigView(APIView):
+    throttle_classes = []
+
+    @extend_schema(
+        operation_id="muidatagridconfig",
+        summary="The grid's columns",
+        description="The nine fixed columns (visible), then every other flattened field of "
+        "the catalogue (hidden), with a MUI column `type` and `filterable`.",
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="`{columns: [...]}`")},
+        examples=[
+            OpenApiExample(
+                "Columns",
+                value={
+                    "columns": [
+                        {
+                            "field": "execution_block",
+                            "headerName": "Execution Block",
+                            "width": 250,
+                            "hide": False,
+                            "type": "string",
+                            "filterable": True,
+                        }
+                    ]
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request):
+        return Response({"columns": search.grid_columns()})
+
+
+class HumanReadableView(APIView):
+    authentication_classes = []
+    throttle_classes = []
+
+    @extend_schema(
+        operation_id="humanreadable",
+        summary="Column labels and tooltips, for any language code",
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="label map")},
+        examples=[
+            OpenApiExample(
+                "English",
+                value={
+                    "execution_block": "Execution Block",
+                    "_tooltip": {"execution_block": column_labels.TOOLTIPS["execution_block"]},
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request, lng: str):
+        return Response(column_labels.labels(lng))
+
+
+class LayoutView(APIView):
+    authentication_classes = []
+    throttle_classes = []
+
+    @extend_schema(
+        operation_id="layout",
+        summary="The legacy default layout (v0.13)",
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="[{name, width}]")},
+        examples=[
+            OpenApiExample(
+                "Layout", value=[{"name": "execution_block", "width": 250}], response_only=True
+            )
+        ],
+    )
+    def get(self, request):
+        return Response(column_labels.LAYOUT)

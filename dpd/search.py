@@ -1,0 +1,442 @@
+"""Search and filter requests -> QuerySets (reference sections 3 and 4.5).
+
+Two entry points, both starting from a QuerySet that dpd.access has already
+narrowed to what the caller may see:
+
+- `search_products`: /dataproductsearch (date range, key:value substrings);
+- `filter_products`: /filterdataproducts (the MUI data grid's filter model,
+  the search panel, the sort model).
+
+All matching runs in the database. Substring semantics go through the
+derived `search_text` column and its trigram index (dpd/search_text.py);
+user text only ever reaches SQL as escaped pattern parameters or JSON key
+names, never as ORM lookups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import CharField, F, Func, Max, Q, QuerySet
+from django.db.models.fields.json import KeyTransform
+
+from dpd import search_text
+from dpd.models import DataProduct
+
+DEFAULT_START_DATE = dt.date(2020, 1, 1)
+DEFAULT_END_DATE = dt.date(2100, 1, 1)
+INVALID_KEY_PAIR = "Invalid search key pair."
+_NOTHING = Q(pk__in=[])
+# YYYY-MM-DD, alone or starting an ISO timestamp (never the basic 20200101 form).
+_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
+
+# The grid's fixed columns (reference 2.5), and the row fields the API derives.
+FIXED_COLUMNS = (
+    ("execution_block", "Execution Block", 250),
+    ("date_created", "Date Created", 150),
+    ("config.processing_block", "Processing Block", 250),
+    ("config.processing_script", "Processing script", 150),
+    ("context.observer", "Observer", 150),
+    ("context.intent", "Intent", 150),
+    ("context.notes", "Notes", 500),
+    ("size", "File size", 80),
+    ("status", "Status", 80),
+)
+DERIVED_FIELDS = {
+    "date_created": "date",
+    "dataproduct_file": "string",
+    "metadata_file": "string",
+    "metadata_store_name": "string",
+    "uid": "string",
+}
+# Row fields stored as columns: sorted by the column, not the document.
+_COLUMN_FIELDS = ("execution_block", "uid", "metadata_file", "dataproduct_file")
+
+
+class SearchError(ValueError):
+    """A request that cannot be answered; the message is the API's `detail`."""
+
+
+# --- /dataproductsearch ----------------------------------------------------------
+
+
+def parse_key_value_pairs(pairs: Iterable[str]) -> list[tuple[str, str]]:
+    """`key:value` strings split at the first colon (not cut at a second one,
+    unlike upstream 8.2 #5); any pair without a colon is a 400."""
+    parsed = []
+    for pair in pairs:
+        key, colon, value = pair.partition(":")
+        if not colon:
+            raise SearchError(INVALID_KEY_PAIR)
+        parsed.append((key, value))
+    return parsed
+
+
+def parse_date(value: str) -> dt.date | None:
+    """`YYYY-MM-DD`, or an ISO timestamp whose calendar date is taken as written."""
+    text = value.strip()
+    if not _DATE_PREFIX.match(text):
+        return None
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def parse_date_bound(value: str | None, name: str, default: dt.date) -> dt.date | None:
+    """A search bound: absent or null is the upstream default, "" is no bound,
+    anything unparseable is a 400 (reference 3.2 [rec]; upstream ignored it)."""
+    if value is None:
+        return default
+    if not value.strip():
+        return None
+    parsed = parse_date(value)
+    if parsed is None:
+        raise SearchError(f"Invalid {name}: {value!r} is not a date (use YYYY-MM-DD).")
+    return parsed
+
+
+def key_value_q(key: str, value: str) -> Q:
+    """Some field whose name contains `key` and whose value contains `value`,
+    case-sensitively (reference 3.3)."""
+    return Q(search_text__regex=search_text.key_value_pattern(key, value))
+
+
+def search_products(
+    products: QuerySet[DataProduct],
+    *,
+    start_date: dt.date | None,
+    end_date: dt.date | None,
+    pairs: list[tuple[str, str]],
+) -> QuerySet[DataProduct]:
+    """Inclusive date range AND every pair, newest first (reference 3.2-3.4)."""
+    if start_date is not None:
+        products = products.filter(date_created__gte=start_date)
+    if end_date is not None:
+        products = products.filter(date_created__lte=end_date)
+    for key, value in pairs:
+        products = products.filter(key_value_q(key, value))
+    return products.in_display_order()
+
+
+# --- The field catalogue (grid columns, known filter fields) ----------------------
+
+
+def catalogue_fields() -> dict[str, str]:
+    """Every flattened field of the catalogue and its type, derived fields first.
+
+    Recomputed only when a product was added or updated since (the freshness
+    key is max(indexed_at), one index probe); a removal leaves a harmless
+    extra field until the next change.
+    """
+    latest = DataProduct.objects.aggregate(latest=Max("indexed_at"))["latest"]
+    key = f"dpd:catalogue-fields:{latest.isoformat() if latest else 'empty'}"
+    fields = cache.get(key)
+    if fields is None:
+        fields = dict(DERIVED_FIELDS)
+        seen: dict[str, str] = {}
+        for types in DataProduct.objects.values_list("field_types", flat=True).distinct():
+            for name, kind in (types or {}).items():
+                # A field with different types in different products is a string.
+                seen[name] = kind if seen.get(name, kind) == kind else "string"
+        for name in sorted(seen):
+            fields.setdefault(name, seen[name])
+        cache.set(key, fields, timeout=3600)
+    return fields
+
+
+# --- /filterdataproducts ------------------------------------------------------------
+
+_STRING_OPERATORS = {
+    "contains",
+    "doesNotContain",
+    "equals",
+    "doesNotEqual",
+    "startsWith",
+    "endsWith",
+    "isAnyOf",
+}
+_NUMBER_OPERATORS = {"=": "exact", "!=": "exact", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+# Date operators on date_created; legacy greaterThan/lessThan are inclusive (3.2).
+_DATE_OPERATORS = {
+    "is": "exact",
+    "equals": "exact",
+    "after": "gt",
+    "onOrAfter": "gte",
+    "greaterThan": "gte",
+    "before": "lt",
+    "onOrBefore": "lte",
+    "lessThan": "lte",
+}
+_VALUELESS = {"isEmpty", "isNotEmpty"}
+
+
+class JSONTypeOf(Func):
+    """The JSON type of a document value: jsonb_typeof (PostgreSQL), typeof (SQLite)."""
+
+    function = "jsonb_typeof"
+    output_field = CharField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, function="typeof", **extra_context)
+
+
+_NUMBER_TYPES = ["number", "integer", "real"]
+
+
+def document_value(field: str) -> KeyTransform:
+    """The document value at a dotted field name; each part is a JSON key
+    (a query parameter), never an ORM lookup."""
+    expression: Any = "metadata"
+    for part in field.split("."):
+        expression = KeyTransform(part, expression)
+    return expression
+
+
+@dataclass
+class _FilterBuilder:
+    """Turns filter items into Q objects; number comparisons need aliases."""
+
+    fields: dict[str, str]
+    aliases: dict[str, Any]
+
+    def item_q(self, item: Any) -> Q | None:
+        """The condition of one item, or None when it is to be ignored (unknown
+        field or operator, missing value: reference 3.5, 3.6)."""
+        if not isinstance(item, dict):
+            return None
+        field, operator, value = item.get("field"), item.get("operator"), item.get("value")
+        if field == "formFields":
+            return self._form_fields_q(item.get("keyPairs"))
+        if not isinstance(field, str) or not isinstance(operator, str):
+            return None
+        if operator not in _VALUELESS and value in (None, "", []):
+            return None
+        if field == "metadata_store_name":
+            return self._store_name_q(operator, value)
+        if field == "annotation":
+            return self._annotation_q(operator, value)
+        if field == "date_created":
+            return self._date_q(operator, value)
+        if field not in self.fields:
+            return None
+        if operator in _NUMBER_OPERATORS:
+            return self._number_q(field, operator, value)
+        if operator in _VALUELESS:
+            present = Q(search_text__regex=search_text.field_pattern(field, "notEmpty", []))
+            return ~present if operator == "isEmpty" else present
+        if operator in _STRING_OPERATORS:
+            return self._string_q(field, operator, value)
+        return None
+
+    def _string_q(self, field: str, operator: str, value: Any) -> Q | None:
+        """Case-insensitive, like MUI's client-side filters (reference 3.6 [rec])."""
+        if operator == "isAnyOf":
+            values = value.split(",") if isinstance(value, str) else value
+            if not isinstance(values, list):
+                return None
+            values = [str(v).strip() for v in values if v not in (None, "")]
+            if not values:
+                return None
+            return Q(search_text__iregex=search_text.field_pattern(field, "equals", values))
+        if isinstance(value, dict | list):
+            return None
+        text = str(value)
+        positive = {"doesNotContain": "contains", "doesNotEqual": "equals"}.get(operator, operator)
+        q = Q(search_text__iregex=search_text.field_pattern(field, positive, [text]))
+        # The negations also match rows where the field is missing.
+        return ~q if positive != operator else q
+
+    def _number_q(self, field: str, operator: str, value: Any) -> Q | None:
+        number = _as_number(value)
+        if number is None:
+            return None
+        n = len(self.aliases)
+        value_alias, type_alias = f"_filter_value_{n}", f"_filter_type_{n}"
+        expression = document_value(field)
+        self.aliases[value_alias] = expression
+        self.aliases[type_alias] = JSONTypeOf(document_value(field))
+        q = Q(**{f"{type_alias}__in": _NUMBER_TYPES}) & Q(
+            **{f"{value_alias}__{_NUMBER_OPERATORS[operator]}": number}
+        )
+        return ~q if operator == "!=" else q
+
+    def _date_q(self, operator: str, value: Any) -> Q | None:
+        if operator == "isEmpty":
+            return _NOTHING  # every product has a date
+        if operator == "isNotEmpty":
+            return Q()
+        if operator == "not":
+            day = parse_date(value) if isinstance(value, str) else None
+            return None if day is None else ~Q(date_created=day)
+        lookup = _DATE_OPERATORS.get(operator)
+        day = parse_date(value) if isinstance(value, str) else None
+        if lookup is None or day is None:
+            return None
+        return Q(**{f"date_created__{lookup}": day})
+
+    def _store_name_q(self, operator: str, value: Any) -> Q | None:
+        """Every catalogued product lives in the volume's store (PVCNAME)."""
+        name = settings.PVCNAME.lower()
+        values = value if isinstance(value, list) else str(value).split(",")
+        values = [str(v).strip().lower() for v in values]
+        text = str(value).lower()
+        tests = {
+            "equals": name == text,
+            "is": name == text,
+            "doesNotEqual": name != text,
+            "contains": text in name,
+            "doesNotContain": text not in name,
+            "startsWith": name.startswith(text),
+            "endsWith": name.endswith(text),
+            "isAnyOf": name in values,
+            "isEmpty": False,
+            "isNotEmpty": True,
+        }
+        if operator not in tests:
+            return None
+        return Q() if tests[operator] else _NOTHING
+
+    def _annotation_q(self, operator: str, value: Any) -> Q | None:
+        """Products with an annotation containing the text, case-insensitively
+        (reference 3.6; broken upstream, 8.2 #16)."""
+        if operator != "contains" or not isinstance(value, str):
+            return None
+        try:
+            annotation = apps.get_model("annotations", "Annotation")
+        except LookupError:
+            return None
+        uids = annotation.objects.filter(annotation_text__icontains=value)
+        return Q(uid__in=uids.values("data_product_uid"))
+
+    def _form_fields_q(self, key_pairs: Any) -> Q | None:
+        """The legacy search form: each {keyPair, valuePair} is a key:value pair."""
+        if not isinstance(key_pairs, list):
+            return None
+        q = Q()
+        for pair in key_pairs:
+            if isinstance(pair, dict) and isinstance(pair.get("keyPair"), str):
+                value = pair.get("valuePair")
+                q &= key_value_q(pair["keyPair"], "" if value is None else str(value))
+        return q
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def filter_products(
+    products: QuerySet[DataProduct],
+    *,
+    filter_items: list[Any],
+    logic_operator: str,
+    panel_items: list[Any],
+    sort_model: list[Any],
+) -> QuerySet[DataProduct]:
+    """The grid's rows: filterModel items combined with its logicOperator, ANDed
+    with the search-panel items, sorted (reference 3.5, 3.6 [rec])."""
+    builder = _FilterBuilder(fields=catalogue_fields(), aliases={})
+    grid_conditions = [q for q in map(builder.item_q, filter_items) if q is not None]
+    panel_conditions = [q for q in map(builder.item_q, panel_items) if q is not None]
+    combined = Q()
+    if grid_conditions:
+        grid = grid_conditions[0]
+        for q in grid_conditions[1:]:
+            grid = grid | q if logic_operator == "or" else grid & q
+        combined &= grid
+    for q in panel_conditions:
+        combined &= q
+    if builder.aliases:
+        products = products.alias(**builder.aliases)
+    return sort_products(products.filter(combined), sort_model, builder.fields)
+
+
+def sort_products(
+    products: QuerySet[DataProduct], sort_model: list[Any], fields: dict[str, str]
+) -> QuerySet[DataProduct]:
+    """The first usable sortModel entry, missing values last, then the display
+    order as tie-break; no usable entry gives the display order."""
+    for entry in sort_model:
+        if not isinstance(entry, dict):
+            continue
+        field, direction = entry.get("field"), entry.get("sort")
+        if direction not in ("asc", "desc") or not isinstance(field, str):
+            continue
+        descending = direction == "desc"
+        if field == "date_created":
+            primary = F("date_created")
+        elif field in _COLUMN_FIELDS:
+            primary = F(field)
+        elif field in fields:
+            primary = document_value(field)
+        else:
+            continue
+        order = primary.desc(nulls_last=True) if descending else primary.asc(nulls_last=True)
+        return products.order_by(order, "-date_created", "metadata_file", "uid")
+    return products.in_display_order()
+
+
+def page_rows(products: QuerySet[DataProduct], offset: int, limit: int) -> list[dict[str, Any]]:
+    """Flattened rows of one page; `id` is the 1-based position in the whole
+    sorted result, so it is unique across pages (reference 4.5 [rec])."""
+    rows = []
+    for position, product in enumerate(products[offset : offset + limit], start=offset + 1):
+        row = product.flat_row()
+        row["id"] = position
+        rows.append(row)
+    return rows
+
+
+def grid_columns() -> list[dict[str, Any]]:
+    """The grid config (reference 2.5 [rec]): the nine fixed columns, visible,
+    then every other catalogue field, hidden, in name order; MUI types."""
+    fields = catalogue_fields()
+    columns = [
+        _column(name, header, width, fields.get(name, "string"), hide=False)
+        for name, header, width in FIXED_COLUMNS
+    ]
+    fixed = {name for name, _, _ in FIXED_COLUMNS}
+    columns.extend(
+        _column(name, name, 150, kind, hide=True)
+        for name, kind in sorted(fields.items())
+        if name not in fixed
+    )
+    columns.append(
+        {
+            "field": "id",
+            "headerName": "id",
+            "width": 80,
+            "hide": True,
+            "type": "number",
+            "filterable": False,
+        }
+    )
+    return columns
+
+
+def _column(field: str, header: str, width: int, kind: str, *, hide: bool) -> dict[str, Any]:
+    mui_type = {"date": "date", "number": "number", "boolean": "boolean"}.get(kind, "string")
+    return {
+        "field": field,
+        "headerName": header,
+        "width": width,
+        "hide": hide,
+        "type": mui_type,
+        "filterable": kind != "list" and field != "uid",
+    }

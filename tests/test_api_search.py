@@ -1,0 +1,291 @@
+"""POST /dataproductsearch over HTTP (reference 2.3, 3.2-3.4, section 7)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from dpd.models import DataProduct
+
+pytestmark = pytest.mark.usefixtures("indexed_sample")
+
+# Section 7: the 12 open products, newest first, ties by metadata_file.
+OPEN_IN_ORDER = [
+    "eb-largefiletest-20241009-00001",
+    "eb-notebook-20240201-54576/ska-sdp/pb-notebookpo-20240201-54576",
+    "eb-notebook-20240201-54576/ska-sdp/pb-notebookvr-20240201-54576",
+    "eb-m005-20231031-12345",
+    "eb-m001-20230921-245",
+    "eb-test-20230401-12345",
+    "eb-test-20230214-07904",
+    "eb-m001-20221212-12345",
+    "eb-m002-20221212-12345",
+    "eb-test-20200325-00001",
+    "eb-m003-20191130-12345",
+    "eb-m004-20191031-12345",
+]
+WIDE = {"start_date": "2001-12-12", "end_date": "2032-12-12"}
+
+
+@pytest.fixture
+def client() -> APIClient:
+    return APIClient()
+
+
+def search(client: APIClient, body, **extra):
+    return client.post("/dataproductsearch", body, format="json", **extra)
+
+
+def folders(response) -> list[str]:
+    assert response.status_code == 200, response.content
+    return [row["dataproduct_file"] for row in response.json()]
+
+
+def test_one_execution_block_gives_that_product_only(client):
+    body = {**WIDE, "key_value_pairs": ["execution_block:eb-m001-20221212-12345"]}
+    rows = search(client, body).json()
+    assert [row["execution_block"] for row in rows] == ["eb-m001-20221212-12345"]
+    assert rows[0]["uid"] == "c05bce72-4a6e-234f-06e7-02dc92aba3f4"
+    assert rows[0]["metadata_store_name"] == "shared"
+    assert rows[0]["id"] == 1
+
+
+@pytest.mark.parametrize("pairs", [{"key_value_pairs": []}, {}])
+def test_a_wide_range_without_pairs_gives_the_twelve_open_products_in_order(client, pairs):
+    assert folders(search(client, {**WIDE, **pairs})) == OPEN_IN_ORDER
+
+
+def test_the_default_dates_give_the_first_ten(client):
+    assert folders(search(client, {})) == OPEN_IN_ORDER[:10]
+
+
+def test_a_pair_without_a_colon_answers_400_with_the_upstream_message(client):
+    response = search(client, {"key_value_pairs": ["execution_blockeb-m001-20191031-12345"]})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Invalid search key pair."}
+
+
+def test_the_pair_check_comes_before_the_date_check(client):
+    body = {"start_date": "yesterday", "key_value_pairs": ["nocolon"]}
+    assert search(client, body).json() == {"detail": "Invalid search key pair."}
+
+
+def test_a_body_without_content_type_is_read_as_json(client):
+    body = json.dumps({**WIDE, "key_value_pairs": ["execution_block:eb-m001-20221212-12345"]})
+    response = client.generic("POST", "/dataproductsearch", body, content_type="")
+    assert [row["execution_block"] for row in response.json()] == ["eb-m001-20221212-12345"]
+
+
+def test_unknown_body_fields_are_ignored(client):
+    assert folders(search(client, {**WIDE, "colour": "blue"})) == OPEN_IN_ORDER
+
+
+def test_the_trailing_slash_form_answers_the_same(client):
+    response = client.post("/dataproductsearch/", WIDE, format="json")
+    assert folders(response) == OPEN_IN_ORDER
+
+
+# --- Matching semantics (reference 3.3) -------------------------------------
+
+
+def test_the_key_is_a_substring_of_a_field_name(client):
+    # "block" hits execution_block (and config.processing_block) ...
+    body = {**WIDE, "key_value_pairs": ["block:eb-m005"]}
+    assert folders(search(client, body)) == ["eb-m005-20231031-12345"]
+    # ... while "processing_block" does not reach execution_block.
+    body = {**WIDE, "key_value_pairs": ["processing_block:eb-m005"]}
+    assert folders(search(client, body)) == []
+
+
+def test_values_are_substrings_of_the_text_of_the_value(client):
+    # obscore.pol_xel is the number 4 in #7; "4" is a substring of its text.
+    body = {**WIDE, "key_value_pairs": ["pol_xel:4", "execution_block:m005"]}
+    assert folders(search(client, body)) == ["eb-m005-20231031-12345"]
+
+
+def test_matching_is_case_sensitive(client):
+    body = {**WIDE, "key_value_pairs": ["execution_block:EB-M005"]}
+    assert folders(search(client, body)) == []
+
+
+def test_list_elements_are_searched_with_their_nested_keys(client):
+    # TestDataFile3 is one element's path; the whole list also matches as text.
+    by_element = folders(search(client, {**WIDE, "key_value_pairs": ["path:TestDataFile3"]}))
+    by_list = folders(search(client, {**WIDE, "key_value_pairs": ["files:TestDataFile2"]}))
+    assert "eb-m005-20231031-12345" in by_element
+    assert by_element == by_list
+    assert "eb-m002-20221212-12345" not in by_element  # it has files 4 to 6
+
+
+def test_pairs_combine_with_and(client):
+    both = ["execution_block:eb-m00", "files:TestDataFile5"]
+    assert folders(search(client, {**WIDE, "key_value_pairs": both})) == ["eb-m002-20221212-12345"]
+
+
+def test_a_zero_value_matches_unlike_upstream(client):
+    # Upstream skips falsy values; #17 has crc 00000000, which YAML loads as 0.
+    body = {**WIDE, "key_value_pairs": ["crc:0"]}
+    assert "eb-test-20230401-12345" in folders(search(client, body))
+
+
+def test_a_value_keeps_its_second_colon(client):
+    DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").update(
+        search_text="\x1econtext.notes\x1fsee http://example.org/x\x1e"
+    )
+    body = {**WIDE, "key_value_pairs": ["notes:http://example.org"]}
+    assert folders(search(client, body)) == ["eb-m005-20231031-12345"]
+
+
+@pytest.mark.parametrize("hostile", ["%", "_", ".*", "\\", "(", "[", "'; DROP TABLE x; --", "|"])
+def test_pattern_characters_in_pairs_are_literal(client, hostile):
+    body = {**WIDE, "key_value_pairs": [f"execution_block:{hostile}"]}
+    assert folders(search(client, body)) == []
+    assert DataProduct.objects.count() == 15
+
+
+@pytest.mark.parametrize("key", ["metadata__context__observer", "uid__regex", "pk__gt"])
+def test_orm_lookup_syntax_in_keys_is_just_text(client, key):
+    assert folders(search(client, {**WIDE, "key_value_pairs": [f"{key}:1"]})) == []
+
+
+def test_an_empty_key_matches_any_field(client):
+    body = {**WIDE, "key_value_pairs": [":AIV_person_1"]}
+    assert "eb-m005-20231031-12345" in folders(search(client, body))
+
+
+def test_access_group_products_are_never_listed(client, django_user_model):
+    staff = django_user_model.objects.create_user("boss", is_staff=True)
+    client.force_login(staff)
+    body = {**WIDE, "key_value_pairs": ["execution_block:eb-orcatest"]}
+    assert folders(search(client, body)) == []
+
+
+# --- Dates (reference 3.2) -----------------------------------------------------
+
+
+def test_date_bounds_are_inclusive(client):
+    body = {"start_date": "2022-12-12", "end_date": "2022-12-12"}
+    assert folders(search(client, body)) == [
+        "eb-m001-20221212-12345",
+        "eb-m002-20221212-12345",
+    ]
+
+
+def test_an_iso_timestamp_bound_counts_by_its_date(client):
+    body = {"start_date": "2023-10-31T00:00:00.000Z", "end_date": "2023-10-31T23:59:59"}
+    assert folders(search(client, body)) == ["eb-m005-20231031-12345"]
+
+
+def test_a_range_that_ends_before_it_starts_is_empty(client):
+    assert folders(search(client, {"start_date": "2030-01-01", "end_date": "2001-01-01"})) == []
+
+
+def test_an_empty_bound_is_no_bound(client):
+    rows = folders(search(client, {"start_date": "", "end_date": ""}))
+    assert rows == OPEN_IN_ORDER
+
+
+def test_null_fields_are_the_defaults(client):
+    body = {"start_date": None, "end_date": None, "key_value_pairs": None}
+    assert folders(search(client, body)) == OPEN_IN_ORDER[:10]
+
+
+@pytest.mark.parametrize("bad", ["2020-13-45", "yesterday", "2020/01/01", "20200101"])
+def test_a_date_that_does_not_parse_answers_400_naming_it(client, bad):
+    response = search(client, {"start_date": bad})
+    assert response.status_code == 400
+    assert "start_date" in response.json()["detail"]
+
+
+# --- Bad bodies ----------------------------------------------------------------------
+
+
+def test_malformed_json_answers_422_with_a_detail(client):
+    response = client.post("/dataproductsearch", "{not json", content_type="application/json")
+    assert response.status_code == 422
+    assert "JSON" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"start_date": 20200101},
+        {"end_date": True},
+        {"key_value_pairs": "execution_block:eb"},
+        {"key_value_pairs": [1, 2]},
+        {"key_value_pairs": [{"a": "b"}]},
+        {"start": -1},
+        {"count": "many"},
+        ["execution_block:eb"],
+        "text",
+    ],
+)
+def test_wrong_types_answer_422_with_a_detail(client, body):
+    response = search(client, body)
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_a_twenty_megabyte_body_is_refused_cleanly(client):
+    body = json.dumps({"key_value_pairs": ["a:" + "x" * (20 * 1024 * 1024)]})
+    response = client.post("/dataproductsearch", body, content_type="application/json")
+    assert 400 <= response.status_code < 500
+    assert response.json()["detail"]
+
+
+# --- Paging, cap, CSV ------------------------------------------------------------------
+
+
+def test_without_paging_the_list_is_capped(client, settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    assert folders(search(client, WIDE)) == OPEN_IN_ORDER[:5]
+
+
+def test_start_and_count_give_a_page_with_total_and_more_results(client):
+    page = search(client, {**WIDE, "start": 3, "count": 4}).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == OPEN_IN_ORDER[3:7]
+    assert [row["id"] for row in page["data"]] == [4, 5, 6, 7]
+    assert page["total"] == 12
+    assert page["more_results"] is True
+
+
+def test_offset_and_limit_are_the_same_paging(client):
+    page = search(client, {**WIDE, "offset": 10, "limit": 5}).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == OPEN_IN_ORDER[10:]
+    assert page["total"] == 12
+    assert page["more_results"] is False
+
+
+def test_the_page_size_is_capped_by_the_server(client, settings):
+    settings.SEARCH_MAX_PAGE_SIZE = 2
+    page = search(client, {**WIDE, "start": 0, "count": 1000}).json()
+    assert len(page["data"]) == 2
+    assert page["more_results"] is True
+
+
+def test_accept_csv_gives_the_rows_as_a_table(client):
+    response = search(client, WIDE, HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [row["dataproduct_file"] for row in rows] == OPEN_IN_ORDER
+    assert json.loads(rows[0]["files"]) == search(client, WIDE).json()[0]["files"]
+
+
+def test_accept_tsv_gives_tab_separated_rows(client):
+    body = {**WIDE, "start": 0, "count": 2}
+    response = search(client, body, HTTP_ACCEPT="text/tab-separated-values")
+    lines = response.content.decode().splitlines()
+    assert len(lines) == 3
+    assert "execution_block" in lines[0].split("\t")
+
+
+def test_the_number_of_queries_does_not_grow_with_the_rows(client, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        search(client, WIDE)
+    with django_assert_num_queries(2):
+        search(client, {**WIDE, "start": 0, "count": 50})
