@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.parsers import JSONParser
@@ -75,6 +76,29 @@ def _json_type(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
 
+class StrictCharField(serializers.CharField):
+    """A string and only a string: 5 is not "5" (pydantic's `str`, which the
+    SKA DPD API's clients are used to)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PathField(StrictCharField):
+    """A volume-relative path; NUL bytes reach the path check, which refuses
+    them with the other escapes as a 400, not as a model error."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [
+            validator
+            for validator in self.validators
+            if not isinstance(validator, ProhibitNullCharactersValidator)
+        ]
+
+
 class ProductUidField(serializers.Field):
     """A uid as the SKA DPD API writes it: 32 hex digits, hyphens optional,
     any version nibble (reference 4.1). Null and "" mean "not given"."""
@@ -108,16 +132,16 @@ class ProductIdentifierSerializer(serializers.Serializer):
     (the dashboard also sends relativePathName and metaDataFile)."""
 
     uid = ProductUidField(help_text="The product's uid; it wins when both are given.")
-    execution_block = serializers.CharField(
+    execution_block = StrictCharField(
         required=False,
         allow_null=True,
         allow_blank=True,
         help_text="An execution block: /download sends all its products.",
     )
-    data_store = serializers.CharField(
+    data_store = StrictCharField(
         required=False, default="dpd", help_text="Accepted for compatibility; ignored."
     )
-    metadata_store_name = serializers.CharField(
+    metadata_store_name = StrictCharField(
         required=False, allow_blank=True, help_text="Accepted for compatibility; ignored."
     )
 
@@ -130,13 +154,13 @@ class ProductIdentifierSerializer(serializers.Serializer):
 
 
 class IngestProductSerializer(serializers.Serializer):
-    execution_block = serializers.CharField(
+    execution_block = PathField(
         required=False,
         allow_null=True,
         allow_blank=True,
         help_text="The product folder directly under the volume root.",
     )
-    relativePathName = serializers.CharField(
+    relativePathName = PathField(
         required=False,
         allow_null=True,
         allow_blank=True,
@@ -145,10 +169,10 @@ class IngestProductSerializer(serializers.Serializer):
             "used instead of execution_block when it exists."
         ),
     )
-    fullPathName = serializers.CharField(
+    fullPathName = PathField(
         required=False, allow_null=True, allow_blank=True, help_text="Ignored."
     )
-    metaDataFile = serializers.CharField(
+    metaDataFile = PathField(
         required=False, allow_null=True, allow_blank=True, help_text="Ignored."
     )
 

@@ -8,6 +8,7 @@ the caller may not see answers exactly like one that does not exist.
 from __future__ import annotations
 
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -48,6 +49,8 @@ def _errors(*codes: int, **described: str) -> dict:
     texts = {
         400: "Bad input; `detail` says what.",
         404: "No such product visible to the caller.",
+        401: "Not signed in (ingest and re-index need a curator or a service account).",
+        403: "Signed in without the permission (see docs/security.md).",
         413: "Body over METADATA_MAX_BYTES.",
         422: "The body is not valid JSON or fails the model.",
     }
@@ -239,6 +242,8 @@ class IngestNewDataProductView(APIView):
             201: IngestResultSerializer,
             **_errors(
                 400,
+                401,
+                403,
                 404,
                 413,
                 422,
@@ -310,7 +315,9 @@ class IngestNewMetadataView(APIView):
         request={"application/json": {"type": "object", "additionalProperties": True}},
         responses={
             201: IngestResultSerializer,
-            **_errors(400, 413, 422, e400="No usable execution_block, or a document too deep."),
+            **_errors(
+                400, 401, 403, 413, 422, e400="No usable execution_block, or a document too deep."
+            ),
         },
         examples=[
             OpenApiExample(
@@ -361,6 +368,7 @@ class ReindexDataProductsView(APIView):
         request=None,
         responses={
             202: OpenApiResponse(OpenApiTypes.STR, description="The request was queued."),
+            **_errors(401, 403),
             409: OpenApiResponse(ErrorSerializer, description="A run is in progress."),
         },
         examples=[
@@ -379,5 +387,5 @@ class ReindexDataProductsView(APIView):
             return Response({"detail": REINDEX_BUSY}, status=status.HTTP_409_CONFLICT)
         response = Response(REINDEX_ACCEPTED, status=status.HTTP_202_ACCEPTED)
         if ticket.run_id is not None:
-            response["Location"] = f"/api/v1/index-runs/{ticket.run_id}/"
+            response["Location"] = reverse("index-run-detail", kwargs={"pk": ticket.run_id})
         return response
