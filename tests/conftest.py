@@ -35,6 +35,19 @@ def sample_volume(tmp_path: Path, settings) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache_and_no_anonymous_throttle(settings):
+    """Every test starts with an empty cache (bearer lookups, login failures,
+    throttle history), and with the anonymous-client throttle off: the whole
+    suite talks from 127.0.0.1. tests/test_hardening.py turns it back on."""
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.DPD_THROTTLE_ANON_RATE = ""
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def indexed_sample(tmp_path: Path, settings, db) -> Path:
     """The fixture volume's 15 valid products in the catalogue, with the uids of
