@@ -3,12 +3,42 @@
 Public entry point: `index_volume()`. Leadership, run records and scheduling
 wrap it (indexing/services.py); it knows nothing about them, so the reindex
 command, the API and django-q2 tasks all run exactly this code.
+
+The main process walks the volume (indexing/scanner.py) and compares each
+metadata file's (mtime_ns, size) with the row stored for it, loaded once per
+run; unchanged files are never opened. Changed files go in small chunks to a
+process pool (indexing/parsing.py) while the walk goes on, and the parsed
+products are upserted in batches as they come back. Only a complete walk
+removes anything.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from dpd.models import DataProduct
+from dpd.volume import volume_root
+from indexing.parsing import Parsed, parse_chunk
+from indexing.scanner import walk_volume
+
+# Files per task sent to a worker: small enough to spread the work evenly and
+# to stop soon at a deadline, large enough that pickling stays cheap.
+PARSE_CHUNK = 32
+# Chunks queued per worker before the walk waits for results (bounds memory).
+CHUNKS_IN_FLIGHT_PER_WORKER = 4
+# Rows per DELETE when removing vanished products.
+REMOVE_CHUNK = 1000
+
+# Updated on conflict besides every column DataProduct.fields_from() fills.
+WRITER_FIELDS = ["source", "file_mtime_ns", "file_size", "indexed_at"]
 
 
 @dataclass
@@ -37,6 +67,18 @@ class IndexResult(IndexProgress):
     timed_out: bool = False
     seconds: float = 0.0
 
+    def summary(self) -> str:
+        """The one-line summary the reindex command ends with."""
+        return (
+            f"seen={self.files_found} added={self.files_added} updated={self.files_updated} "
+            f"skipped={self.files_skipped} removed={self.files_removed} "
+            f"errors={len(self.errors)} seconds={self.seconds:.2f}"
+        )
+
+
+class VolumeUnavailable(Exception):
+    """The configured volume root does not exist or is not a directory."""
+
 
 def index_volume(
     configured_root: str | None = None,
@@ -55,8 +97,297 @@ def index_volume(
       timed_out=True, step "timeout_partial_completion", and no removals.
     - Raises VolumeUnavailable when the root does not exist or is not a directory.
     """
-    raise NotImplementedError
+    configured = settings.PERSISTENT_STORAGE_PATH if configured_root is None else configured_root
+    root = volume_root(configured)
+    if not root.is_dir():
+        raise VolumeUnavailable(f"volume {root} does not exist or is not a directory")
+    if workers is None or workers <= 0:
+        workers = settings.INDEXING_PARALLEL_WORKERS or os.cpu_count() or 1
+    run = _Run(
+        root=str(root),
+        configured_root=configured,
+        on_progress=on_progress,
+        deadline=deadline,
+        workers=workers,
+        batch_size=batch_size or settings.INDEXING_BATCH_SIZE,
+        unit_depth=work_unit_depth or settings.INDEXING_WORK_UNIT_DEPTH,
+    )
+    return run.execute()
 
 
-class VolumeUnavailable(Exception):
-    """The configured volume root does not exist or is not a directory."""
+class _Run:
+    """One indexing run; its state lives here so the steps stay small."""
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        configured_root: str,
+        on_progress: Callable[[IndexProgress], None] | None,
+        deadline: float | None,
+        workers: int,
+        batch_size: int,
+        unit_depth: int,
+    ) -> None:
+        self.root = root
+        self.configured_root = configured_root
+        self.on_progress = on_progress
+        self.deadline = deadline
+        self.workers = workers
+        self.batch_size = batch_size
+        self.unit_depth = unit_depth
+        self.max_bytes = settings.METADATA_MAX_BYTES
+        self.metadata_name = settings.METADATA_FILE_NAME
+        self.result = IndexResult()
+        self.started = time.monotonic()
+        # metadata_file -> (mtime_ns, size, source) of every stored row with a file.
+        self.stored: dict[str, tuple[int | None, int | None, str]] = {}
+        self.seen: set[str] = set()
+        self.incomplete: list[str] = []
+        self.to_parse: list[str] = []
+        self.in_flight: set[Future] = set()
+        self.to_write: list[Parsed] = []
+        self.pool: ProcessPoolExecutor | None = None
+        self.reported_at = 0
+
+    # --- the steps ----------------------------------------------------------
+
+    def execute(self) -> IndexResult:
+        try:
+            self.result.step = "scanning_filesystem"
+            self.load_stored()
+            if self.walk() and self.parse_remaining():
+                self.write_buffered()
+                self.remove_vanished()
+                self.result.step = "completed"
+            else:
+                self.write_buffered()
+                self.result.timed_out = True
+                self.result.step = "timeout_partial_completion"
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+        self.result.seconds = time.monotonic() - self.started
+        self.report()
+        return self.result
+
+    def load_stored(self) -> None:
+        rows = DataProduct.objects.filter(metadata_file__isnull=False).values_list(
+            "metadata_file", "file_mtime_ns", "file_size", "source"
+        )
+        self.stored = {path: (mtime, size, source) for path, mtime, size, source in rows}
+
+    def walk(self) -> bool:
+        """Walk every unit; False when the deadline stopped it."""
+        result = self.result
+        for unit in walk_volume(self.root, self.metadata_name, self.unit_depth):
+            result.work_units += 1
+            self.incomplete.extend(unit.incomplete)
+            for path, reason in unit.errors:
+                self.record_error(path, reason)
+                if path.rsplit("/", 1)[-1] == self.metadata_name:
+                    result.files_found += 1
+                    result.files_processed += 1
+            for found in unit.files:
+                self.seen.add(found.path)
+                result.files_found += 1
+                stored = self.stored.get(found.path)
+                if stored and stored[0] == found.mtime_ns and stored[1] == found.size:
+                    result.files_skipped += 1
+                    result.files_processed += 1
+                else:
+                    self.to_parse.append(found.path)
+            if len(self.to_parse) >= PARSE_CHUNK:
+                self.submit_parsing()
+            self.collect(block=False)
+            if result.files_processed - self.reported_at >= self.batch_size:
+                self.report()
+            if self.past_deadline():
+                return False
+        result.walk_complete = True
+        return True
+
+    def parse_remaining(self) -> bool:
+        """Parse what the walk left queued; False when the deadline stopped it."""
+        self.result.step = f"ingesting_remaining ({self.files_pending()} files)"
+        if self.pool is None and len(self.to_parse) < PARSE_CHUNK:
+            # Too few files to be worth starting worker processes.
+            self.handle(parse_chunk(self.root, self.configured_root, self.to_parse, self.max_bytes))
+            self.to_parse = []
+        else:
+            self.submit_parsing(final=True)
+        while self.in_flight:
+            self.result.step = f"ingesting_remaining ({self.files_pending()} files)"
+            if self.past_deadline():
+                return False
+            self.collect(block=True)
+        return not self.past_deadline()
+
+    def write_buffered(self) -> None:
+        if self.to_write:
+            self.write(self.to_write)
+            self.to_write = []
+
+    def remove_vanished(self) -> None:
+        """Delete volume products whose file the complete walk did not find."""
+        prefixes = tuple(f"{path}/" for path in self.incomplete if path)
+        unlistable_root = "" in self.incomplete
+        vanished = [
+            path
+            for path, (_, _, source) in self.stored.items()
+            if source == DataProduct.Source.VOLUME
+            and path not in self.seen
+            and not unlistable_root
+            and not path.startswith(prefixes or ("\0",))
+        ]
+        for start in range(0, len(vanished), REMOVE_CHUNK):
+            chunk = vanished[start : start + REMOVE_CHUNK]
+            deleted, _ = DataProduct.objects.filter(
+                metadata_file__in=chunk, source=DataProduct.Source.VOLUME
+            ).delete()
+            self.result.files_removed += deleted
+
+    # --- parsing in the pool ------------------------------------------------------
+
+    def submit_parsing(self, final: bool = False) -> None:
+        if self.workers <= 1:
+            self.handle(parse_chunk(self.root, self.configured_root, self.to_parse, self.max_bytes))
+            self.to_parse = []
+            return
+        if self.pool is None:
+            # fork: workers start at once and inherit the loaded code; they
+            # never use the inherited database connection (parsing.py).
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
+            )
+        limit = self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
+        while len(self.to_parse) >= PARSE_CHUNK or (final and self.to_parse):
+            chunk, self.to_parse = self.to_parse[:PARSE_CHUNK], self.to_parse[PARSE_CHUNK:]
+            while len(self.in_flight) >= limit:
+                self.collect(block=True)
+            self.in_flight.add(
+                self.pool.submit(
+                    parse_chunk, self.root, self.configured_root, chunk, self.max_bytes
+                )
+            )
+
+    def collect(self, *, block: bool) -> None:
+        if not self.in_flight:
+            return
+        timeout = None
+        if not block:
+            timeout = 0
+        elif self.deadline is not None:
+            timeout = max(0.0, self.deadline - time.monotonic())
+        done, self.in_flight = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            self.handle(future.result())
+
+    def handle(self, parsed: list[Parsed]) -> None:
+        for item in parsed:
+            if item.fields is None:
+                self.record_error(item.path, item.error or "unknown error")
+                self.result.files_processed += 1
+            else:
+                self.to_write.append(item)
+        while len(self.to_write) >= self.batch_size:
+            batch, self.to_write = (
+                self.to_write[: self.batch_size],
+                self.to_write[self.batch_size :],
+            )
+            self.write(batch)
+
+    # --- writing ----------------------------------------------------------------
+
+    def write(self, batch: list[Parsed]) -> None:
+        """Upsert one batch by metadata_file, then report progress."""
+        with transaction.atomic():
+            batch = self.release_moved_uids(batch)
+            if batch:
+                DataProduct.objects.bulk_create(
+                    [
+                        DataProduct(
+                            **item.fields,
+                            source=DataProduct.Source.VOLUME,
+                            file_mtime_ns=item.mtime_ns,
+                            file_size=item.size,
+                        )
+                        for item in batch
+                    ],
+                    update_conflicts=True,
+                    unique_fields=["metadata_file"],
+                    update_fields=[
+                        *(name for name in batch[0].fields if name != "metadata_file"),
+                        *WRITER_FIELDS,
+                    ],
+                )
+        for item in batch:
+            if item.path in self.stored:
+                self.result.files_updated += 1
+            else:
+                self.result.files_added += 1
+            self.result.files_processed += 1
+        self.report()
+
+    def release_moved_uids(self, batch: list[Parsed]) -> list[Parsed]:
+        """Make room for uids that now belong to another file.
+
+        The upsert matches rows by metadata_file, but uid is unique too: when a
+        uid moves to a new file (e.g. the configured root changed and with it
+        every relative path), the row still holding it is the same product
+        under its old path, so it is deleted in the same transaction and the
+        new file's row carries the uid on. A uid held by an ingested product
+        is never taken over; the file is reported instead.
+        """
+        by_uid: dict = {}
+        rejected: set[str] = set()
+        for item in batch:
+            uid = item.fields["uid"]
+            other = by_uid.setdefault(uid, item)
+            if other is not item:  # two folders hashing alike: keep the first
+                rejected.add(item.path)
+                self.record_error(item.path, f"uid {uid} is also {other.path}'s")
+                self.result.files_processed += 1
+        holders = DataProduct.objects.filter(uid__in=list(by_uid)).values_list(
+            "uid", "metadata_file", "source"
+        )
+        moved: list = []
+        for uid, metadata_file, source in holders:
+            item = by_uid[uid]
+            if metadata_file == item.path:
+                continue
+            if source != DataProduct.Source.VOLUME:
+                rejected.add(item.path)
+                self.record_error(item.path, f"uid {uid} belongs to an ingested product")
+                self.result.files_processed += 1
+            else:
+                moved.append(uid)
+                # The product lives on under its new path: counted as updated.
+                self.stored[item.path] = self.stored.pop(metadata_file, (None, None, ""))
+        if moved:
+            DataProduct.objects.filter(uid__in=moved).delete()
+        return [item for item in batch if item.path not in rejected]
+
+    # --- bookkeeping --------------------------------------------------------------
+
+    def record_error(self, path: str, reason: str) -> None:
+        # A path that exists but cannot be indexed keeps its last good version.
+        self.seen.add(path)
+        self.result.errors.append((path, reason))
+
+    def files_pending(self) -> int:
+        return self.result.files_found - self.result.files_processed
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def report(self) -> None:
+        result = self.result
+        ingested = result.files_added + result.files_updated
+        if not result.walk_complete and ingested and result.step.startswith("scanning"):
+            result.step = (
+                f"scanning_and_ingesting ({result.files_found} found, {ingested} ingested)"
+            )
+        self.reported_at = result.files_processed
+        if self.on_progress is not None:
+            self.on_progress(result)

@@ -1,0 +1,122 @@
+"""Time the indexer against its baselines on one volume.
+
+    DATABASE_URL=postgres://... python bench/bench_index.py ROOT [--repeat 3] [--yes]
+
+Phases, each repeated and reported as a median:
+- parse-only: one process walks ROOT, reads and CSafeLoader-parses every
+  metadata file (the work a naive single-process indexer cannot avoid);
+- cold index: index_volume() into the configured database, DataProduct emptied first;
+- unchanged re-index: index_volume() again, nothing changed;
+- bare walk+stat: os.scandir over the tree, one stat per metadata file.
+The last line is `cold_vs_parse=R1 reindex_vs_walk=R2 products=N`
+(targets: R1 <= 1.0, R2 <= 1.5). It works on any volume of metadata files;
+it EMPTIES the DataProduct table of the configured database (--yes when it
+holds rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpd.settings")
+
+import django
+
+django.setup()
+
+import yaml  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from dpd.models import DataProduct  # noqa: E402
+from indexing.indexer import index_volume  # noqa: E402
+
+
+def metadata_files(root: str, name: str, with_stat: bool):
+    """Recursive scandir, symlinked folders not descended (as the indexer)."""
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.name == name:
+                    if with_stat:
+                        entry.stat()
+                    yield entry.path
+
+
+def parse_only(root: str, name: str) -> int:
+    count = 0
+    for path in metadata_files(root, name, with_stat=False):
+        with open(path, "rb") as handle:
+            yaml.load(handle.read(), Loader=yaml.CSafeLoader)
+        count += 1
+    return count
+
+
+def walk_and_stat(root: str, name: str) -> int:
+    return sum(1 for _ in metadata_files(root, name, with_stat=True))
+
+
+def timed(function, *args):
+    started = time.perf_counter()
+    value = function(*args)
+    return time.perf_counter() - started, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--yes", action="store_true", help="empty a non-empty DataProduct table")
+    args = parser.parse_args()
+    root = os.path.abspath(args.root)
+    name = settings.METADATA_FILE_NAME
+    if not os.path.isdir(root):
+        parser.error(f"{root} is not a directory")
+    if DataProduct.objects.exists() and not args.yes:
+        parser.error("the DataProduct table is not empty; --yes empties it for the cold index")
+
+    workers = settings.INDEXING_PARALLEL_WORKERS or os.cpu_count()
+    print(f"volume {root}; database {settings.DATABASES['default']['ENGINE']}")
+    print(f"workers={workers} batch={settings.INDEXING_BATCH_SIZE} cores={os.cpu_count()}")
+    times: dict[str, list[float]] = {"parse": [], "cold": [], "reindex": [], "walk": []}
+    products = files = 0
+    for run in range(1, args.repeat + 1):
+        seconds, files = timed(parse_only, root, name)
+        times["parse"].append(seconds)
+        DataProduct.objects.all().delete()
+        seconds, cold = timed(index_volume, root)
+        times["cold"].append(seconds)
+        seconds, again = timed(index_volume, root)
+        times["reindex"].append(seconds)
+        seconds, walked = timed(walk_and_stat, root, name)
+        times["walk"].append(seconds)
+        products = DataProduct.objects.count()
+        print(
+            f"run {run}: parse-only {times['parse'][-1]:.3f}s ({files} files) | "
+            f"cold {times['cold'][-1]:.3f}s ({cold.summary()}) | "
+            f"re-index {times['reindex'][-1]:.3f}s (skipped={again.files_skipped} "
+            f"added={again.files_added} updated={again.files_updated}) | "
+            f"walk+stat {times['walk'][-1]:.3f}s ({walked} files)"
+        )
+    median = {phase: statistics.median(values) for phase, values in times.items()}
+    print(
+        f"medians over {args.repeat}: parse-only {median['parse']:.3f}s, "
+        f"cold {median['cold']:.3f}s, "
+        f"re-index {median['reindex']:.3f}s, walk+stat {median['walk']:.3f}s"
+    )
+    print(
+        f"cold_vs_parse={median['cold'] / median['parse']:.3f} "
+        f"reindex_vs_walk={median['reindex'] / median['walk']:.3f} products={products}"
+    )
+
+
+if __name__ == "__main__":
+    main()

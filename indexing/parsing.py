@@ -1,0 +1,76 @@
+"""Read and parse metadata files; runs in worker processes, never touches the database.
+
+YAML parsing is the indexer's CPU bottleneck, so the indexer hands chunks of
+changed files to a process pool running `parse_chunk`. Everything here is
+picklable and database-free (building column values from a model class
+runs no query): a worker forked from a process with an open database
+connection must never use it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from dpd.metadata import MetadataError, from_volume_file
+from dpd.models import DataProduct
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One file's outcome: a product, or the reason it is not one.
+
+    mtime_ns and size come from the opened file, so they describe the bytes
+    that were parsed even if the file changed after the walk saw it.
+    """
+
+    path: str
+    mtime_ns: int | None
+    size: int | None
+    # DataProduct column values (DataProduct.fields_from), computed here so
+    # the derived search columns cost worker time, not the writer's.
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def parse_chunk(root: str, configured_root: str, paths: list[str], max_bytes: int) -> list[Parsed]:
+    """Parse the metadata files at `paths` (relative to `root`)."""
+    return [parse_one(root, configured_root, path, max_bytes) for path in paths]
+
+
+def parse_one(root: str, configured_root: str, path: str, max_bytes: int) -> Parsed:
+    try:
+        data, info = _read(os.path.join(root, path), max_bytes)
+    except OSError as exc:
+        return Parsed(path, None, None, error=f"cannot read: {exc.strerror or exc}")
+    except MetadataError as exc:
+        return Parsed(path, None, None, error=str(exc))
+    try:
+        product = from_volume_file(
+            data,
+            configured_root=configured_root,
+            relative_metadata_file=path,
+            max_bytes=max_bytes,
+        )
+    except MetadataError as exc:
+        return Parsed(path, info.st_mtime_ns, info.st_size, error=str(exc))
+    return Parsed(path, info.st_mtime_ns, info.st_size, fields=DataProduct.fields_from(product))
+
+
+def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    # O_NONBLOCK: a FIFO swapped in after the walk must not hang the worker.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise MetadataError("not a regular file")
+        if info.st_size > max_bytes:
+            raise MetadataError(f"file is {info.st_size} bytes, over the {max_bytes}-byte limit")
+        # One byte more than allowed, so a file that grew is still caught.
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    return data, info

@@ -1,0 +1,351 @@
+"""The volume indexer: fixtures, bad input, incremental runs, timeouts (issue 3)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from dpd.metadata import hashed_folder, product_uid
+from dpd.models import DataProduct
+from dpd.sample_volume import build_sample_volume
+from indexing import indexer
+from indexing.indexer import VolumeUnavailable, index_volume
+from tests.conftest import UPSTREAM_ROOT
+from tests.test_metadata import EXPECTED, REJECTED
+
+pytestmark = pytest.mark.django_db
+
+META = "ska-data-product.yaml"
+GOOD = "interface: http://schema.skao.int/ska-data-product-meta/0.1\nexecution_block: {eb}\n"
+
+
+def write_product(root: Path, folder: str, text: str | bytes) -> Path:
+    path = root / folder / META
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def errors_of(result) -> dict[str, str]:
+    return dict(result.errors)
+
+
+def test_it_indexes_every_fixture_with_the_reference_uids(tmp_path, settings):
+    # Section 7's uids hash the upstream tests' configured root, a relative path.
+    settings.BASE_DIR = tmp_path
+    build_sample_volume(tmp_path / UPSTREAM_ROOT)
+
+    result = index_volume(UPSTREAM_ROOT)
+
+    assert (result.files_found, result.files_added, len(result.errors)) == (18, 15, 3)
+    stored = {p.dataproduct_file: p for p in DataProduct.objects.all()}
+    assert set(stored) == set(EXPECTED)
+    for folder, (eb, date, group, uid) in EXPECTED.items():
+        product = stored[folder]
+        assert str(product.uid) == uid
+        assert product.execution_block == (eb or folder)
+        assert product.date_created.isoformat() == date
+        assert product.access_group == group
+        assert product.metadata_file == f"{folder}/{META}"
+        assert product.source == DataProduct.Source.VOLUME
+
+
+def test_the_three_rejected_fixtures_are_reported_with_their_paths(sample_volume):
+    result = index_volume()
+
+    assert errors_of(result) == {f"{folder}/{META}": why for folder, why in REJECTED.items()}
+    assert result.step == "completed" and not result.timed_out and result.walk_complete
+
+
+def test_sub_products_are_separate_products_sharing_their_execution_block(sample_volume):
+    index_volume()
+
+    subs = DataProduct.objects.filter(execution_block="eb-notebook-20240201-54576")
+    assert sorted(p.dataproduct_file for p in subs) == [
+        "eb-notebook-20240201-54576/ska-sdp/pb-notebookpo-20240201-54576",
+        "eb-notebook-20240201-54576/ska-sdp/pb-notebookvr-20240201-54576",
+    ]
+    assert len({p.uid for p in subs}) == 2
+
+
+def test_uids_hash_the_configured_root_and_stay_stable_across_runs(sample_volume):
+    index_volume()
+    first = dict(DataProduct.objects.values_list("metadata_file", "uid"))
+    DataProduct.objects.all().delete()
+    index_volume()
+
+    assert dict(DataProduct.objects.values_list("metadata_file", "uid")) == first
+    product = DataProduct.objects.get(dataproduct_file="eb-m005-20231031-12345")
+    folder = hashed_folder(str(sample_volume), "eb-m005-20231031-12345")
+    assert product.uid == product_uid("eb-m005-20231031-12345", folder)
+
+
+def test_worker_processes_give_the_same_catalogue_as_one_process(sample_volume, monkeypatch):
+    index_volume(workers=1)
+    inline = {p.metadata_file: (p.uid, p.metadata) for p in DataProduct.objects.all()}
+    DataProduct.objects.all().delete()
+    monkeypatch.setattr(indexer, "PARSE_CHUNK", 2)  # enough chunks to start the pool
+
+    result = index_volume(workers=2, batch_size=4)
+
+    assert {p.metadata_file: (p.uid, p.metadata) for p in DataProduct.objects.all()} == inline
+    assert (result.files_added, len(result.errors)) == (15, 3)
+
+
+def test_a_missing_volume_is_unavailable(tmp_path):
+    with pytest.raises(VolumeUnavailable, match="does not exist"):
+        index_volume(str(tmp_path / "absent"))
+
+
+# --- bad input: each one reported with its path; the run goes on -------------------
+
+BAD_DOCUMENTS = {
+    "yaml-syntax": ("execution_block: [unclosed\n", "YAML syntax error at line"),
+    "not-a-mapping": ("- just\n- a list\n", "not a mapping"),
+    "no-execution-block": ("interface: x\nfiles: []\n", "missing execution_block"),
+    "files-not-a-list": ("execution_block: eb-x-20240101-1\nfiles: {a: 1}\n", "files must be"),
+    "alias-bomb": (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+        )
+        + "execution_block: eb-bomb-20240101-1\n",
+        "alias bomb",
+    ),
+    "over-one-mebibyte": (
+        "execution_block: eb-big-20240101-1\nnotes: '" + "x" * (1024 * 1024) + "'\n",
+        "over the 1048576-byte limit",
+    ),
+    "not-utf8": (b"execution_block: eb-latin-20240101-1\nnote: caf\xe9\n", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DOCUMENTS))
+def test_a_bad_document_is_reported_and_the_rest_is_indexed(tmp_path, case):
+    text, reason = BAD_DOCUMENTS[case]
+    write_product(tmp_path, "eb-good-20240101-1", GOOD.format(eb="eb-good-20240101-1"))
+    write_product(tmp_path, case, text)
+
+    result = index_volume(str(tmp_path))
+
+    assert reason in errors_of(result)[f"{case}/{META}"]
+    assert list(DataProduct.objects.values_list("execution_block", flat=True)) == [
+        "eb-good-20240101-1"
+    ]
+    assert result.step == "completed"
+
+
+def test_a_metadata_file_that_is_a_fifo_is_reported_without_blocking(tmp_path):
+    # Tests run as root, for whom chmod 000 hides nothing: a FIFO, a folder and
+    # a broken symlink are unreadable metadata "files" for every user.
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / META)
+    (tmp_path / "folder" / META).mkdir(parents=True)
+    (tmp_path / "dangling").mkdir()
+    (tmp_path / "dangling" / META).symlink_to(tmp_path / "nowhere.yaml")
+    write_product(tmp_path, "eb-good-20240101-1", GOOD.format(eb="eb-good-20240101-1"))
+
+    result = index_volume(str(tmp_path))
+
+    errors = errors_of(result)
+    assert errors[f"fifo/{META}"] == "not a regular file (a FIFO)"
+    assert errors[f"folder/{META}"] == "is a folder, not a metadata file"
+    assert errors[f"dangling/{META}"] == "broken symlink"
+    assert DataProduct.objects.count() == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_a_file_its_reader_may_not_open_is_reported_as_unreadable(tmp_path):
+    # Root reads everything, so the parse step runs as `nobody` in a child
+    # process: exactly what a worker without permission on the file sees.
+    path = write_product(tmp_path, "secret", GOOD.format(eb="eb-secret-20240101-1"))
+    path.chmod(0)
+    tmp_path.chmod(0o755)
+    path.parent.chmod(0o755)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(read)
+        os.setgid(65534)
+        os.setuid(65534)
+        from indexing.parsing import parse_one
+
+        outcome = parse_one(str(tmp_path), str(tmp_path), f"secret/{META}", 1 << 20)
+        os.write(write, (outcome.error or "parsed").encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        assert pipe.read() == "cannot read: Permission denied"
+
+
+def test_a_symlinked_metadata_file_pointing_outside_the_volume_is_refused(tmp_path):
+    root = tmp_path / "volume"
+    outside = write_product(tmp_path, "elsewhere", GOOD.format(eb="eb-out-20240101-1"))
+    (root / "escape").mkdir(parents=True)
+    (root / "escape" / META).symlink_to(outside)
+    inside = write_product(root, "real", GOOD.format(eb="eb-in-20240101-1"))
+    (root / "alias").mkdir()
+    (root / "alias" / META).symlink_to(inside)
+
+    result = index_volume(str(root))
+
+    assert errors_of(result) == {f"escape/{META}": "symlink points outside the volume"}
+    assert sorted(DataProduct.objects.values_list("dataproduct_file", flat=True)) == [
+        "alias",
+        "real",
+    ]
+
+
+def test_a_directory_loop_is_reported_and_not_followed(tmp_path):
+    write_product(tmp_path, "eb-a-20240101-1/ska-sdp/pb-1", GOOD.format(eb="eb-a-20240101-1"))
+    (tmp_path / "eb-a-20240101-1" / "ska-sdp" / "pb-1" / "up").symlink_to(tmp_path)
+
+    result = index_volume(str(tmp_path), work_unit_depth=1)
+
+    assert errors_of(result) == {
+        "eb-a-20240101-1/ska-sdp/pb-1/up": "directory loop: symlink to an ancestor folder, "
+        "not followed"
+    }
+    assert DataProduct.objects.count() == 1 and result.step == "completed"
+
+
+def test_a_file_that_turns_bad_keeps_its_last_good_version(sample_volume):
+    index_volume()
+    folder = "eb-m005-20231031-12345"
+    before = DataProduct.objects.get(dataproduct_file=folder)
+    write_product(sample_volume, folder, "execution_block: [broken\n")
+
+    result = index_volume()
+
+    assert f"{folder}/{META}" in errors_of(result)
+    after = DataProduct.objects.get(dataproduct_file=folder)
+    assert (after.uid, after.metadata) == (before.uid, before.metadata)
+    assert result.files_removed == 0 and DataProduct.objects.count() == 15
+
+
+# --- incremental runs ---------------------------------------------------------------
+
+
+def test_an_unchanged_volume_is_skipped_without_reading_a_file(sample_volume):
+    index_volume()
+    # Same size, same mtime, different bytes: only a run that reads would notice.
+    for path in sample_volume.rglob(META):
+        info = path.stat()
+        path.write_bytes(b"!" * info.st_size)
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    before = dict(DataProduct.objects.values_list("uid", "metadata"))
+
+    result = index_volume()
+
+    assert (result.files_skipped, result.files_added, result.files_updated) == (15, 0, 0)
+    assert dict(DataProduct.objects.values_list("uid", "metadata")) == before
+
+
+def test_a_new_folder_is_added_and_the_rest_skipped(sample_volume):
+    index_volume()
+    write_product(sample_volume, "eb-new-20250102-1", GOOD.format(eb="eb-new-20250102-1"))
+
+    result = index_volume()
+
+    assert (result.files_added, result.files_updated, result.files_skipped) == (1, 0, 15)
+    assert DataProduct.objects.get(execution_block="eb-new-20250102-1").date_created.year == 2025
+
+
+def test_a_modified_file_updates_its_product_in_place(sample_volume):
+    index_volume()
+    folder = "eb-m005-20231031-12345"
+    before = DataProduct.objects.get(dataproduct_file=folder)
+    path = sample_volume / folder / META
+    path.write_text(path.read_text() + "\nextra: added later\n")
+
+    result = index_volume()
+
+    assert (result.files_updated, result.files_added, result.files_skipped) == (1, 0, 14)
+    after = DataProduct.objects.get(dataproduct_file=folder)
+    assert (after.pk, after.uid) == (before.pk, before.uid)
+    assert after.metadata["extra"] == "added later"
+    assert after.file_size == path.stat().st_size
+
+
+def test_a_deleted_folder_removes_its_product_after_the_walk(sample_volume):
+    index_volume()
+    shutil.rmtree(sample_volume / "eb-m005-20231031-12345")
+
+    result = index_volume()
+
+    assert result.files_removed == 1
+    assert not DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").exists()
+
+
+def test_a_renamed_folder_moves_the_product_to_a_new_uid(sample_volume):
+    index_volume()
+    old = DataProduct.objects.get(dataproduct_file="eb-m005-20231031-12345")
+    (sample_volume / "eb-m005-20231031-12345").rename(sample_volume / "renamed")
+
+    result = index_volume()
+
+    assert (result.files_removed, result.files_added) == (1, 1)
+    new = DataProduct.objects.get(dataproduct_file="renamed")
+    assert new.uid == product_uid(
+        "eb-m005-20231031-12345", hashed_folder(str(sample_volume), "renamed")
+    )
+    assert not DataProduct.objects.filter(uid=old.uid).exists()
+
+
+def test_a_uid_moving_to_another_file_carries_the_product_over(sample_volume):
+    # Pointing the configured root one level up keeps every hashed folder
+    # string (so every uid) but changes every relative path.
+    index_volume()
+    uids = set(DataProduct.objects.values_list("uid", flat=True))
+
+    result = index_volume(str(sample_volume.parent), work_unit_depth=2)
+
+    assert set(DataProduct.objects.values_list("uid", flat=True)) == uids
+    assert (result.files_updated, result.files_added, result.files_removed) == (15, 0, 0)
+    assert DataProduct.objects.filter(metadata_file__startswith="volume/").count() == 15
+
+
+def test_a_deadline_that_passed_stops_the_run_and_removes_nothing(sample_volume):
+    index_volume()
+    shutil.rmtree(sample_volume / "eb-m005-20231031-12345")
+
+    result = index_volume(deadline=time.monotonic() - 1)
+
+    assert result.timed_out and result.step == "timeout_partial_completion"
+    assert not result.walk_complete and result.files_removed == 0
+    assert DataProduct.objects.count() == 15
+
+
+def test_an_exception_from_on_progress_aborts_the_run_and_removes_nothing(sample_volume):
+    index_volume()
+    shutil.rmtree(sample_volume / "eb-m005-20231031-12345")
+    write_product(sample_volume, "eb-new-20250102-1", GOOD.format(eb="eb-new-20250102-1"))
+
+    def lose_leadership(progress):
+        raise RuntimeError("lost the lease")
+
+    with pytest.raises(RuntimeError, match="lost the lease"):
+        index_volume(on_progress=lose_leadership)
+
+    assert DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").exists()
+
+
+def test_progress_is_reported_after_every_written_batch(sample_volume):
+    seen = []
+
+    index_volume(batch_size=4, on_progress=lambda p: seen.append((p.step, p.files_added)))
+
+    added = [count for _, count in seen]
+    assert added == sorted(added) and added[-1] == 15
+    assert len(seen) >= 15 // 4
+    assert seen[-1][0] == "completed"
+    assert any(step.startswith("ingesting_remaining") for step, _ in seen)
