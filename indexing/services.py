@@ -109,6 +109,7 @@ def _close(run: IndexRun, message: str) -> int:
         duration=run.duration,
         failure_message=run.failure_message,
         log=run.log,
+        indexing_step="error",
     )
 
 
@@ -120,6 +121,7 @@ def index_run(
     wait: bool = False,
     requested_at: datetime | None = None,
     on_progress: Callable[[IndexProgress], None] | None = None,
+    configured_root: str | None = None,
 ) -> IndexRun | None:
     """Run the indexer if this instance wins the volume's slot, and record it.
 
@@ -130,9 +132,10 @@ def index_run(
       heartbeat goes stale, stop if it completes (start-up indexing).
     - `requested_at`: skip if a run that started after this moment completed:
       the index is already as fresh as the caller asked for.
+    - `configured_root`: another volume than PERSISTENT_STORAGE_PATH (its own slot).
     Never raises for indexing failures: they end the run with status `error`.
     """
-    prefix = leader.volume_prefix()
+    prefix = leader.volume_prefix(configured_root)
     holder = leader.instance_name()
     run = None
     if run_id is not None:
@@ -160,7 +163,9 @@ def index_run(
             _record_with_retry(lambda: _close(run, message))
         logger.error("index run (%s) could not start: %s", trigger, exc)
         return run
-    return _lead(result.lease, run, trigger, force=force, on_progress=on_progress)
+    return _lead(
+        result.lease, run, trigger, force=force, on_progress=on_progress, root=configured_root
+    )
 
 
 def _completed_since(prefix: str, moment: datetime | None) -> IndexRun | None:
@@ -226,6 +231,7 @@ def _lead(
     *,
     force: bool,
     on_progress: Callable[[IndexProgress], None] | None,
+    root: str | None,
 ) -> IndexRun | None:
     queued = run
     try:
@@ -243,7 +249,7 @@ def _lead(
     reporter = _ProgressReporter(lease, run, on_progress)
     deadline = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS
     try:
-        result = index_volume(on_progress=reporter, deadline=deadline)
+        result = index_volume(root, on_progress=reporter, deadline=deadline)
     except Exception as exc:  # recorded on the run: a worker must never crash on a run
         logger.exception("index run %s failed", run.pk)
         _record_failure(lease, run, exc, reporter.last)
@@ -365,34 +371,36 @@ def _record_result(lease: leader.Lease, run: IndexRun, result: IndexResult) -> N
             "nothing was removed"
         )
     run.finish(status)
-    run.timed_out = result.timed_out
-    _record_with_retry(lambda: _write_result(lease, run, result))
+    outcome = {
+        "status": run.status,
+        "terminal_timestamp": run.terminal_timestamp,
+        "duration": run.duration,
+        "timed_out": result.timed_out,
+        "errors": run.errors,
+        "log": run.log,
+        "files_found": result.files_found,
+        "files_removed": result.files_removed,
+        "work_units": result.work_units,
+        **_progress_fields(result),
+    }
+    for name, value in outcome.items():
+        setattr(run, name, value)
+    counts = _progress_fields(result)
+    del counts["indexing_step"]
 
+    def write() -> None:
+        with transaction.atomic():
+            IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.RUNNING).update(**outcome)
+            leader.release(
+                lease,
+                step=run.status,
+                completed=True,
+                files_indexed=result.files_processed,
+                total_files=result.files_found,
+                **counts,
+            )
 
-def _write_result(lease: leader.Lease, run: IndexRun, result: IndexResult) -> None:
-    with transaction.atomic():
-        IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.RUNNING).update(
-            status=run.status,
-            terminal_timestamp=run.terminal_timestamp,
-            duration=run.duration,
-            timed_out=result.timed_out,
-            errors=run.errors,
-            log=run.log,
-            files_found=result.files_found,
-            files_removed=result.files_removed,
-            work_units=result.work_units,
-            **_progress_fields(result),
-        )
-        counts = _progress_fields(result)
-        del counts["indexing_step"]
-        leader.release(
-            lease,
-            step=run.status,
-            completed=True,
-            files_indexed=result.files_processed,
-            total_files=result.files_found,
-            **counts,
-        )
+    _record_with_retry(write)
 
 
 def _failure_message(exc: BaseException) -> str:
@@ -410,12 +418,15 @@ def _record_failure(
 ) -> None:
     message = _failure_message(exc)
     if last is not None:
+        for name, value in _progress_fields(last).items():
+            setattr(run, name, value)
         run.errors = [{"path": path, "reason": reason} for path, reason in last.errors][
             : IndexRun.ERROR_LIMIT
         ]
 
     run.add_log(f"error: {message}")
     run.finish(IndexRun.Status.ERROR, message=message)
+    run.indexing_step = "error"
 
     def record() -> None:
         with transaction.atomic():
@@ -434,6 +445,7 @@ def _close_running(run: IndexRun, message: str) -> None:
         failure_message=message,
         errors=run.errors,
         log=run.log,
+        indexing_step="error",
     )
 
 

@@ -61,15 +61,15 @@ def indexing_status() -> dict[str, Any]:
         "progress": dict(IDLE_PROGRESS),
         "coordination_state": coordination,
     }
-    queued = IndexRun.objects.filter(
-        volume_prefix=OuterRef("volume_prefix"), status=IndexRun.Status.QUEUED
-    )
+    queued = IndexRun.objects.filter(status=IndexRun.Status.QUEUED)
     try:
         state = (
             IndexingState.objects.filter(volume_prefix=prefix)
-            .annotate(has_queued=Exists(queued))
+            .annotate(has_queued=Exists(queued.filter(volume_prefix=OuterRef("volume_prefix"))))
             .first()
         )
+        if state is None:  # never indexed yet; a request may be waiting for the worker
+            block["in_progress"] = queued.filter(volume_prefix=prefix).exists()
     except DatabaseError as exc:
         logger.debug("indexing status unavailable: %s", exc)
         return block

@@ -1,0 +1,218 @@
+"""Leadership rules: one instance per volume indexes; followers say who leads;
+a dead leader's slot is reclaimed; every run is recorded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from dpd.models import DataProduct
+from indexing import leader
+from indexing.models import IndexingState, IndexRun
+from indexing.services import IndexingBusy, index_run, request_reindex
+
+pytestmark = pytest.mark.django_db
+
+
+def _age_heartbeat(prefix: str, seconds: int) -> None:
+    """Pretend the holder last heartbeated `seconds` ago (it died then)."""
+    old = timezone.now() - timedelta(seconds=seconds)
+    IndexingState.objects.filter(volume_prefix=prefix).update(last_heartbeat=old)
+    IndexRun.objects.filter(volume_prefix=prefix, status="running").update(last_heartbeat=old)
+
+
+def test_the_volume_prefix_is_dpd_and_twelve_hex_digits_of_the_configured_path():
+    prefix = leader.volume_prefix("/mnt/data/product/")
+    assert prefix.startswith("dpd_") and len(prefix) == 16
+    assert prefix == leader.volume_prefix("/mnt/data/product/")
+    assert prefix != leader.volume_prefix("/mnt/data/product")
+
+
+def test_the_instance_name_comes_from_dpd_instance_name(settings):
+    settings.DPD_INSTANCE_NAME = "dpd-api-7f9c-x2k4q"
+    assert leader.instance_name() == "dpd-api-7f9c-x2k4q"
+    settings.DPD_INSTANCE_NAME = ""
+    assert leader.instance_name().endswith(f"-{__import__('os').getpid()}")
+
+
+def test_the_first_claim_leads_and_the_next_instance_is_told_the_leaders_name():
+    first = leader.claim("dpd_000000000001", "pod-a")
+    second = leader.claim("dpd_000000000001", "pod-b")
+    assert first.claimed and not second.claimed
+    assert second.leader == "pod-a"
+    assert IndexingState.objects.get(volume_prefix="dpd_000000000001").indexed_by == "pod-a"
+
+
+def test_a_released_slot_goes_to_the_next_claim():
+    first = leader.claim("dpd_000000000002", "pod-a")
+    leader.release(first.lease, step="completed", completed=True)
+    second = leader.claim("dpd_000000000002", "pod-b")
+    assert second.claimed and not second.lease.reclaimed
+    state = IndexingState.objects.get(volume_prefix="dpd_000000000002")
+    assert state.indexed_by == "pod-b" and state.indexing_running
+
+
+def test_a_live_leader_keeps_its_slot_and_the_volume_counts_as_busy():
+    lease = leader.claim("dpd_000000000003", "pod-a").lease
+    leader.heartbeat(lease, files_processed=10)
+    assert leader.is_busy("dpd_000000000003")
+    assert not leader.claim("dpd_000000000003", "pod-b").claimed
+
+
+def test_a_leader_whose_heartbeat_went_stale_loses_its_slot_and_stops(settings):
+    settings.INDEXING_HEARTBEAT_STALE_SECONDS = 300
+    stalled = leader.claim("dpd_000000000004", "pod-a").lease
+    _age_heartbeat("dpd_000000000004", 301)
+    assert not leader.is_busy("dpd_000000000004")
+
+    taker = leader.claim("dpd_000000000004", "pod-b")
+
+    assert taker.claimed and taker.lease.reclaimed and taker.lease.previous_holder == "pod-a"
+    with pytest.raises(leader.LostLeadership, match="pod-b"):
+        leader.heartbeat(stalled, files_processed=1)
+    # The stalled leader's late release must not free the new leader's slot.
+    assert not leader.release(stalled, step="error", completed=False)
+    assert leader.is_busy("dpd_000000000004")
+
+
+def test_a_heartbeat_just_inside_the_stale_limit_keeps_the_slot(settings):
+    settings.INDEXING_HEARTBEAT_STALE_SECONDS = 300
+    leader.claim("dpd_000000000005", "pod-a")
+    _age_heartbeat("dpd_000000000005", 290)
+    assert not leader.claim("dpd_000000000005", "pod-b").claimed
+
+
+def test_force_takes_the_slot_from_a_live_looking_leader():
+    leader.claim("dpd_000000000006", "pod-a")
+    forced = leader.claim("dpd_000000000006", "operator", force=True)
+    assert forced.claimed and forced.lease.previous_holder == "pod-a"
+
+
+def test_two_instances_sharing_a_name_cannot_heartbeat_for_each_other():
+    first = leader.claim("dpd_000000000007", "pod-a", force=True).lease
+    leader.claim("dpd_000000000007", "pod-a", force=True)
+    with pytest.raises(leader.LostLeadership):
+        leader.heartbeat(first)
+
+
+# --- runs under the leadership rules (the real indexer, the sample volume) ---
+
+
+def test_a_run_indexes_the_volume_and_records_itself(sample_volume, settings):
+    settings.DPD_INSTANCE_NAME = "pod-a"
+    run = index_run(IndexRun.Trigger.COMMAND)
+
+    assert run.status == "completed" and run.indexed_by == "pod-a"
+    assert run.files_added == DataProduct.objects.count() == 15
+    assert {e["path"] for e in run.errors} == {
+        "eb-none-19700101-00001/ska-data-product.yaml",
+        "eb-none-19700101-00002/ska-data-product.yaml",
+        "eb-none-19700101-00003/ska-data-product.yaml",
+    }
+    assert run.terminal_timestamp and run.duration is not None and run.log
+    state = IndexingState.objects.get(volume_prefix=leader.volume_prefix())
+    assert not state.indexing_running and state.completed_at and state.files_indexed == 18
+    assert state.indexing_step == "completed"
+
+
+def test_a_follower_records_a_skipped_run_naming_the_leader(sample_volume, settings):
+    leader.claim(leader.volume_prefix(), "pod-a")
+    settings.DPD_INSTANCE_NAME = "pod-b"
+
+    run = index_run(IndexRun.Trigger.SCHEDULE)
+
+    assert run.status == "skipped" and run.indexed_by == "pod-b"
+    assert "pod-a" in run.failure_message
+    assert DataProduct.objects.count() == 0
+
+
+def test_a_new_leader_closes_the_run_its_dead_predecessor_left_running(sample_volume, settings):
+    settings.DPD_INSTANCE_NAME = "pod-a"
+    lease = leader.claim(leader.volume_prefix(), "pod-a").lease
+    orphan = IndexRun.objects.create(
+        trigger="startup", status="running", volume_prefix=lease.volume_prefix, indexed_by="pod-a"
+    )
+    _age_heartbeat(lease.volume_prefix, settings.INDEXING_HEARTBEAT_STALE_SECONDS + 1)
+    settings.DPD_INSTANCE_NAME = "pod-b"
+
+    run = index_run(IndexRun.Trigger.SCHEDULE)
+
+    orphan.refresh_from_db()
+    assert run.status == "completed" and DataProduct.objects.count() == 15
+    assert orphan.status == "error" and "pod-a" in orphan.failure_message
+    assert any("took over the slot from pod-a" in line for line in run.log)
+
+
+def test_a_second_reindex_request_while_one_is_queued_is_refused(sample_volume):
+    ticket = request_reindex(IndexRun.Trigger.API)
+    with pytest.raises(IndexingBusy):
+        request_reindex(IndexRun.Trigger.API)
+    assert IndexRun.objects.get(pk=ticket.run_id).status == "queued"
+    assert IndexRun.objects.count() == 1
+
+
+def test_a_reindex_request_while_a_leader_runs_is_refused(sample_volume):
+    leader.claim(leader.volume_prefix(), "pod-a")
+    with pytest.raises(IndexingBusy, match="pod-a"):
+        request_reindex(IndexRun.Trigger.API)
+
+
+def test_a_reindex_request_after_the_leader_died_is_accepted(sample_volume, settings):
+    prefix = leader.volume_prefix()
+    leader.claim(prefix, "pod-a")
+    dead = IndexRun.objects.create(
+        trigger="startup", status="running", volume_prefix=prefix, indexed_by="pod-a"
+    )
+    _age_heartbeat(prefix, settings.INDEXING_HEARTBEAT_STALE_SECONDS + 1)
+
+    ticket = request_reindex(IndexRun.Trigger.API)
+
+    dead.refresh_from_db()
+    assert dead.status == "error" and "stopped heartbeating" in dead.failure_message
+    assert IndexRun.objects.get(pk=ticket.run_id).status == "queued"
+
+
+def test_a_queued_run_delivered_twice_is_carried_out_once(sample_volume):
+    ticket = request_reindex(IndexRun.Trigger.API)
+
+    first = index_run(IndexRun.Trigger.API, run_id=ticket.run_id)
+    again = index_run(IndexRun.Trigger.API, run_id=ticket.run_id)
+
+    assert first.status == again.status == "completed"
+    assert IndexRun.objects.count() == 1
+    assert DataProduct.objects.count() == 15
+
+
+def test_a_scheduled_run_serves_a_waiting_request_instead_of_adding_another(sample_volume):
+    ticket = request_reindex(IndexRun.Trigger.API)
+
+    run = index_run(IndexRun.Trigger.SCHEDULE)
+
+    assert run.pk == ticket.run_id and run.status == "completed"
+    assert IndexRun.objects.count() == 1
+
+
+def test_a_missing_volume_ends_the_run_with_a_clear_error(settings, tmp_path):
+    settings.PERSISTENT_STORAGE_PATH = str(tmp_path / "not-mounted")
+
+    run = index_run(IndexRun.Trigger.COMMAND)
+
+    assert run.status == "error"
+    assert "volume is unavailable" in run.failure_message and "not-mounted" in run.failure_message
+    state = IndexingState.objects.get(volume_prefix=leader.volume_prefix())
+    assert not state.indexing_running and state.indexing_step == "error"
+
+
+def test_a_startup_run_is_skipped_when_the_index_was_refreshed_after_it_was_asked(
+    sample_volume, settings
+):
+    asked = timezone.now()
+    settings.DPD_INSTANCE_NAME = "pod-a"
+    index_run(IndexRun.Trigger.STARTUP, requested_at=asked)
+    settings.DPD_INSTANCE_NAME = "pod-b"
+
+    late = index_run(IndexRun.Trigger.STARTUP, wait=True, requested_at=asked)
+
+    assert late.status == "skipped" and "pod-a" in late.failure_message
