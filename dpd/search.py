@@ -25,8 +25,9 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import CharField, F, Func, Max, Q, QuerySet
+from django.db.models import CharField, F, Func, Max, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce
 
 from dpd import search_text
 from dpd.models import DataProduct
@@ -265,7 +266,8 @@ class _FilterBuilder:
         value_alias, type_alias = f"_filter_value_{n}", f"_filter_type_{n}"
         expression = document_value(field)
         self.aliases[value_alias] = expression
-        self.aliases[type_alias] = JSONTypeOf(document_value(field))
+        # A missing field has no type: "missing" keeps NOT(...) true for it ("!=").
+        self.aliases[type_alias] = Coalesce(JSONTypeOf(document_value(field)), Value("missing"))
         q = Q(**{f"{type_alias}__in": _NUMBER_TYPES}) & Q(
             **{f"{value_alias}__{_NUMBER_OPERATORS[operator]}": number}
         )

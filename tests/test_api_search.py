@@ -201,7 +201,7 @@ def test_a_date_that_does_not_parse_answers_400_naming_it(client, bad):
     assert "start_date" in response.json()["detail"]
 
 
-# --- Bad bodies ----------------------------------------------------------------------
+# --- Bad bodies ----------------------------------------
 
 
 def test_malformed_json_answers_422_with_a_detail(client):
@@ -237,7 +237,7 @@ def test_a_twenty_megabyte_body_is_refused_cleanly(client):
     assert response.json()["detail"]
 
 
-# --- Paging, cap, CSV ------------------------------------------------------------------
+# --- Paging, cap, CSV ----------------------------------------
 
 
 def test_without_paging_the_list_is_capped(client, settings):
