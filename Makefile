@@ -16,7 +16,8 @@ venv: $(VENV)/.installed
 ## Set up and serve on http://127.0.0.1:8000 (SQLite, the sample volume, background indexing).
 run: venv
 	$(PY) manage.py migrate --no-input -v0
-	$(PY) manage.py build_sample_volume
+	$(PY) manage.py build_sample_volume --synthetic 300
+	$(PY) manage.py reindex
 	$(PY) manage.py runservice
 
 ## Set up and run the whole test suite against a real PostgreSQL (throwaway cluster by default).

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from dpd.synthetic import write_synthetic_volume
+
 FIXTURES = settings.BASE_DIR / "sample_data" / "ska-examples"
 TABLE_INFO = (
     "Type = Measurement Set\nSubType = \n\n"
@@ -63,9 +65,18 @@ PAYLOADS: dict[str, dict[str, str]] = {
 }
 
 
-def build_sample_volume(dest: Path) -> int:
+# Synthetic blocks go under their own folder so they never mix with the fixtures.
+SYNTHETIC_FOLDER = "synthetic"
+
+
+def build_sample_volume(dest: Path, synthetic_blocks: int = 0) -> int:
     """Copy every fixture metadata file and its payload under dest; return the
-    number of metadata files written. Existing files are overwritten."""
+    number of metadata files written. Existing files are overwritten.
+
+    With synthetic_blocks, also write that many generated execution blocks
+    under dest/synthetic/ (dpd/synthetic.py), so the demo has a few hundred
+    products to page, filter and search through. Tests use the fixtures alone.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     written = 0
     for source in sorted(FIXTURES.rglob(settings.METADATA_FILE_NAME)):
@@ -78,4 +89,6 @@ def build_sample_volume(dest: Path) -> int:
             path = dest / folder / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
+    if synthetic_blocks:
+        written += write_synthetic_volume(dest / SYNTHETIC_FOLDER, synthetic_blocks, data_bytes=64)
     return written
