@@ -10,6 +10,7 @@ that are not configured report their real "off" state, never invented numbers.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from django.apps import apps
@@ -65,7 +66,7 @@ def _pv_indexing_unknown() -> dict[str, Any]:
         "index_time_modified": None,
         "indexing_timeout_seconds": settings.INDEXING_TIMEOUT_SECONDS,
         "indexing_batch_size": settings.INDEXING_BATCH_SIZE,
-        "indexing_parallel_workers": settings.INDEXING_PARALLEL_WORKERS,
+        "indexing_parallel_workers": settings.INDEXING_PARALLEL_WORKERS or os.cpu_count() or 1,
         "indexing_work_unit_depth": settings.INDEXING_WORK_UNIT_DEPTH,
         "last_index_run": None,
     }
