@@ -384,6 +384,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Routes answering with and without a trailing slash are documented without it.
+    "PREPROCESSING_HOOKS": ["dpd.api.schema_hooks.drop_optional_trailing_slash"],
 }
 
 # --- django-q2 -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.parsers import JSONParser
@@ -99,6 +100,14 @@ class PathField(StrictCharField):
         ]
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "nullable": True,
+        "description": "A data product uid: 32 hex digits, hyphens optional.",
+        "example": "6a11ddaa-6b45-6759-47e7-a5abd5105b0e",
+    }
+)
 class ProductUidField(serializers.Field):
     """A uid as the SKA DPD API writes it: 32 hex digits, hyphens optional,
     any version nibble (reference 4.1). Null and "" mean "not given"."""
