@@ -251,7 +251,10 @@ def _lead(
     try:
         result = index_volume(root, on_progress=reporter, deadline=deadline)
     except Exception as exc:  # recorded on the run: a worker must never crash on a run
-        logger.exception("index run %s failed", run.pk)
+        if isinstance(exc, VolumeUnavailable | leader.LostLeadership | DatabaseError):
+            logger.error("index run %s failed: %s", run.pk, exc)
+        else:
+            logger.exception("index run %s failed", run.pk)
         _record_failure(lease, run, exc, reporter.last)
         return run
     _record_result(lease, run, result)

@@ -8,7 +8,7 @@ is safe to run twice: the ORM broker delivers at least once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -95,3 +95,14 @@ def sync_schedules() -> list[str]:
             f"{spec.name}: every {spec.minutes} min ({'created' if created else 'updated'})"
         )
     return lines
+
+
+def queue_startup_index(requested_at: datetime) -> None:
+    """Queue this instance's start-up indexing (runservice calls it once)."""
+    from django_q.tasks import async_task
+
+    async_task(
+        "indexing.tasks.startup_index",
+        requested_at.isoformat(),
+        task_name=f"startup-index-{requested_at:%Y%m%dT%H%M%S%f}",
+    )

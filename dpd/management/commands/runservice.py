@@ -1,20 +1,58 @@
-import os
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from dpd.supervisor import Supervisor
 
 
 class Command(BaseCommand):
-    help = "Serve the API, pages and admin with gunicorn (the `make run` server)."
+    help = (
+        "Run the whole service with one command (the `make run` server): gunicorn serves the "
+        "API, pages and admin, and the django-q2 worker (qcluster) runs background indexing. "
+        "Both are supervised together: SIGTERM/SIGINT stop both, and if either exits the other "
+        "is stopped and the command exits non-zero. At start-up it upserts the schedules "
+        "declared in code and queues start-up indexing (INDEXING_ON_STARTUP)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000", help="address:port to serve on")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+        parser.add_argument(
+            "--grace", type=float, default=20.0, help="seconds to wait for a clean stop"
+        )
 
-    def handle(self, *args, bind: str, workers: int, **options):
-        # exec: gunicorn becomes this process, so Ctrl-C and signals reach it directly.
-        argv = [sys.executable, "-m", "gunicorn", "dpd.wsgi", "--bind", bind]
-        argv += ["--workers", str(workers), "--access-logfile", "-"]
-        self.stdout.write(f"serving on http://{bind}/ (admin at /admin/)")
+    def handle(self, *args, bind: str, workers: int, grace: float, **options):
+        web = [sys.executable, "-m", "gunicorn", "dpd.wsgi", "--bind", bind]
+        web += ["--workers", str(workers), "--access-logfile", "-"]
+        worker = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"]
+        supervisor = Supervisor({"web": web, "worker": worker}, grace_seconds=grace)
+        supervisor.install_signal_handlers()
+        _prepare_background_work(self.stdout)
+        self.stdout.write(f"serving on http://{bind}/ (admin at /admin/), worker: qcluster")
         self.stdout.flush()
-        os.execv(sys.executable, argv)
+        supervisor.start()
+        code = supervisor.run()
+        if code:
+            sys.exit(code)
+
+
+def _prepare_background_work(stdout) -> None:
+    """Upsert the declared schedules and queue start-up indexing, once per
+    service start. Not in AppConfig.ready(): that runs in every process
+    (each gunicorn and django-q2 worker, every manage.py command, the tests)
+    and would queue a run for each of them."""
+    from django.db import DatabaseError
+
+    from indexing.tasks import queue_startup_index, sync_schedules
+
+    try:
+        for line in sync_schedules():
+            stdout.write(f"schedule {line}")
+        if settings.INDEXING_ON_STARTUP:
+            queue_startup_index(timezone.now())
+            stdout.write("start-up indexing queued")
+    except DatabaseError as exc:
+        # Serve anyway (/status reports the database); the schedule indexes later.
+        stdout.write(f"database unavailable at start-up, no start-up indexing: {exc}")

@@ -1,37 +1,55 @@
-import time
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from indexing.indexer import IndexProgress, VolumeUnavailable, index_volume
+from indexing.indexer import IndexProgress
+from indexing.models import IndexRun
+from indexing.services import index_run
 
 
 class Command(BaseCommand):
     help = (
-        "Index the volume now (PERSISTENT_STORAGE_PATH, or --path) and print one summary "
-        "line: seen / added / updated / skipped / removed / errors / seconds."
+        "Index the volume now (PERSISTENT_STORAGE_PATH, or --path) under the same leadership "
+        "rules as the service: if another instance holds the volume's indexing slot, nothing "
+        "is scanned and the command fails naming it. --force takes the slot anyway (recovery "
+        "when the holder is known to be dead; a live holder stops at its next batch). Ends "
+        "with one summary line: seen / added / updated / skipped / removed / errors / seconds."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--path", help="volume root to index instead of PERSISTENT_STORAGE_PATH"
         )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="take the indexing slot even if another instance seems to hold it",
+        )
 
-    def handle(self, *args, path=None, **options):
+    def handle(self, *args, path=None, force=False, **options):
         progress = _Progress(self.stdout)
-        deadline = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS
         try:
-            result = index_volume(path, on_progress=progress, deadline=deadline)
-        except VolumeUnavailable as exc:
-            raise CommandError(str(exc)) from None
+            run = index_run(
+                IndexRun.Trigger.COMMAND, force=force, on_progress=progress, configured_root=path
+            )
         finally:
             progress.close()
-        for error_path, reason in result.errors:
-            self.stdout.write(f"error: {error_path}: {reason}")
-        if result.timed_out:
+        if run is None:
+            raise CommandError("the run could not be recorded: is the database available?")
+        if run.status == IndexRun.Status.SKIPPED:
+            raise CommandError(f"{run.failure_message} Nothing was scanned (--force takes over).")
+        for error in run.errors:
+            self.stdout.write(f"error: {error['path']}: {error['reason']}")
+        if run.status == IndexRun.Status.ERROR:
+            raise CommandError(run.failure_message)
+        if run.timed_out:
             self.stdout.write(f"timed out after {settings.INDEXING_TIMEOUT_SECONDS}s: no removals")
-        self.stdout.write(result.summary())
+        seconds = run.duration.total_seconds() if run.duration else 0.0
+        self.stdout.write(
+            f"seen={run.files_found} added={run.files_added} updated={run.files_updated} "
+            f"skipped={run.files_skipped} removed={run.files_removed} "
+            f"errors={len(run.errors)} seconds={seconds:.2f}"
+        )
 
 
 class _Progress:
