@@ -329,7 +329,18 @@ class LayoutView(APIView):
     @extend_schema(
         operation_id="layout",
         summary="The legacy default layout (v0.13)",
-        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="[{name, width}]")},
+        responses={
+            200: OpenApiResponse(
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}, "width": {"type": "integer"}},
+                    },
+                },
+                description="[{name, width}]",
+            )
+        },
         examples=[
             OpenApiExample(
                 "Layout", value=[{"name": "execution_block", "width": 250}], response_only=True
