@@ -103,3 +103,12 @@ def test_an_admin_edit_is_recorded_as_a_revision_by_the_curator(admin_client_, a
     assert other.user_principal_name == "bob@skao.int"
     (revision,) = other.revisions.all()
     assert (revision.annotation_text, revision.edited_by) == ("Looks fine.", "curator@skao.int")
+
+
+def test_a_data_products_admin_page_links_to_its_product_page(admin_client_, annotations):
+    kept, _ = annotations
+    product = DataProduct.objects.get(uid=kept.data_product_uid)
+
+    html = admin_client_.get(f"/admin/dpd/dataproduct/{product.pk}/change/").content.decode()
+
+    assert f'href="/products/{product.uid}/"' in html

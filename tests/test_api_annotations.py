@@ -167,6 +167,15 @@ def test_a_hidden_products_annotations_are_listed_for_members_only(member, outsi
     assert client_for().get(f"/annotations/{team_product.uid}").status_code == 204
 
 
+def test_anyone_may_list_the_annotations_of_a_public_product(member, product):
+    annotate(member, product.uid, "Open note.")
+
+    response = client_for().get(f"/annotations/{product.uid}/")
+
+    assert response.status_code == 200
+    assert [row["annotation_text"] for row in response.json()] == ["Open note."]
+
+
 def test_a_malformed_uid_in_the_listing_path_answers_400(member):
     response = member.get("/annotations/not-a-uid'--")
 

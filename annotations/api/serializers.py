@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotations.models import Annotation
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "UTC, ISO-8601 without an offset (the upstream's format).",
+        "example": "2024-11-13T14:32:00.412233",
+    }
+)
 class NaiveUTCDateTimeField(serializers.DateTimeField):
     """ISO-8601 in UTC without an offset, as the upstream returns annotation
     timestamps (e.g. "2024-11-13T14:32:00.412233")."""

@@ -185,7 +185,7 @@ class AnnotationListView(AnnotationStoreView):
             'and hidden products look alike, and the dashboard reads 204 as "none yet").'
         ),
         responses={
-            200: AnnotationSerializer(many=True),
+            200: OpenApiResponse(AnnotationSerializer(many=True), "The product's annotations."),
             204: OpenApiResponse(description="No annotations (or no such visible product)."),
             400: OpenApiResponse(DetailSerializer, "The uid is not a UUID."),
             202: OpenApiResponse(NotProcessedSerializer, "The database is unreachable."),
@@ -195,16 +195,15 @@ class AnnotationListView(AnnotationStoreView):
                 "annotations",
                 response_only=True,
                 status_codes=["200"],
-                value=[
-                    {
-                        "annotation_id": 21,
-                        "data_product_uid": _UID,
-                        "annotation_text": "RFI visible in scan 3.",
-                        "user_principal_name": "first.last@skao.int",
-                        "timestamp_created": "2024-11-13T14:32:00.412233",
-                        "timestamp_modified": "2024-11-13T14:32:00.412233",
-                    }
-                ],
+                # One element: drf-spectacular wraps list examples itself.
+                value={
+                    "annotation_id": 21,
+                    "data_product_uid": _UID,
+                    "annotation_text": "RFI visible in scan 3.",
+                    "user_principal_name": "first.last@skao.int",
+                    "timestamp_created": "2024-11-13T14:32:00.412233",
+                    "timestamp_modified": "2024-11-13T14:32:00.412233",
+                },
             ),
             OpenApiExample(
                 "database unreachable",
