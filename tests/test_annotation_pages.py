@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from annotations.models import Annotation
 from annotations.services import annotation_create, annotation_update
@@ -312,3 +314,40 @@ def test_recent_annotations_span_visible_products_newest_edit_first(
 
 def test_the_recent_page_says_so_when_there_are_none(member):
     assert "No annotations yet." in member.get("/products/annotations/recent/").content.decode()
+
+
+def edited(annotation: Annotation, times: int) -> None:
+    for n in range(times):
+        annotation_update(
+            annotation_id=annotation.annotation_id,
+            text=f"version {n + 2}",
+            editor="member@skao.int",
+            editor_is_staff=False,
+            products=None,
+        )
+
+
+def test_pages_cost_the_same_queries_for_one_annotation_or_many_with_history(member, product):
+    busy = make_product("eb-m005-20231031-12345")
+    edited(note(product, "alone"), 1)
+    for n in range(6):
+        edited(note(busy, f"note {n}"), 3)
+
+    with CaptureQueriesContext(connection) as quiet_page:
+        page(member, product)
+    with CaptureQueriesContext(connection) as busy_page:
+        page(member, busy)
+
+    assert len(busy_page) == len(quiet_page)
+
+
+def test_the_recent_page_costs_the_same_queries_for_few_or_many_products(member):
+    note(make_product(), "one product")
+    with CaptureQueriesContext(connection) as few:
+        member.get("/products/annotations/recent/")
+    for n in range(6):
+        note(make_product(f"eb-m00{n}-20231031-1"), f"product {n}")
+    with CaptureQueriesContext(connection) as many:
+        member.get("/products/annotations/recent/")
+
+    assert len(many) == len(few)

@@ -6,6 +6,8 @@ import json
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -341,3 +343,17 @@ def test_an_unreachable_database_gets_the_reference_body_503_on_post_and_202_on_
     assert (get_signed_in.status_code, get_signed_in.json()) == (202, NOT_PROCESSED)
     assert (get_anonymous.status_code, get_anonymous.json()) == (202, NOT_PROCESSED)
     assert not Annotation.objects.exists()
+
+
+def test_listing_costs_the_same_queries_for_one_annotation_or_many(member, product):
+    other = make_product("eb-m005-20231031-12345")
+    annotate(member, product.uid, "only one")
+    for n in range(8):
+        annotate(member, other.uid, f"one of many {n}")
+
+    with CaptureQueriesContext(connection) as one:
+        assert len(member.get(f"/annotations/{product.uid}").json()) == 1
+    with CaptureQueriesContext(connection) as many:
+        assert len(member.get(f"/annotations/{other.uid}").json()) == 8
+
+    assert len(many) == len(one)
