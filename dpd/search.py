@@ -398,6 +398,8 @@ def page_rows(products: QuerySet[DataProduct], offset: int, limit: int) -> list[
     """Flattened rows of one page; `id` is the 1-based position in the whole
     sorted result, so it is unique across pages (reference 4.5 [rec])."""
     rows = []
+    # The derived search columns are for the database, not for the rows.
+    products = products.defer("search_text", "field_types")
     for position, product in enumerate(products[offset : offset + limit], start=offset + 1):
         row = product.flat_row()
         row["id"] = position
