@@ -26,14 +26,20 @@ from django.db import transaction
 
 from dpd.models import DataProduct
 from dpd.volume import volume_root
-from indexing.parsing import Parsed, parse_chunk
-from indexing.scanner import walk_volume
+from indexing.parsing import Parsed, init_worker, parse_chunk, scan_chunk
+from indexing.scanner import Scan, StoredMap, scan, scan_root
 
 # Files per task sent to a worker: small enough to spread the work evenly and
 # to stop soon at a deadline, large enough that pickling stays cheap.
 PARSE_CHUNK = 32
 # Chunks queued per worker before the walk waits for results (bounds memory).
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
+# The walk is spread over the pool when the root holds this many folders
+# (execution blocks); a smaller volume is walked faster than a pool starts.
+PARALLEL_WALK_MIN_FOLDERS = 256
+# Folders per walk task: at least this many, and about this many tasks per worker.
+WALK_CHUNK_MIN = 16
+WALK_CHUNKS_PER_WORKER = 8
 # Rows per DELETE when removing vanished products.
 REMOVE_CHUNK = 1000
 
@@ -141,11 +147,12 @@ class _Run:
         self.result = IndexResult()
         self.started = time.monotonic()
         # metadata_file -> (mtime_ns, size, source) of every stored row with a file.
-        self.stored: dict[str, tuple[int | None, int | None, str]] = {}
+        self.stored: StoredMap = {}
         self.seen: set[str] = set()
         self.incomplete: list[str] = []
         self.to_parse: list[str] = []
-        self.in_flight: set[Future] = set()
+        self.in_flight: set[Future] = set()  # walks and parses
+        self.walks: set[Future] = set()
         self.to_write: list[Parsed] = []
         self.pool: ProcessPoolExecutor | None = None
         self.reported_at = 0
@@ -167,6 +174,7 @@ class _Run:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=True)
+        self.result.errors.sort()
         self.result.seconds = time.monotonic() - self.started
         self.report()
         return self.result
@@ -178,44 +186,60 @@ class _Run:
         self.stored = {path: (mtime, size, source) for path, mtime, size, source in rows}
 
     def walk(self) -> bool:
-        """Walk every unit; False when the deadline stopped it."""
-        result = self.result
-        for unit in walk_volume(self.root, self.metadata_name, self.unit_depth):
-            result.work_units += 1
-            self.incomplete.extend(unit.incomplete)
-            for path, reason in unit.errors:
-                self.record_error(path, reason)
-                if path.rsplit("/", 1)[-1] == self.metadata_name:
-                    result.files_found += 1
-                    result.files_processed += 1
-            for found in unit.files:
-                self.seen.add(found.path)
-                result.files_found += 1
-                stored = self.stored.get(found.path)
-                if stored and stored[0] == found.mtime_ns and stored[1] == found.size:
-                    result.files_skipped += 1
-                    result.files_processed += 1
-                else:
-                    self.to_parse.append(found.path)
-            if len(self.to_parse) >= PARSE_CHUNK:
-                self.submit_parsing()
+        """Walk the volume, queueing changed files; False when the deadline stopped it.
+
+        The root is scanned here; its folders go in chunks to the pool on a
+        large volume (the walk is then parallel too), else they are scanned
+        in this process one chunk at a time.
+        """
+        root_scan, folders = scan_root(self.root, self.metadata_name, self.stored)
+        self.merge(root_scan)
+        use_pool = self.workers > 1 and len(folders) >= PARALLEL_WALK_MIN_FOLDERS
+        size = max(WALK_CHUNK_MIN, -(-len(folders) // (self.workers * WALK_CHUNKS_PER_WORKER)))
+        for start in range(0, len(folders), size):
+            chunk = folders[start : start + size]
+            if use_pool:
+                future = self.start_pool().submit(
+                    scan_chunk, self.root, chunk, self.metadata_name, self.unit_depth
+                )
+                self.walks.add(future)
+                self.in_flight.add(future)
+                continue
+            self.merge(scan(self.root, chunk, self.metadata_name, self.unit_depth, self.stored))
+            self.submit_parsing()
             self.collect(block=False)
-            if result.files_processed - self.reported_at >= self.batch_size:
-                self.report()
             if self.past_deadline():
                 return False
-        result.walk_complete = True
+        while self.walks:
+            if self.past_deadline():
+                return False
+            self.collect(block=True)
+            self.submit_parsing()
+        self.result.walk_complete = True
         return True
+
+    def merge(self, found: Scan) -> None:
+        """Count a scan's files and queue its changed ones for parsing."""
+        result = self.result
+        result.work_units += found.units
+        self.incomplete.extend(found.incomplete)
+        for path, reason in found.errors:
+            self.record_error(path, reason)
+            if path.rsplit("/", 1)[-1] == self.metadata_name:
+                result.files_found += 1
+                result.files_processed += 1
+        self.seen.update(found.found)
+        self.to_parse.extend(found.changed)
+        result.files_found += len(found.found)
+        result.files_skipped += found.skipped
+        result.files_processed += found.skipped
+        if result.files_processed - self.reported_at >= self.batch_size:
+            self.report()
 
     def parse_remaining(self) -> bool:
         """Parse what the walk left queued; False when the deadline stopped it."""
         self.result.step = f"ingesting_remaining ({self.files_pending()} files)"
-        if self.pool is None and len(self.to_parse) < PARSE_CHUNK:
-            # Too few files to be worth starting worker processes.
-            self.handle(parse_chunk(self.root, self.configured_root, self.to_parse, self.max_bytes))
-            self.to_parse = []
-        else:
-            self.submit_parsing(final=True)
+        self.submit_parsing(final=True)
         while self.in_flight:
             self.result.step = f"ingesting_remaining ({self.files_pending()} files)"
             if self.past_deadline():
@@ -249,29 +273,41 @@ class _Run:
 
     # --- parsing in the pool ------------------------------------------------------
 
-    def submit_parsing(self, final: bool = False) -> None:
-        if self.workers <= 1:
-            self.handle(parse_chunk(self.root, self.configured_root, self.to_parse, self.max_bytes))
-            self.to_parse = []
-            return
+    def start_pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
-            # fork: workers start at once and inherit the loaded code; they
-            # never use the inherited database connection (parsing.py).
+            # fork: workers start at once, inherit the loaded code and the
+            # stored map (no pickling), and never use the inherited database
+            # connection (parsing.py).
             self.pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=init_worker,
+                initargs=(self.stored,),
             )
-        limit = self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
+        return self.pool
+
+    def submit_parsing(self, final: bool = False) -> None:
+        """Send full chunks of changed files (all of them when final) to be parsed."""
+        if self.workers <= 1 or (self.pool is None and final and len(self.to_parse) < PARSE_CHUNK):
+            # One worker, or too few files to be worth starting processes.
+            if final or len(self.to_parse) >= PARSE_CHUNK:
+                paths, self.to_parse = self.to_parse, []
+                self.handle(parse_chunk(self.root, self.configured_root, paths, self.max_bytes))
+            return
+        limit = len(self.walks) + self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
         while len(self.to_parse) >= PARSE_CHUNK or (final and self.to_parse):
             chunk, self.to_parse = self.to_parse[:PARSE_CHUNK], self.to_parse[PARSE_CHUNK:]
-            while len(self.in_flight) >= limit:
-                self.collect(block=True)
             self.in_flight.add(
-                self.pool.submit(
+                self.start_pool().submit(
                     parse_chunk, self.root, self.configured_root, chunk, self.max_bytes
                 )
             )
+            while len(self.in_flight) >= limit:
+                self.collect(block=True)
+                limit = len(self.walks) + self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
 
     def collect(self, *, block: bool) -> None:
+        """Take in finished work: walked chunks and parsed files."""
         if not self.in_flight:
             return
         timeout = None
@@ -281,7 +317,11 @@ class _Run:
             timeout = max(0.0, self.deadline - time.monotonic())
         done, self.in_flight = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
-            self.handle(future.result())
+            if future in self.walks:
+                self.walks.discard(future)
+                self.merge(future.result())
+            else:
+                self.handle(future.result())
 
     def handle(self, parsed: list[Parsed]) -> None:
         for item in parsed:

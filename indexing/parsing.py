@@ -1,7 +1,9 @@
-"""Read and parse metadata files; runs in worker processes, never touches the database.
+"""The indexer's work in worker processes: walk chunks of the volume, parse
+changed metadata files. Never touches the database.
 
 YAML parsing is the indexer's CPU bottleneck, so the indexer hands chunks of
-changed files to a process pool running `parse_chunk`. Everything here is
+changed files to a process pool running `parse_chunk`; on a large volume the
+walk itself is spread over the same pool (`scan_chunk`). Everything here is
 picklable and database-free (building column values from a model class
 runs no query): a worker forked from a process with an open database
 connection must never use it.
@@ -16,6 +18,7 @@ from typing import Any
 
 from dpd.metadata import MetadataError, from_volume_file
 from dpd.models import DataProduct
+from indexing.scanner import Scan, StoredMap, scan
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,20 @@ def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     finally:
         os.close(fd)
     return data, info
+
+
+# --- the walk, in the same worker processes ------------------------------------------
+
+# The stored (metadata_file -> mtime_ns, size, source) map of the run, handed
+# over once per worker by the pool initializer (inherited by fork, not pickled).
+_stored: StoredMap = {}
+
+
+def init_worker(stored: StoredMap) -> None:
+    global _stored
+    _stored = stored
+
+
+def scan_chunk(root: str, directories: list[str], metadata_name: str, unit_depth: int) -> Scan:
+    """Walk some of the root's folders, comparing with the stored map."""
+    return scan(root, directories, metadata_name, unit_depth, _stored)

@@ -91,12 +91,18 @@ def test_worker_processes_give_the_same_catalogue_as_one_process(sample_volume, 
     index_volume(workers=1)
     inline = {p.metadata_file: (p.uid, p.metadata) for p in DataProduct.objects.all()}
     DataProduct.objects.all().delete()
-    monkeypatch.setattr(indexer, "PARSE_CHUNK", 2)  # enough chunks to start the pool
+    # Small chunks, so that this small volume is walked and parsed by the pool.
+    monkeypatch.setattr(indexer, "PARSE_CHUNK", 2)
+    monkeypatch.setattr(indexer, "PARALLEL_WALK_MIN_FOLDERS", 1)
+    monkeypatch.setattr(indexer, "WALK_CHUNK_MIN", 1)
 
-    result = index_volume(workers=2, batch_size=4)
-
+    cold = index_volume(workers=2, batch_size=4)
     assert {p.metadata_file: (p.uid, p.metadata) for p in DataProduct.objects.all()} == inline
-    assert (result.files_added, len(result.errors)) == (15, 3)
+    assert (cold.files_found, cold.files_added, len(cold.errors)) == (18, 15, 3)
+
+    shutil.rmtree(sample_volume / "eb-m005-20231031-12345")
+    again = index_volume(workers=2, batch_size=4)
+    assert (again.files_skipped, again.files_removed, again.files_added) == (14, 1, 0)
 
 
 def test_a_missing_volume_is_unavailable(tmp_path):
