@@ -1,0 +1,463 @@
+"""API latency and download throughput on a 100,000-product PostgreSQL catalogue.
+
+Without --url it fills a throwaway PostgreSQL database with synthetic products
+(bulk_create of DataProduct.fields_from rows, reused when already the right
+size), writes a 2 GiB product folder under a bench volume, and serves both with
+gunicorn (the production WSGI server) on 127.0.0.1. It then measures:
+
+- p50/p99 latency and requests/s of three search shapes (date range only; two
+  key:value pairs; a filter-model request with paging) at 1 and 16 concurrent
+  clients (threads, one http.client connection per request, bounded by count
+  and by time);
+- /download throughput of the 2 GiB product as a ratio to
+  `tar -cf - DIR | cat > /dev/null` on the same folder (page cache warm for both);
+- growth of the gunicorn workers' RSS (VmRSS) during that download.
+
+The 2 GiB folder is deleted afterwards. The last line is name=value pairs:
+search_p99_ms_16 (worst shape), search_rps_16 (slowest shape), download_vs_tar
+(download throughput / tar throughput), download_rss_growth_mib.
+
+    .venv/bin/python bench/bench_api.py [--url URL] [--database-url postgres://...]
+
+With --url the server is yours: give --download-uid and --download-dir (the
+product's folder, for the tar baseline) to measure the download, and
+--server-pid to measure RSS; otherwise those figures print as nan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GIB = 1024**3
+MIB = 1024**2
+BIG_EB = "eb-benchdownload-20240101-00001"
+
+SHAPES = {
+    "date_range": (
+        "/dataproductsearch",
+        {"start_date": "2020-01-01", "end_date": "2024-12-31"},
+    ),
+    "two_key_values": (
+        "/dataproductsearch",
+        {
+            "start_date": "2019-01-01",
+            "end_date": "2026-12-31",
+            "key_value_pairs": [
+                "obscore.instrument_name:SKA-Low",
+                "config.processing_script:imaging",
+            ],
+        },
+    ),
+    "filter_paged": (
+        "/filterdataproducts",
+        {
+            "filterModel": {
+                "items": [{"field": "execution_block", "operator": "contains", "value": "syn42"}],
+                "logicOperator": "and",
+                "quickFilterValues": [],
+            },
+            "searchPanelOptions": {
+                "items": [
+                    {"field": "date_created", "operator": "onOrAfter", "value": "2021-01-01"}
+                ],
+                "logicOperator": "and",
+            },
+            "sortModel": [{"field": "date_created", "sort": "desc"}],
+            "page": 2,
+            "pageSize": 25,
+        },
+    ),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="measure this running server instead of starting one")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5433/bench_h2b")
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--volume", default=str(ROOT / "var" / "bench-api-volume"))
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--requests", type=int, default=400, help="requests per shape and level")
+    parser.add_argument("--seconds", type=float, default=20.0, help="time cap per shape and level")
+    parser.add_argument("--download-gib", type=float, default=2.0)
+    parser.add_argument("--download-uid", help="with --url: the product to download")
+    parser.add_argument("--download-dir", help="with --url: that product's folder")
+    parser.add_argument("--server-pid", type=int, help="with --url: gunicorn master pid")
+    return parser.parse_args()
+
+
+# --- the catalogue and the big product -----------------------------------------
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
+            conn.execute(f'create database "{name}"')
+
+
+def fill_catalogue(products: int) -> None:
+    """Synthetic rows exactly as the indexer writes them (fields_from)."""
+    import random
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from dpd.metadata import from_volume_file
+    from dpd.models import DataProduct
+    from dpd.synthetic import PRODUCT_TYPES, render_document
+
+    call_command("migrate", verbosity=0, skip_checks=True)
+    existing = DataProduct.objects.exclude(execution_block=BIG_EB).count()
+    if existing == products:
+        print(f"catalogue: reusing {existing} products")
+        return
+    started = time.perf_counter()
+    DataProduct.objects.all().delete()
+    rng = random.Random(0)
+    batch = []
+    for index in range(products):
+        day = f"{2019 + index % 7}{1 + index % 12:02d}{1 + index % 28:02d}"
+        execution_block = f"eb-syn{index % 97:02d}-{day}-{index:06d}"
+        pb = f"pb-syn-{day}-{index:06d}"
+        product_type, script, pattern = rng.choice(PRODUCT_TYPES)
+        paths = [pattern.format(n=n) for n in range(1, rng.randint(3, 9))]
+        text = render_document(rng, execution_block, pb, product_type, script, paths)
+        product = from_volume_file(
+            text.encode(),
+            configured_root="/mnt/data/product",
+            relative_metadata_file=f"{execution_block}/ska-data-product.yaml",
+        )
+        batch.append(DataProduct(**DataProduct.fields_from(product)))
+        if len(batch) == 2000:
+            DataProduct.objects.bulk_create(batch)
+            batch = []
+    DataProduct.objects.bulk_create(batch)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    print(f"catalogue: {products} products in {time.perf_counter() - started:.1f} s")
+
+
+def write_big_product(volume: Path, size: float) -> Path:
+    """A product folder of `size` GiB: four data files and its metadata."""
+    folder = volume / BIG_EB
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "ska-data-product.yaml").write_text(
+        f"execution_block: {BIG_EB}\ncontext: {{}}\nconfig: {{}}\nfiles: []\n"
+    )
+    per_file = int(size * GIB / 4)
+    block = os.urandom(MIB)
+    for n in range(4):
+        path = folder / "data" / f"part-{n}.bin"
+        if path.exists() and path.stat().st_size == per_file:
+            continue
+        with open(path, "wb") as handle:
+            for _ in range(per_file // MIB):
+                handle.write(block)
+            handle.write(block[: per_file % MIB])
+    return folder
+
+
+# --- the server --------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "dpd.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            status, _ = request(url, "GET", "/status")
+            if status == 200:
+                return server, url
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("gunicorn did not answer /status")
+
+
+def request(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload else {}
+        conn.request(method, parts.path.rstrip("/") + path, payload, headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+# --- measurements ------------------------------------------------------------------
+
+
+def measure_shape(url: str, path: str, body: dict, clients: int, total: int, cap: float) -> dict:
+    """Latencies of `total` requests from `clients` threads, stopped at `cap` s."""
+    latencies: list[float] = []
+    errors: list[int] = []
+    lock = threading.Lock()
+    remaining = [total]
+    deadline = time.monotonic() + cap
+
+    def client() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            started = time.perf_counter()
+            status, _ = request(url, "POST", path, body)
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                if status != 200:
+                    errors.append(status)
+
+    for _ in range(3):  # warm caches and connections
+        request(url, "POST", path, body)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "n": len(latencies),
+        "errors": len(errors),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "rps": len(latencies) / wall,
+    }
+
+
+def worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children")
+    if not children.exists():
+        return []
+    return [int(pid) for pid in children.read_text().split()]
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tar_seconds(folder: Path) -> float:
+    command = f"tar -C {folder.parent} -cf - {folder.name} | cat > /dev/null"
+    subprocess.run(command, shell=True, check=True)  # warm the page cache
+    started = time.perf_counter()
+    subprocess.run(command, shell=True, check=True)
+    return time.perf_counter() - started
+
+
+def download_seconds(url: str, uid: str, master: int | None) -> tuple[float, int, float]:
+    """(seconds, bytes, worker RSS growth MiB) for one /download of `uid`."""
+    pids = worker_pids(master) if master else []
+    before = {pid: rss_kib(pid) for pid in pids}
+    peak = dict(before)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for pid in pids:
+                peak[pid] = max(peak[pid], rss_kib(pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        received = _fetch_download(url, uid)
+    finally:
+        done.set()
+    elapsed = time.perf_counter() - started
+    sampler.join()
+    growth = max((peak[pid] - before[pid] for pid in pids), default=float("nan"))
+    return elapsed, received, growth / 1024 if pids else float("nan")
+
+
+def _fetch_download(url: str, uid: str) -> int:
+    """Read the whole /download response; bytes received. curl when installed:
+    http.client's chunked decoding (pure Python) would be the bottleneck and
+    measure the client, not the server."""
+    body = json.dumps({"uid": uid})
+    curl = shutil.which("curl")
+    if curl:
+        result = subprocess.run(
+            [
+                curl,
+                "-sS",
+                "--fail",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+                url.rstrip("/") + "/download",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(float(result.stdout))
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=300)
+    try:
+        conn.request(
+            "POST",
+            parts.path.rstrip("/") + "/download",
+            body.encode(),
+            {"Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        if response.status != 200:
+            raise SystemExit(f"/download answered {response.status}: {response.read()[:200]!r}")
+        received = 0
+        while chunk := response.read(4 * MIB):
+            received += len(chunk)
+        return received
+    finally:
+        conn.close()
+
+
+# --- main --------------------------------------------------------------------------
+
+
+def main() -> None:
+    args = parse_args()
+    server = None
+    big_folder: Path | None = None
+    uid = args.download_uid
+    master = args.server_pid
+    url = args.url
+    try:
+        if url is None:
+            ensure_database(args.database_url)
+            volume = Path(args.volume)
+            volume.mkdir(parents=True, exist_ok=True)
+            env = {
+                **os.environ,
+                "DATABASE_URL": args.database_url,
+                "PERSISTENT_STORAGE_PATH": str(volume),
+                "DJANGO_SETTINGS_MODULE": "dpd.settings",
+                # The bench measures serving, not the anonymous-client throttle.
+                "DPD_THROTTLE_ANON_RATE": "",
+                "INDEXING_ON_STARTUP": "false",
+            }
+            os.environ.update(env)
+            import django
+
+            django.setup()
+            fill_catalogue(args.products)
+            big_folder = write_big_product(volume, args.download_gib)
+            from dpd.services import product_ingest_folder
+
+            uid = str(product_ingest_folder(BIG_EB).uid)
+            from django.db import connections
+
+            connections.close_all()
+            server, url = start_gunicorn(env, args.workers)
+            master = server.pid
+            print(f"server: gunicorn, {args.workers} sync workers, {url}")
+        elif args.download_dir:
+            big_folder = Path(args.download_dir)
+
+        results: dict[tuple[str, int], dict] = {}
+        for clients in (1, 16):
+            for name, (path, body) in SHAPES.items():
+                total = args.requests if clients == 1 else 4 * args.requests
+                result = measure_shape(url, path, body, clients, total, args.seconds)
+                results[(name, clients)] = result
+                print(
+                    f"search {name:15s} clients={clients:2d} n={result['n']:4d} "
+                    f"errors={result['errors']} p50={result['p50_ms']:.1f} ms "
+                    f"p99={result['p99_ms']:.1f} ms rps={result['rps']:.1f}"
+                )
+
+        ratio = growth = float("nan")
+        if uid and big_folder is not None:
+            tar = tar_seconds(big_folder)
+            size = sum(p.stat().st_size for p in big_folder.rglob("*") if p.is_file())
+            print(f"tar | cat: {size / MIB:.0f} MiB in {tar:.2f} s = {size / MIB / tar:.0f} MiB/s")
+            seconds, received, growth = download_seconds(url, uid, master)
+            print(
+                f"download: {received / MIB:.0f} MiB in {seconds:.2f} s = "
+                f"{received / MIB / seconds:.0f} MiB/s; worker RSS growth {growth:.1f} MiB"
+            )
+            ratio = tar / seconds
+        else:
+            print("download: skipped (with --url give --download-uid and --download-dir)")
+
+        p99_16 = max(results[(name, 16)]["p99_ms"] for name in SHAPES)
+        rps_16 = min(results[(name, 16)]["rps"] for name in SHAPES)
+        print(
+            f"search_p99_ms_16={p99_16:.1f} search_rps_16={rps_16:.1f} "
+            f"download_vs_tar={ratio:.2f} download_rss_growth_mib={growth:.1f}"
+        )
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        if big_folder is not None and args.url is None:
+            shutil.rmtree(big_folder, ignore_errors=True)
+            from dpd.models import DataProduct
+
+            DataProduct.objects.filter(execution_block=BIG_EB).delete()
+
+
+if __name__ == "__main__":
+    main()
