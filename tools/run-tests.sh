@@ -12,7 +12,9 @@ if [[ "${1:-}" != "--inside-cluster" ]]; then
             exit 2
         fi
         # pg_virtualenv makes a fresh cluster, exports PG* for it, and drops it afterwards.
-        exec pg_virtualenv -v 15 bash tools/run-tests.sh --inside-cluster "$@"
+        # -t keeps the cluster in a temp dir even as root, so a "regress" cluster left
+        # in /etc/postgresql by a killed run can never block this one.
+        exec pg_virtualenv -t -v 15 bash tools/run-tests.sh --inside-cluster "$@"
     fi
 else
     shift

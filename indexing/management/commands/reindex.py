@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from dpd.volume import volume_root
 from indexing.indexer import IndexProgress
 from indexing.models import IndexRun
 from indexing.services import index_run
@@ -27,6 +28,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, path=None, force=False, **options):
+        # Checked before the database: a mistyped --path is the commonest mistake
+        # and its message must not depend on the database being reachable.
+        root = volume_root(path)
+        if not root.is_dir():
+            raise CommandError(f"volume {root} does not exist or is not a directory")
         progress = _Progress(self.stdout)
         try:
             run = index_run(
