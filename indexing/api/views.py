@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from dpd.api.product_serializers import ErrorSerializer
 from dpd.permissions import CanReindex
 from indexing.api.serializers import IndexRunListSerializer, IndexRunSerializer
 from indexing.models import IndexRun
@@ -64,6 +65,10 @@ class IndexRunDetail(generics.RetrieveAPIView):
         description="`GET /reindexdataproducts` answers with this resource's URL in "
         "`Location`. `status` is queued, running, completed, timeout_partial_completion, "
         "error or skipped; `terminal_timestamp` is set once it ended.",
+        responses={
+            200: IndexRunSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="No run has this id."),
+        },
         tags=["indexing"],
     )
     def get(self, request, *args, **kwargs):
