@@ -9,6 +9,7 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
+from dpd.metadata import from_volume_file
 from dpd.models import DataProduct
 
 pytestmark = pytest.mark.usefixtures("indexed_sample")
@@ -289,3 +290,45 @@ def test_the_number_of_queries_does_not_grow_with_the_rows(client, django_assert
         search(client, WIDE)
     with django_assert_num_queries(2):
         search(client, {**WIDE, "start": 0, "count": 50})
+
+
+def test_the_reference_example_row_comes_out_field_by_field(client, indexed_sample):
+    # Reference 2.3's row was indexed under the Helm root /mnt/data/product.
+    relative = "eb-m005-20231031-12345/ska-data-product.yaml"
+    product = from_volume_file(
+        (indexed_sample / relative).read_bytes(),
+        configured_root="/mnt/data/product",
+        relative_metadata_file=relative,
+    )
+    DataProduct.objects.filter(metadata_file=relative).delete()
+    DataProduct.objects.create(**DataProduct.fields_from(product))
+    body = {**WIDE, "key_value_pairs": ["execution_block:eb-m005-20231031-12345"]}
+    (row,) = search(client, body).json()
+    expected = {
+        "interface": "http://schema.skao.int/ska-data-product-meta/0.1",
+        "execution_block": "eb-m005-20231031-12345",
+        "context.observer": "AIV_person_1",
+        "context.intent": "Experimental run as part of XYZ-123",
+        "config.processing_block": "pb-m004-20191031-12345",
+        "config.processing_script": "receive",
+        "config.version": "0.1.3",
+        "obscore.dataproduct_type": "MS",
+        "obscore.instrument_name": "SKA-LOW",
+        "obscore.pol_xel": 4,
+        "date_created": "2023-10-31",
+        "dataproduct_file": "eb-m005-20231031-12345",
+        "metadata_file": "eb-m005-20231031-12345/ska-data-product.yaml",
+        "metadata_store_name": "shared",
+        "uid": "1eee8638-3333-9879-a090-535cea4a091b",
+        "id": 1,
+    }
+    assert {key: row.get(key) for key in expected} == expected
+    assert row["files"][0] == {
+        "crc": "2a890fbe",
+        "description": "This is test file 1",
+        "path": "ska-sub-system/scan_id_1/pb_id_1/TestDataFile1.txt",
+        "size": 19,
+        "status": "done",
+    }
+    assert len(row["files"]) == 3
+    assert row["context.notes"].startswith("Running that signal")
