@@ -28,6 +28,7 @@ from annotations.api.serializers import (
 )
 from annotations.models import Annotation
 from dpd.access import principal_name, visible_products
+from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ class AnnotationListView(AnnotationStoreView):
             "none, and also when no product with this uid is visible to the caller (unknown "
             'and hidden products look alike, and the dashboard reads 204 as "none yet").'
         ),
+        parameters=[PRODUCT_PAGE_HEADER],
         responses={
             200: OpenApiResponse(AnnotationSerializer(many=True), "The product's annotations."),
             204: OpenApiResponse(description="No annotations (or no such visible product)."),
@@ -222,4 +224,6 @@ class AnnotationListView(AnnotationStoreView):
         rows = list(Annotation.objects.on_products(product).order_by("annotation_id"))
         if not rows:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(AnnotationSerializer(rows, many=True).data)
+        return Response(
+            AnnotationSerializer(rows, many=True).data, headers=product_page_link(request, uid)
+        )

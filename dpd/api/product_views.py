@@ -32,6 +32,7 @@ from dpd.api.product_serializers import (
     body_object,
 )
 from dpd.download import DownloadNotFound, plan_download, stream_tar
+from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
 from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
 from indexing.services import IndexingBusy, request_reindex
@@ -104,6 +105,7 @@ class DataProductMetadataView(APIView):
             "check but finds nothing (404), as in the SKA DPD API."
         ),
         request=ProductIdentifierSerializer,
+        parameters=[PRODUCT_PAGE_HEADER],
         responses={
             200: OpenApiResponse(
                 {"type": "object", "additionalProperties": True, "required": ["uid"]},
@@ -148,7 +150,7 @@ class DataProductMetadataView(APIView):
         product = visible_products(request).filter(uid=uid).first()
         if product is None:
             raise NotFound(f"Data product not found: no data product with uid {uid}.")
-        return Response(product.nested_document())
+        return Response(product.nested_document(), headers=product_page_link(request, product.uid))
 
 
 class AnyAcceptNegotiation(DefaultContentNegotiation):
