@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count, Max, Q
 
+from dpd.access import visible_to
 from dpd.models import DataProduct
 from dpd.volume import volume_root
 from indexing.status import indexing_status, pv_index_status
@@ -51,10 +52,18 @@ def available_data_stores() -> list[str]:
 
 
 def _catalogue_counts() -> dict[str, Any]:
-    """One query: every count and the last change time."""
+    """One query: the counts and the last change time.
+
+    /status authenticates nobody (probes and the dashboard poll it), so the
+    counts are of the products open to everyone: a hidden product is never
+    counted where a caller may see it (dpd/access.py). The update time covers
+    every product: any change must reload a signed-in member's grid, and a
+    time tells nothing about which product changed.
+    """
+    open_to_all = visible_to(frozenset())
     return DataProduct.objects.aggregate(
-        total=Count("pk"),
-        on_volume=Count("pk", filter=Q(source=DataProduct.Source.VOLUME)),
+        total=Count("pk", filter=open_to_all),
+        on_volume=Count("pk", filter=open_to_all & Q(source=DataProduct.Source.VOLUME)),
         last_update=Max("indexed_at"),
     )
 
