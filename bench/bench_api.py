@@ -89,9 +89,9 @@ SHAPES = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="measure this running server instead of starting one")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5433/bench_h2b")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5433/bench_h2")
     parser.add_argument("--products", type=int, default=100_000)
-    parser.add_argument("--volume", default=str(ROOT / "var" / "bench-api-volume"))
+    parser.add_argument("--volume", default="/tmp/dpd-bench-api-volume")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--requests", type=int, default=400, help="requests per shape and level")
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per shape and level")

@@ -146,7 +146,9 @@ def catalogue_fields() -> dict[str, str]:
     if fields is None:
         fields = dict(DERIVED_FIELDS)
         seen: dict[str, str] = {}
-        for types in DataProduct.objects.values_list("field_types", flat=True).distinct():
+        # order_by(): the model's default ordering would make DISTINCT per row.
+        distinct_types = DataProduct.objects.order_by().values_list("field_types", flat=True)
+        for types in distinct_types.distinct():
             for name, kind in (types or {}).items():
                 # A field with different types in different products is a string.
                 seen[name] = kind if seen.get(name, kind) == kind else "string"
