@@ -37,6 +37,15 @@ class TimestampedPagination(LimitOffsetPagination):
         return schema
 
 
+# CanReindex refuses callers without credentials (401) and without the permission (403).
+REFUSALS = {
+    401: OpenApiResponse(ErrorSerializer, description="Not signed in (see docs/security.md)."),
+    403: OpenApiResponse(
+        ErrorSerializer, description="Signed in without the permission (see docs/security.md)."
+    ),
+}
+
+
 class IndexRunList(generics.ListAPIView):
     # Run logs name files, including those of access-group products.
     permission_classes = [CanReindex]
@@ -48,6 +57,7 @@ class IndexRunList(generics.ListAPIView):
         summary="Indexing runs, newest first",
         description="Every run: start-up, schedule, re-index requests, commands, and the "
         "runs a follower skipped because another instance was indexing.",
+        responses={200: IndexRunListSerializer, **REFUSALS},
         tags=["indexing"],
     )
     def get(self, request, *args, **kwargs):
@@ -68,6 +78,7 @@ class IndexRunDetail(generics.RetrieveAPIView):
         responses={
             200: IndexRunSerializer,
             404: OpenApiResponse(ErrorSerializer, description="No run has this id."),
+            **REFUSALS,
         },
         tags=["indexing"],
     )
