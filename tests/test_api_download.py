@@ -226,3 +226,30 @@ def test_an_accept_header_asking_for_a_tar_still_gets_errors_in_json(anonymous):
     )
     assert response.status_code == 422
     assert response["Content-Type"] == "application/json"
+
+
+def test_a_body_without_content_type_is_read_as_json(anonymous):
+    # What requests.post(url, data=json.dumps(body)) sends.
+    response = anonymous.generic("POST", "/download", json.dumps({"uid": UID[15]}), content_type="")
+    assert EB15 in members(response)
+
+
+def test_a_form_body_answers_422_in_json_before_any_byte(anonymous):
+    response = anonymous.generic(
+        "POST", "/download", f"uid={UID[15]}", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 422
+    assert not response.streaming
+    assert response.json()["detail"].startswith("The request body must be JSON")
+
+
+def test_a_request_without_a_body_answers_422(anonymous):
+    response = anonymous.generic("POST", "/download", "", content_type="application/json")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "The request body is missing; send a JSON object."
+
+
+def test_a_get_answers_405_with_the_upstream_text(anonymous):
+    response = anonymous.get("/download")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}

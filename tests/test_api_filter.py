@@ -386,10 +386,45 @@ def test_a_body_of_the_wrong_shape_answers_400_with_a_detail(anonymous, body):
     assert response.json()["detail"]
 
 
-def test_a_twenty_megabyte_body_is_refused_cleanly(anonymous):
+def test_a_twenty_megabyte_body_answers_413_in_json(anonymous):
     body = json.dumps({"filterModel": {"items": [item("uid", "contains", "x" * 20_000_000)]}})
     response = anonymous.post("/filterdataproducts", body, content_type="application/json")
-    assert 400 <= response.status_code < 500
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body", ["", "null"], ids=["empty", "null"])
+def test_a_missing_or_null_body_answers_400_with_a_detail(anonymous, body):
+    response = anonymous.generic(
+        "POST", "/filterdataproducts", body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["", "text/plain", "application/x-www-form-urlencoded"],
+    ids=["none", "text", "form"],
+)
+def test_a_json_body_is_read_whatever_its_content_type_as_upstream(anonymous, content_type):
+    # Upstream reads this body with request.json(): `curl -d '{...}'` works.
+    body = json.dumps(
+        {
+            "filterModel": {"items": [item("execution_block", "contains", "m001-20230921")]},
+            "page": 0,
+            "pageSize": 5,
+        }
+    )
+    response = anonymous.generic("POST", "/filterdataproducts", body, content_type=content_type)
+    assert response.status_code == 200
+    assert folders(response.json()) == ["eb-m001-20230921-245"]
+
+
+def test_a_get_answers_405_with_the_upstream_text(anonymous):
+    response = anonymous.get("/filterdataproducts")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
 
 
 def test_the_number_of_queries_is_constant(anonymous, member, django_assert_max_num_queries):

@@ -145,6 +145,12 @@ def test_a_deeply_nested_document_is_refused(curator):
     assert "nested deeper" in response.json()["detail"]
 
 
+def test_the_v017_example_execution_block_gets_the_documented_uid(curator):
+    response = ingest_metadata(curator, {**TEST_BODY, "execution_block": "eb-test-20240806-99999"})
+    assert response.status_code == 201
+    assert response.json()["uid"] == "1f8250d0-0e2f-2269-1d9a-ad465ae15d5c"
+
+
 # --- /ingestnewdataproduct ------------------------------------------------------
 
 
@@ -317,3 +323,44 @@ def test_an_execution_block_of_the_wrong_type_answers_422(curator, value):
     response = ingest_product(curator, {"execution_block": value})
     assert response.status_code == 422
     assert response.json()["detail"] == "execution_block: Not a valid string."
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        ('{"execution_block": "eb-', "JSON decode error"),
+        (json.dumps([EB15]), "The request body must be a JSON object, not an array."),
+        (json.dumps(EB15), "The request body must be a JSON object, not a string."),
+        ("", "The request body is missing; send a JSON object."),
+    ],
+    ids=["malformed", "array", "string", "missing"],
+)
+def test_a_product_body_that_is_not_a_json_object_answers_422(curator, raw, detail):
+    response = curator.generic(
+        "POST", "/ingestnewdataproduct", raw, content_type="application/json"
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(detail)
+    assert not DataProduct.objects.exists()
+
+
+def test_a_20_mb_product_body_answers_413(curator):
+    body = json.dumps({"execution_block": EB15, "padding": "x" * (20 * 1024 * 1024)})
+    response = curator.generic(
+        "POST", "/ingestnewdataproduct", body, content_type="application/json"
+    )
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    assert not DataProduct.objects.exists()
+
+
+def test_a_product_body_sent_as_a_form_answers_422_in_json(curator):
+    response = curator.generic(
+        "POST",
+        "/ingestnewdataproduct",
+        f"execution_block={EB15}",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("The request body must be JSON")
+    assert not DataProduct.objects.exists()

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from dpd.api.product_serializers import MISSING_IDENTIFIER
+from dpd.metadata import from_volume_file
+from dpd.models import DataProduct
 from tests.product_fixtures import UID
 
 pytestmark = pytest.mark.usefixtures("upstream_catalogue")
@@ -152,7 +154,79 @@ def test_a_20_mb_body_answers_413(anonymous):
     assert "limit" in response.json()["detail"]
 
 
-def test_a_form_body_is_refused_with_a_json_error(anonymous):
-    response = anonymous.post("/dataproductmetadata", {"uid": UID[7]})
-    assert response.status_code == 415
-    assert "detail" in response.json()
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (f"uid={UID[7]}", "application/x-www-form-urlencoded"),
+        (json.dumps({"uid": UID[7]}), "text/plain"),
+    ],
+    ids=["form", "text"],
+)
+def test_a_form_or_text_body_answers_422_in_json_as_upstream(anonymous, body, content_type):
+    response = anonymous.generic("POST", "/dataproductmetadata", body, content_type=content_type)
+    assert response.status_code == 422
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"] == (
+        "The request body must be JSON (Content-Type application/json, or none), "
+        f"not {content_type}."
+    )
+
+
+def test_the_reference_example_document_comes_out_field_by_field(anonymous, upstream_volume):
+    # Reference 2.8's example is fixture #3 indexed under the Helm root /mnt/data/product.
+    relative = "eb-m001-20230921-245/ska-data-product.yaml"
+    product = from_volume_file(
+        (upstream_volume / relative).read_bytes(),
+        configured_root="/mnt/data/product",
+        relative_metadata_file=relative,
+    )
+    DataProduct.objects.filter(metadata_file=relative).delete()
+    DataProduct.objects.create(**DataProduct.fields_from(product))
+    response = post(anonymous, {"uid": "76fba20e-208c-78d5-7b57-5d81d746dc90"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    document = response.json()
+    assert set(document) == {
+        "interface",
+        "execution_block",
+        "context",
+        "config",
+        "files",
+        "obscore",
+        "date_created",
+        "dataproduct_file",
+        "metadata_file",
+        "metadata_store_name",
+        "uid",
+    }
+    assert document["interface"] == "http://schema.skao.int/ska-data-product-meta/0.1"
+    assert document["execution_block"] == "eb-m001-20230921-245"
+    assert document["context"]["observer"] == "PST_jc"
+    assert document["context"]["intent"] == "Tied-array beam observation of J0437-4715"
+    assert "notes" in document["context"]
+    assert document["config"] == {"image": "artefact.skao.int/ska-pst/ska-pst", "version": "0.1.3"}
+    assert document["files"][0] == {
+        "path": "pst-low/245/data",
+        "status": "done",
+        "description": "Channelised voltage data raw files",
+    }
+    assert document["obscore"]["dataproduct_type"] == "timeseries"
+    assert document["obscore"]["calib_level"] == 0
+    assert document["obscore"]["pol_states"] is None
+    assert document["date_created"] == "2023-09-21"
+    assert document["dataproduct_file"] == "eb-m001-20230921-245"
+    assert document["metadata_file"] == "eb-m001-20230921-245/ska-data-product.yaml"
+    assert document["uid"] == "76fba20e-208c-78d5-7b57-5d81d746dc90"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", ""], ids=["json", "none"])
+def test_a_request_without_a_body_answers_422_as_upstream(anonymous, content_type):
+    response = anonymous.generic("POST", "/dataproductmetadata", "", content_type=content_type)
+    assert response.status_code == 422
+    assert response.json()["detail"] == "The request body is missing; send a JSON object."
+
+
+def test_a_get_answers_405_with_the_upstream_text(anonymous):
+    response = anonymous.get("/dataproductmetadata")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}

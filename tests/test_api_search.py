@@ -231,11 +231,44 @@ def test_wrong_types_answer_422_with_a_detail(client, body):
     assert response.json()["detail"]
 
 
-def test_a_twenty_megabyte_body_is_refused_cleanly(client):
+def test_a_twenty_megabyte_body_answers_413_in_json(client):
     body = json.dumps({"key_value_pairs": ["a:" + "x" * (20 * 1024 * 1024)]})
     response = client.post("/dataproductsearch", body, content_type="application/json")
-    assert 400 <= response.status_code < 500
-    assert response.json()["detail"]
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", ""], ids=["json", "none"])
+def test_a_request_without_a_body_answers_422_as_upstream(client, content_type):
+    # {} is the way to ask for the defaults; no body at all is a model error upstream.
+    response = client.generic("POST", "/dataproductsearch", "", content_type=content_type)
+    assert response.status_code == 422
+    assert response.json()["detail"] == "The request body is missing; send a JSON object."
+
+
+@pytest.mark.parametrize(
+    ("content_type", "sent"),
+    [
+        ("text/plain", "text/plain"),
+        ("application/x-www-form-urlencoded", "application/x-www-form-urlencoded"),
+    ],
+    ids=["text", "form"],
+)
+def test_a_body_declared_as_text_or_form_answers_422_in_json(client, content_type, sent):
+    response = client.generic(
+        "POST", "/dataproductsearch", json.dumps(WIDE), content_type=content_type
+    )
+    assert response.status_code == 422
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"] == (
+        f"The request body must be JSON (Content-Type application/json, or none), not {sent}."
+    )
+
+
+def test_a_get_answers_405_with_the_upstream_text(client):
+    response = client.get("/dataproductsearch")
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
 
 
 # --- Paging, cap, CSV ----------------------------------------

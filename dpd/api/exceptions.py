@@ -9,13 +9,16 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import MethodNotAllowed, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from dpd.api.product_serializers import BoundedJSONParser, Unprocessable
 
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "The metadata database is not available; try again shortly."
+METHOD_NOT_ALLOWED = "Method Not Allowed"
 
 
 def _first_message(data: Any) -> str:
@@ -41,14 +44,32 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             {"detail": f"Database error: {type(exc).__name__}"},
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
+    view = context.get("view")
+    if isinstance(exc, UnsupportedMediaType) and _reads_a_typed_body(view):
+        # Upstream (FastAPI) validates a form or text body against the model: 422.
+        sent = context["request"].content_type.split(";")[0].strip()
+        exc = Unprocessable(
+            f"The request body must be JSON (Content-Type application/json, or none), not {sent}."
+        )
     response = exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, MethodNotAllowed):
+        response.data = {"detail": METHOD_NOT_ALLOWED}  # upstream's text (reference 1.3)
+        return response
     if isinstance(exc, ValidationError) or not (
         isinstance(response.data, dict) and "detail" in response.data
     ):
         response.data = {"detail": _first_message(response.data), "errors": response.data}
     return response
+
+
+def _reads_a_typed_body(view: Any) -> bool:
+    """Whether the view is one of the SKA DPD API's typed-body endpoints."""
+    return any(
+        isinstance(parser, type) and issubclass(parser, BoundedJSONParser)
+        for parser in getattr(view, "parser_classes", ())
+    )
 
 
 def json_not_found(request, exception=None) -> JsonResponse:

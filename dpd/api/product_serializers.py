@@ -63,9 +63,21 @@ class BoundedJSONParser(JSONParser):
             raise Unprocessable(f"JSON decode error: {exc.detail}") from None
 
 
+MISSING_BODY = "The request body is missing; send a JSON object."
+
+
+def json_body(request) -> Any:
+    """The parsed body of a typed-body endpoint; none at all is a 422, as the
+    SKA DPD API answers it (`{}` is a body, an empty request is not)."""
+    data = request.data
+    if request.stream is None:  # DRF's mark of an empty body
+        raise Unprocessable(MISSING_BODY)
+    return data
+
+
 def body_object(request) -> dict[str, Any]:
     """The parsed body, which every product endpoint needs to be a JSON object."""
-    data = request.data
+    data = json_body(request)
     if not isinstance(data, dict):
         raise Unprocessable(f"The request body must be a JSON object, not {_json_type(data)}.")
     return data

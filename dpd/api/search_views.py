@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -20,7 +21,12 @@ from rest_framework.views import APIView
 from dpd import search
 from dpd.access import visible_products, visible_to
 from dpd.api import column_labels
-from dpd.api.product_serializers import BoundedJSONParser, ErrorSerializer, Unprocessable
+from dpd.api.product_serializers import (
+    BoundedJSONParser,
+    ErrorSerializer,
+    Unprocessable,
+    json_body,
+)
 from dpd.api.search_serializers import (
     FilterRequestSerializer,
     SearchRequestSerializer,
@@ -69,6 +75,9 @@ PAGED_FILTER_SCHEMA = {
         "total": {"type": "integer", "description": "All matching visible products."},
     },
 }
+MISSING_FILTER_BODY = (
+    "The request body is missing; send the grid's JSON object ({} for every visible product)."
+)
 TABLE_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer, TSVRenderer]
 
 
@@ -160,7 +169,7 @@ class DataProductSearchView(APIView):
         ],
     )
     def post(self, request):
-        serializer = SearchRequestSerializer(data=request.data)
+        serializer = SearchRequestSerializer(data=json_body(request))
         if not serializer.is_valid():
             raise Unprocessable(serializer.errors)
         data = serializer.validated_data
@@ -181,8 +190,15 @@ class DataProductSearchView(APIView):
         return Response({"data": rows, "total": total, "more_results": offset + len(rows) < total})
 
 
+class AnyContentTypeJSONParser(JSONParser):
+    """Upstream reads this endpoint's body as JSON whatever its Content-Type
+    (`await request.json()`), so `curl -d '{...}'` (form-encoded) works too."""
+
+    media_type = "*/*"
+
+
 class FilterDataProductsView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser, AnyContentTypeJSONParser]
     renderer_classes = TABLE_RENDERERS
 
     @extend_schema(
@@ -195,7 +211,7 @@ class FilterDataProductsView(APIView):
             "`{data, total}` (pageSize capped at SEARCH_MAX_PAGE_SIZE); without both, the plain "
             "list capped at SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT rows."
         ),
-        request=FilterRequestSerializer,
+        request={"application/json": FilterRequestSerializer},
         responses={
             200: OpenApiResponse(
                 {"oneOf": [ROWS_SCHEMA, PAGED_FILTER_SCHEMA]},
@@ -245,7 +261,10 @@ class FilterDataProductsView(APIView):
         ],
     )
     def post(self, request):
-        serializer = FilterRequestSerializer(data=request.data)
+        data = request.data
+        if request.stream is None:  # DRF's mark of an empty body
+            raise ParseError(MISSING_FILTER_BODY)
+        serializer = FilterRequestSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         grid = data.get("filterModel") or {}
