@@ -130,8 +130,9 @@ def index_run(
     - `force`: take the slot even from a live-looking holder (recovery).
     - `wait`: while another instance leads, watch it; take over if its
       heartbeat goes stale, stop if it completes (start-up indexing).
-    - `requested_at`: skip if a run that started after this moment completed:
-      the index is already as fresh as the caller asked for.
+    - `requested_at`: skip if a run completed after this moment (the one in
+      progress when the caller asked, or a later one): followers then serve
+      the index the leader just built instead of scanning again.
     - `configured_root`: another volume than PERSISTENT_STORAGE_PATH (its own slot).
     Never raises for indexing failures: they end the run with status `error`.
     """
@@ -173,9 +174,9 @@ def _completed_since(prefix: str, moment: datetime | None) -> IndexRun | None:
         return None
     return (
         IndexRun.objects.filter(
-            volume_prefix=prefix, status=IndexRun.Status.COMPLETED, started__gte=moment
+            volume_prefix=prefix, status=IndexRun.Status.COMPLETED, terminal_timestamp__gte=moment
         )
-        .order_by("-started")
+        .order_by("-terminal_timestamp")
         .first()
     )
 

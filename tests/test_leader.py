@@ -216,3 +216,22 @@ def test_a_startup_run_is_skipped_when_the_index_was_refreshed_after_it_was_aske
     late = index_run(IndexRun.Trigger.STARTUP, wait=True, requested_at=asked)
 
     assert late.status == "skipped" and "pod-a" in late.failure_message
+
+
+def test_a_startup_run_asked_while_another_instance_indexed_is_served_by_that_run(
+    sample_volume, settings
+):
+    # pod-a's run was already going when pod-b started and asked; it ended after.
+    settings.DPD_INSTANCE_NAME = "pod-a"
+    leaders_run = index_run(IndexRun.Trigger.STARTUP)
+    asked = leaders_run.terminal_timestamp - timedelta(microseconds=1)
+    assert leaders_run.started < asked
+    settings.DPD_INSTANCE_NAME = "pod-b"
+
+    follower = index_run(IndexRun.Trigger.STARTUP, wait=True, requested_at=asked)
+
+    assert follower.status == "skipped"
+    assert f"(pod-a) indexed the volume after this request (run {leaders_run.pk})" in (
+        follower.failure_message
+    )
+    assert IndexRun.objects.filter(status="completed").count() == 1

@@ -1,0 +1,253 @@
+"""Real service processes for the fault tests: `runservice` (gunicorn +
+qcluster), `qcluster` alone, `reindex`, each in its own process group so a
+test can SIGKILL one with all its workers, and teardown never leaks any."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+
+MANAGE = str(settings.BASE_DIR / "manage.py")
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL for another process to reach the same database."""
+    user = quote(settings_dict.get("USER") or "")
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.1):
+    """Poll until predicate() is truthy and return it; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+class Process:
+    """One child process (and its process group) with its output in a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.BASE_DIR,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything in its group (no clean-up runs)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, wait, then SIGKILL the group: nothing is left running."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=timeout)
+        code = self.popen.poll()
+        self._kill_descendant_groups()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+        self._log.close()
+        return code
+
+    def _kill_descendant_groups(self) -> None:
+        # runservice puts gunicorn and qcluster in process groups of their own.
+        for child in _children(self.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+class ServiceSet:
+    """Starts processes with a shared environment and stops them all at the end."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.processes: list[Process] = []
+
+    def _start(self, name: str, args: list[str], extra_env: dict[str, str]) -> Process:
+        env = {**self.env, **extra_env}
+        process = Process(name, [sys.executable, MANAGE, *args], env, self.log_dir)
+        self.processes.append(process)
+        return process
+
+    def runservice(self, name: str, **extra_env: str) -> Service:
+        port = free_port()
+        process = self._start(
+            name,
+            ["runservice", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--grace", "10"],
+            {"DPD_INSTANCE_NAME": name, **extra_env},
+        )
+        return Service(process, f"http://127.0.0.1:{port}")
+
+    def command(self, name: str, *args: str, **extra_env: str) -> Process:
+        return self._start(name, list(args), {"DPD_INSTANCE_NAME": name, **extra_env})
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in self.processes)
+
+
+class Service:
+    """A runservice instance and its HTTP address."""
+
+    def __init__(self, process: Process, base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, Any, dict[str, str]]:
+        """(status, JSON body or None, headers); status 0 when nothing answers."""
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=timeout) as response:
+                return response.status, _json(response.read()), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, _json(error.read()), dict(error.headers)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, None, {}
+
+    def post_json(self, path: str, body: dict[str, Any], timeout: float = 5) -> int:
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, Any]:
+        def ready():
+            assert self.process.alive(), f"{self.process.name} exited:\n{self.process.output()}"
+            status, body, _ = self.get("/status")
+            return body if status == 200 else None
+
+        return wait_for(ready, timeout=timeout, what=f"{self.process.name} to serve /status")
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL 15 server of our own in a temp dir, so a test may stop and
+    start it without touching the shared server (or the CI's pg_virtualenv
+    cluster). initdb refuses root: as root it runs as the `postgres` user."""
+
+    def __init__(self) -> None:
+        if not (PG_BIN / "initdb").exists():
+            raise RuntimeError(f"PostgreSQL 15 binaries not found in {PG_BIN}")
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.port = free_port()
+        # Not under pytest's tmp_path: its parents are private to root.
+        self.base = Path(tempfile.mkdtemp(prefix="dpd-pg-"))
+        self.data = self.base / "data"
+        self.log = self.base / "server.log"
+        if self.as_user:
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.base, entry.pw_uid, entry.pw_gid)
+        self._run(PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self.start()
+        self._run(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", "dpd")
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/dpd"
+
+    def _run(self, *argv: object) -> None:
+        command = [*self.as_user, *map(str, argv)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=self.base)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base}"
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: every client connection is cut."""
+        self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._run(PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -1,0 +1,305 @@
+"""Indexing faults, each with real separate processes (runservice = gunicorn +
+qcluster, `reindex`, `qcluster`) on a real PostgreSQL database.
+
+The stale limit and the timeout are shortened through the environment, and
+INDEXING_TEST_BATCH_DELAY_SECONDS (a test-only knob) slows each batch so a
+test can act mid-run on a small volume.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from dpd.models import DataProduct
+from dpd.status import api_status
+from dpd.synthetic import write_synthetic_volume
+from indexing.models import IndexingState, IndexRun
+from indexing.services import index_run, request_reindex
+from indexing.status import indexing_status, pv_index_status
+from tests.service_processes import ServiceSet, ThrowawayPostgres, database_url, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def volume(tmp_path, settings) -> Path:
+    root = tmp_path / "volume"
+    root.mkdir()
+    settings.PERSISTENT_STORAGE_PATH = str(root)
+    return root
+
+
+@pytest.fixture
+def services(transactional_db, volume, tmp_path):
+    if connection.vendor != "postgresql":
+        _unavailable("the fault tests need PostgreSQL (DATABASE_URL)")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "PERSISTENT_STORAGE_PATH": str(volume),
+        "INDEXING_BATCH_SIZE": "5",
+        "INDEXING_PARALLEL_WORKERS": "1",
+        "INDEXING_SCHEDULE_MINUTES": "0",
+        "INDEXING_TEST_BATCH_DELAY_SECONDS": "0.3",
+        "Q_WORKERS": "1",
+        "DPD_COMPAT_OPEN_MANAGEMENT": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    started = ServiceSet(env, tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def _assert_catalogue_exact(expected: int) -> None:
+    assert DataProduct.objects.count() == expected
+    assert DataProduct.objects.values("uid").distinct().count() == expected
+    assert DataProduct.objects.values("metadata_file").distinct().count() == expected
+
+
+def test_three_instances_starting_together_scan_once_and_all_name_the_leader(services, volume):
+    expected = write_synthetic_volume(volume, 60)
+    pods = [
+        services.runservice(name, INDEXING_HEARTBEAT_STALE_SECONDS="15")
+        for name in ("pod-a", "pod-b", "pod-c")
+    ]
+    for pod in pods:
+        pod.wait_ready()
+
+    runs = wait_for(
+        lambda: (
+            len(found := list(IndexRun.objects.filter(trigger="startup"))) == 3
+            and all(run.is_terminal for run in found)
+            and found
+        ),
+        timeout=90,
+        what="three terminal start-up runs",
+    )
+
+    completed = [run for run in runs if run.status == "completed"]
+    skipped = [run for run in runs if run.status == "skipped"]
+    assert len(completed) == 1 and len(skipped) == 2, [(r.status, r.failure_message) for r in runs]
+    leader_name = completed[0].indexed_by
+    assert leader_name in {"pod-a", "pod-b", "pod-c"}
+    assert all(f"({leader_name})" in run.failure_message for run in skipped)
+    assert completed[0].files_added == expected
+    _assert_catalogue_exact(expected)
+    # Every pod serves the shared table: the same counts as this process reads.
+    shared = api_status()["pv_interface_status"]["number_of_data_products_on_pv"]
+    assert shared > 0
+    for pod in pods:
+        body = pod.get("/status")[1]
+        assert body["indexing"]["coordination_state"]["indexed_by"] == leader_name
+        assert body["indexing"]["progress"]["indexing_step"] == "completed"
+        assert body["pv_interface_status"]["number_of_data_products_on_pv"] == shared
+
+
+def test_a_leader_killed_mid_scan_is_replaced_after_the_stale_limit_losing_nothing(
+    services, volume
+):
+    expected = write_synthetic_volume(volume, 60)
+    stale = {"INDEXING_HEARTBEAT_STALE_SECONDS": "3"}
+    pod_a = services.command("pod-a", "reindex", **stale)
+    wait_for(
+        lambda: IndexingState.objects.filter(
+            indexed_by="pod-a", indexing_running=True, files_added__gte=10
+        ).exists(),
+        timeout=60,
+        what="pod-a to lead and write a few batches",
+    )
+    pod_b = services.runservice("pod-b", **stale)
+    status = pod_b.wait_ready()
+    assert status["indexing"]["in_progress"] is True
+    assert status["indexing"]["coordination_state"]["indexed_by"] == "pod-a"
+
+    pod_a.kill()
+    assert pod_a.popen.returncode == -9
+
+    taken = wait_for(
+        lambda: IndexRun.objects.filter(trigger="startup", status="completed").first(),
+        timeout=60,
+        what="pod-b to take over and finish",
+    )
+    killed = IndexRun.objects.get(trigger="command")
+    assert taken.indexed_by == "pod-b"
+    assert any("took over the slot from pod-a" in line for line in taken.log)
+    assert killed.status == "error" and "pod-a" in killed.failure_message
+    # Taken over only once pod-a's last heartbeat was older than the stale limit.
+    assert taken.started >= killed.last_heartbeat + timedelta(seconds=3)
+    # pod-a's committed batches are kept and not redone; pod-b did the rest.
+    assert taken.files_found == expected
+    assert taken.files_skipped >= 10 and taken.files_added + taken.files_skipped == expected
+    _assert_catalogue_exact(expected)
+
+
+def test_a_run_that_hits_the_timeout_keeps_partial_results_and_removes_nothing(
+    services, volume, settings
+):
+    first = write_synthetic_volume(volume, 20, seed=1, prefix="old")
+    assert index_run(IndexRun.Trigger.COMMAND).status == "completed"
+    gone_folder = sorted(p for p in volume.iterdir() if p.is_dir())[0]
+    gone = list(
+        DataProduct.objects.filter(metadata_file__startswith=f"{gone_folder.name}/").values_list(
+            "metadata_file", flat=True
+        )
+    )
+    shutil.rmtree(gone_folder)
+    added = write_synthetic_volume(volume, 60, seed=2, prefix="new")
+    services.command("worker", "qcluster", INDEXING_TIMEOUT_SECONDS="2")
+
+    ticket = request_reindex(IndexRun.Trigger.API)
+    run = wait_for(
+        lambda: (r := IndexRun.objects.get(pk=ticket.run_id)).is_terminal and r,
+        timeout=60,
+        what="the timed-out run to end",
+    )
+
+    assert run.status == "timeout_partial_completion" and run.timed_out
+    assert run.indexing_step == "timeout_partial_completion"
+    assert 0 < run.files_added < added  # partial results are served
+    assert run.files_removed == 0
+    assert DataProduct.objects.filter(metadata_file__in=gone).count() == len(gone) > 0
+    assert indexing_status()["progress"]["indexing_step"] == "timeout_partial_completion"
+    assert pv_index_status()["last_index_run"]["timed_out"] is True
+
+    following = index_run(IndexRun.Trigger.COMMAND)
+
+    assert following.status == "completed" and following.files_removed == len(gone)
+    _assert_catalogue_exact(first - len(gone) + added)
+
+
+def test_a_second_reindex_request_while_one_runs_answers_409(services, volume):
+    write_synthetic_volume(volume, 40)
+    pod = services.runservice("pod-a", INDEXING_ON_STARTUP="false")
+    pod.wait_ready()
+
+    status, body, headers = pod.get("/reindexdataproducts")
+    assert status == 202
+    assert body == "Metadata re-index request has been added to the background tasks"
+    location = headers["Location"]
+    assert location.startswith("/api/v1/index-runs/")
+    assert pod.get("/reindexdataproducts")[0] == 409  # queued
+    wait_for(
+        lambda: pod.get(location)[1]["status"] == "running", timeout=60, what="the run to start"
+    )
+    status, body, _ = pod.get("/reindexdataproducts")
+    assert status == 409 and "already in progress" in body["detail"]
+
+    done = wait_for(
+        lambda: (b := pod.get(location)[1])["terminal_timestamp"] and b,
+        timeout=60,
+        what="the run to end",
+    )
+    assert done["status"] == "completed"
+    assert pod.get("/reindexdataproducts")[0] == 202  # accepted again once it ended
+    assert IndexRun.objects.filter(trigger="api").count() == 2
+
+
+# --- PostgreSQL restarts during a run (a throwaway cluster this test owns) ----
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL cluster made for this test and removed afterwards, so it
+    can be stopped and started without touching any other test's server."""
+    try:
+        server = ThrowawayPostgres()
+    except (RuntimeError, OSError, KeyError) as exc:
+        _unavailable(f"cannot start a throwaway PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def _products_in(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5) as db:
+        return db.execute("SELECT count(*) FROM dpd_dataproduct").fetchone()[0]
+
+
+def test_a_postgresql_restart_mid_run_ends_it_in_error_and_the_next_run_succeeds(
+    own_postgres, volume, tmp_path
+):
+    url = own_postgres.url
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "PERSISTENT_STORAGE_PATH": str(volume),
+        "INDEXING_BATCH_SIZE": "5",
+        "INDEXING_PARALLEL_WORKERS": "1",
+        "INDEXING_SCHEDULE_MINUTES": "0",
+        "INDEXING_TEST_BATCH_DELAY_SECONDS": "0.3",
+        "INDEXING_HEARTBEAT_STALE_SECONDS": "3",
+        "DPD_COMPAT_OPEN_MANAGEMENT": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    expected = write_synthetic_volume(volume, 60)
+    services = ServiceSet(env, tmp_path)
+    try:
+        pod = services.runservice("pod-a")
+        pod.wait_ready()
+        wait_for(
+            lambda: pod.get("/status")[1]["indexing"]["progress"]["files_added"] >= 10,
+            timeout=60,
+            what="start-up indexing to write a few batches",
+        )
+
+        own_postgres.stop()
+        status, body, _ = pod.get("/status")
+        assert status == 200 and body["metadata_store_status"]["db_status"]["running"] is False
+        assert pod.post_json("/dataproductsearch", {}) == 503
+        own_postgres.start()
+
+        runs = wait_for(
+            lambda: (
+                (b := pod.get("/api/v1/index-runs/")[1])
+                and b.get("results")
+                and b["results"][0]["terminal_timestamp"]
+                and b["results"]
+            ),
+            timeout=60,
+            what="the interrupted run to be recorded",
+        )
+        failed = runs[0]
+        assert failed["trigger"] == "startup" and failed["status"] == "error"
+        assert "database connection was lost" in failed["failure_message"]
+        assert pod.get("/status")[1]["indexing"]["in_progress"] is False
+
+        status, _, headers = pod.get("/reindexdataproducts")
+        assert status == 202
+        done = wait_for(
+            lambda: (b := pod.get(headers["Location"])[1]) and b["terminal_timestamp"] and b,
+            timeout=60,
+            what="the next run to end",
+        )
+        assert done["status"] == "completed"
+        assert done["files_added"] + done["files_skipped"] == expected
+        assert _products_in(url) == expected
+        assert pod.process.alive()  # the service rode it out
+    finally:
+        services.stop_all()
