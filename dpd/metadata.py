@@ -88,12 +88,17 @@ def load_yaml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise MetadataError(f"YAML syntax error{where}: {problem}") from None
-    _check_size(document)
+    _check_tree(document)
     return document
 
 
-def _check_size(document: Any) -> None:
-    """Walk the tree as JSON would expand it; stop at the budget, never exponential."""
+def _check_tree(document: Any) -> None:
+    """Walk the tree as JSON would expand it; stop at the budget, never exponential.
+
+    Also refuse NUL characters in keys and strings: PostgreSQL cannot store
+    them in jsonb or text, and a refused document is an error with its path,
+    where a stored one would be a failed batch (or a 500 on ingest).
+    """
     budget = MAX_NODES
     stack: list[tuple[Any, int]] = [(document, 0)]
     while stack:
@@ -106,9 +111,13 @@ def _check_size(document: Any) -> None:
         if depth > MAX_DEPTH:
             raise MetadataError(f"document is nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, Mapping):
+            if any(isinstance(key, str) and "\x00" in key for key in node):
+                raise MetadataError("a key contains a NUL character")
             stack.extend((value, depth + 1) for value in node.values())
         elif isinstance(node, list):
             stack.extend((value, depth + 1) for value in node)
+        elif (isinstance(node, str) and "\x00" in node) or (isinstance(node, bytes) and 0 in node):
+            raise MetadataError("a value contains a NUL character")
 
 
 def validate_document(document: Any, *, require_files_list: bool) -> str:
@@ -188,7 +197,7 @@ def from_volume_file(
 def from_ingested_document(document: Any) -> ProductMetadata:
     """Metadata posted to /ingestnewmetadata: no files, folder "None"."""
     execution_block = validate_document(document, require_files_list=False)
-    _check_size(document)
+    _check_tree(document)
     return _derive(
         to_json_safe(document),
         execution_block,

@@ -1,12 +1,19 @@
 """Hostile input and production hardening: oversized bodies, password
-guessing, floods, crashes, production settings, and search/filter input that
-tries to reach the ORM as lookups or SQL."""
+guessing, floods, crashes, production settings, search/filter input that
+tries to reach the ORM as lookups or SQL, downloads that try to leave the
+volume, NUL characters and YAML bombs, and cross-site form posts.
+
+The other hostile inputs of issue 7 live with their feature: ingest paths and
+symlinks in test_api_ingest.py, header spoofing, dead tokens and a failing
+permissions API in test_authentication.py, list-valued and "" access groups in
+test_access.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,9 +21,12 @@ import pytest
 import time_machine
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
+from django.test import Client
 from rest_framework.test import APIClient
 
+from annotations.models import Annotation
 from dpd.models import DataProduct
+from indexing.indexer import index_volume
 from tests.access_support import TEAM, catalogue
 
 pytestmark = pytest.mark.django_db
@@ -334,3 +344,174 @@ def test_a_member_cannot_filter_their_way_to_another_groups_product(products):
     )
     assert response.status_code == 200
     assert {row["uid"] for row in response.json()["data"]} == {str(products["team"].uid)}
+
+
+# --- Downloads that try to leave the volume ----------------------------------------------
+
+# A download names a product (uid or execution block), never a path: anything
+# path-like is looked up as a name, found nowhere, and refused before any byte.
+PATH_LIKE = [
+    "../etc",
+    "eb-test-20200325-00001/../../..",
+    "/etc",
+    "//etc",
+    "%2e%2e/etc",
+    "%2E%2E%2Fetc",
+    "%252e%252e%252fetc",
+    "..%2fetc",
+    "eb-test-20200325-00001%00",
+]
+
+
+@pytest.mark.parametrize("execution_block", PATH_LIKE)
+def test_a_download_naming_a_path_is_a_404_before_any_byte(products, execution_block):
+    response = staff_client().post("/download", {"execution_block": execution_block}, format="json")
+    assert response.status_code == 404
+    assert not response.streaming
+    assert response.json() == {
+        "detail": f"File not found: no data product with execution_block {execution_block}"
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"execution_block": "eb-test-20200325-00001\x00"},
+        {"execution_block": "\x00../../etc"},
+        {"uid": "\x00"},
+        {"uid": "../../etc/passwd"},
+    ],
+    ids=["nul-after-eb", "nul-before-path", "nul-uid", "path-uid"],
+)
+def test_a_download_with_a_nul_byte_or_a_path_for_a_uid_is_refused_in_json(products, body):
+    response = staff_client().post("/download", body, format="json")
+    assert response.status_code == 422
+    assert not response.streaming
+    assert response.json()["detail"]
+
+
+def test_a_product_folder_swapped_for_a_symlink_out_of_the_volume_is_never_sent(
+    products, sample_volume, tmp_path
+):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the host's secret\n")
+    folder = sample_volume / products["open"].dataproduct_file
+    shutil.rmtree(folder)
+    folder.symlink_to(outside, target_is_directory=True)
+    response = staff_client().post("/download", {"uid": str(products["open"].uid)}, format="json")
+    assert response.status_code == 404
+    assert not response.streaming
+    assert "not inside the volume" in response.json()["detail"]
+
+
+# --- NUL characters and YAML bombs: PostgreSQL cannot store NUL, so each is a clear 400 -----
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"field": "execution_block", "operator": "contains", "value": "eb\x00"},
+        {"field": "execution_block", "operator": "isAnyOf", "value": ["eb", "x\x00"]},
+        {"field": "exec\x00", "operator": "contains", "value": "eb"},
+    ],
+    ids=["value", "list-value", "field"],
+)
+def test_a_nul_character_in_a_filter_is_a_clear_400(products, item):
+    response = APIClient().post(
+        "/filterdataproducts", {"filterModel": {"items": [item]}}, format="json"
+    )
+    assert response.status_code == 400
+    assert "Null characters are not allowed" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"notes": "a\x00b"}, {"no\x00tes": "x"}, {"notes": ["fine", {"deep": "a\x00"}]}],
+    ids=["value", "key", "nested"],
+)
+def test_ingested_metadata_with_a_nul_character_answers_400_and_stores_nothing(products, context):
+    response = staff_client().post(
+        "/ingestnewmetadata",
+        {"execution_block": "eb-nul-20240101-00001", "context": context},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "NUL character" in response.json()["detail"]
+    assert DataProduct.objects.count() == 4
+
+
+ALIAS_BOMB = "bomb0: &b0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"bomb{n}: &b{n} [{', '.join([f'*b{n - 1}'] * 10)}]\n" for n in range(1, 9)
+)
+HOSTILE_FILES = {
+    "alias-bomb": (ALIAS_BOMB, "YAML alias bomb"),
+    "nul-escape": ('context: {notes: "a\\0b"}\n', "NUL character"),
+    "nul-binary": ("context: {notes: !!binary AAEC}\n", "NUL character"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_FILES))
+def test_a_hostile_metadata_file_is_refused_by_ingest_and_stores_nothing(
+    products, sample_volume, case
+):
+    document, reason = HOSTILE_FILES[case]
+    folder = sample_volume / "eb-hostile-20240101-00001"
+    folder.mkdir()
+    (folder / "ska-data-product.yaml").write_text(
+        "execution_block: eb-hostile-20240101-00001\n" + document
+    )
+    response = staff_client().post(
+        "/ingestnewdataproduct", {"execution_block": "eb-hostile-20240101-00001"}, format="json"
+    )
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+    assert DataProduct.objects.count() == 4
+
+
+def test_a_volume_file_with_a_nul_character_is_an_error_and_the_rest_is_indexed(tmp_path):
+    for name, extra in (("eb-good-20240101-00001", ""), ("eb-nul-20240101-00001", "a\\0b")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ska-data-product.yaml").write_text(
+            f'execution_block: {name}\ncontext: {{notes: "{extra}"}}\nfiles: []\n'
+        )
+    result = index_volume(str(tmp_path), workers=1)
+    assert list(DataProduct.objects.values_list("execution_block", flat=True)) == [
+        "eb-good-20240101-00001"
+    ]
+    assert "NUL character" in str(result.errors)
+
+
+# --- CSRF: cookie sessions must prove the form is ours; tokens need no proof ----------------
+
+
+def test_the_annotation_api_refuses_a_session_post_without_a_csrf_token(products):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_user("curator", is_staff=True))
+    response = client.post(
+        "/annotation",
+        {"data_product_uid": str(products["open"].uid), "annotation_text": "cross-site"},
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    assert not Annotation.objects.exists()
+
+
+def test_the_annotation_edit_form_refuses_a_post_without_a_csrf_token(products):
+    author = User.objects.create_user("author", email="author@skao.int")
+    note = Annotation.objects.create(
+        data_product_uid=products["open"].uid,
+        annotation_text="original",
+        user_principal_name="author@skao.int",
+    )
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(author)
+    page = client.get(f"/products/annotations/{note.annotation_id}/edit/")
+    assert page.status_code == 200  # the author may edit, with the form's token
+    response = client.post(
+        f"/products/annotations/{note.annotation_id}/edit/", {"annotation_text": "forged"}
+    )
+    assert response.status_code == 403
+    note.refresh_from_db()
+    assert note.annotation_text == "original"

@@ -97,17 +97,35 @@ class SearchBadRequest(APIException):
     default_code = "bad_request"
 
 
+def _no_null_characters(value: Any) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it anywhere in a JSON value (400),
+    as the CharFields do, instead of letting the query fail."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            raise serializers.ValidationError("Null characters are not allowed.")
+        if isinstance(node, dict):
+            stack.extend([*node.keys(), *node.values()])
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 class FilterItemSerializer(serializers.Serializer):
     field = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     operator = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     value = serializers.JSONField(
-        required=False, allow_null=True, help_text="A string, number, or list (isAnyOf)."
+        required=False,
+        allow_null=True,
+        validators=[_no_null_characters],
+        help_text="A string, number, or list (isAnyOf).",
     )
     id = serializers.JSONField(required=False, allow_null=True, help_text="Ignored.")
     keyPairs = serializers.ListField(
         child=serializers.DictField(),
         required=False,
         allow_null=True,
+        validators=[_no_null_characters],
         help_text='Legacy `formFields` item: [{"keyPair": key, "valuePair": value}].',
     )
 
