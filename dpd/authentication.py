@@ -174,6 +174,10 @@ class TrustedHeaderAuthentication(BaseAuthentication):
                 remote_addr,
             )
             return None
+        if len(username) > ska_permissions.MAX_PRINCIPAL_LENGTH or "\x00" in username:
+            # It would become an annotation's author, which holds 255 characters.
+            logger.warning("ignoring %s: not a usable user name", settings.TRUSTED_USER_HEADER)
+            return None
         raw_groups = meta.get(_meta_key(settings.TRUSTED_GROUPS_HEADER), "")
         groups = frozenset(group.strip() for group in raw_groups.split(",") if group.strip())
         user = ExternalUser(source="proxy", access_groups=groups, principal=username)

@@ -328,3 +328,27 @@ def test_headers_from_an_address_that_is_not_a_proxy_are_ignored(proxy_mode, pro
 def test_trusted_headers_are_ignored_when_the_mode_is_off(products):
     client = proxied("127.0.0.1")
     assert not sees(client, products["team"])
+
+
+def test_a_forwarded_for_header_naming_a_proxy_does_not_make_a_client_trusted(proxy_mode, products):
+    client = proxied("203.0.113.9")
+    client.credentials(
+        HTTP_X_FORWARDED_USER="first.last@skao.int",
+        HTTP_X_FORWARDED_GROUPS=TEAM,
+        HTTP_X_FORWARDED_FOR="10.1.2.3",
+        HTTP_X_REAL_IP="10.1.2.3",
+        HTTP_FORWARDED="for=10.1.2.3",
+    )
+    assert not sees(client, products["team"])
+
+
+def test_a_proxy_user_name_too_long_to_be_an_author_is_no_identity(proxy_mode, products):
+    client = APIClient(REMOTE_ADDR="10.1.2.3")
+    client.credentials(HTTP_X_FORWARDED_USER="x" * 300 + "@skao.int", HTTP_X_FORWARDED_GROUPS=TEAM)
+    response = client.post(
+        "/annotation",
+        {"data_product_uid": str(products["open"].uid), "annotation_text": "long name"},
+        format="json",
+    )
+    assert response.status_code == 401
+    assert not sees(client, products["team"])
