@@ -28,6 +28,7 @@ from dpd.models import DataProduct
 from dpd.volume import volume_root
 from indexing.parsing import Parsed, init_worker, parse_chunk, scan_chunk
 from indexing.scanner import Scan, StoredMap, scan, scan_root
+from indexing.writer import json_as_text, writer_for_connection
 
 # Files per task sent to a worker: small enough to spread the work evenly and
 # to stop soon at a deadline, large enough that pickling stays cheap.
@@ -42,9 +43,6 @@ WALK_CHUNK_MIN = 16
 WALK_CHUNKS_PER_WORKER = 8
 # Rows per DELETE when removing vanished products.
 REMOVE_CHUNK = 1000
-
-# Updated on conflict besides every column DataProduct.fields_from() fills.
-WRITER_FIELDS = ["source", "file_mtime_ns", "file_size", "indexed_at"]
 
 
 @dataclass
@@ -156,6 +154,8 @@ class _Run:
         self.to_write: list[Parsed] = []
         self.pool: ProcessPoolExecutor | None = None
         self.reported_at = 0
+        self.writer = writer_for_connection()
+        self.json_text = json_as_text()
 
     # --- the steps ----------------------------------------------------------
 
@@ -292,14 +292,23 @@ class _Run:
             # One worker, or too few files to be worth starting processes.
             if final or len(self.to_parse) >= PARSE_CHUNK:
                 paths, self.to_parse = self.to_parse, []
-                self.handle(parse_chunk(self.root, self.configured_root, paths, self.max_bytes))
+                self.handle(
+                    parse_chunk(
+                        self.root, self.configured_root, paths, self.max_bytes, self.json_text
+                    )
+                )
             return
         limit = len(self.walks) + self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
         while len(self.to_parse) >= PARSE_CHUNK or (final and self.to_parse):
             chunk, self.to_parse = self.to_parse[:PARSE_CHUNK], self.to_parse[PARSE_CHUNK:]
             self.in_flight.add(
                 self.start_pool().submit(
-                    parse_chunk, self.root, self.configured_root, chunk, self.max_bytes
+                    parse_chunk,
+                    self.root,
+                    self.configured_root,
+                    chunk,
+                    self.max_bytes,
+                    self.json_text,
                 )
             )
             while len(self.in_flight) >= limit:
@@ -344,23 +353,7 @@ class _Run:
         with transaction.atomic():
             batch = self.release_moved_uids(batch)
             if batch:
-                DataProduct.objects.bulk_create(
-                    [
-                        DataProduct(
-                            **item.fields,
-                            source=DataProduct.Source.VOLUME,
-                            file_mtime_ns=item.mtime_ns,
-                            file_size=item.size,
-                        )
-                        for item in batch
-                    ],
-                    update_conflicts=True,
-                    unique_fields=["metadata_file"],
-                    update_fields=[
-                        *(name for name in batch[0].fields if name != "metadata_file"),
-                        *WRITER_FIELDS,
-                    ],
-                )
+                self.writer.write(batch)
         for item in batch:
             if item.path in self.stored:
                 self.result.files_updated += 1

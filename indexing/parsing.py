@@ -11,6 +11,7 @@ connection must never use it.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from typing import Any
 from dpd.metadata import MetadataError, from_volume_file
 from dpd.models import DataProduct
 from indexing.scanner import Scan, StoredMap, scan
+
+# DataProduct.fields_from() columns that hold JSON.
+JSON_FIELDS = ("metadata", "field_types")
 
 
 @dataclass(frozen=True)
@@ -33,17 +37,25 @@ class Parsed:
     mtime_ns: int | None
     size: int | None
     # DataProduct column values (DataProduct.fields_from), computed here so
-    # the derived search columns cost worker time, not the writer's.
+    # the derived search columns cost worker time, not the writer's; JSON
+    # columns as JSON text when parsed with `json_text`.
     fields: dict[str, Any] | None = None
     error: str | None = None
 
 
-def parse_chunk(root: str, configured_root: str, paths: list[str], max_bytes: int) -> list[Parsed]:
+def parse_chunk(
+    root: str, configured_root: str, paths: list[str], max_bytes: int, json_text: bool = False
+) -> list[Parsed]:
     """Parse the metadata files at `paths` (relative to `root`)."""
-    return [parse_one(root, configured_root, path, max_bytes) for path in paths]
+    return [parse_one(root, configured_root, path, max_bytes, json_text) for path in paths]
 
 
-def parse_one(root: str, configured_root: str, path: str, max_bytes: int) -> Parsed:
+def parse_one(
+    root: str, configured_root: str, path: str, max_bytes: int, json_text: bool = False
+) -> Parsed:
+    """One file's outcome. With `json_text` the JSON columns come serialised
+    (what the PostgreSQL writer streams): the workers pay for json.dumps, not
+    the one writing process."""
     try:
         data, info = _read(os.path.join(root, path), max_bytes)
     except OSError as exc:
@@ -59,7 +71,11 @@ def parse_one(root: str, configured_root: str, path: str, max_bytes: int) -> Par
         )
     except MetadataError as exc:
         return Parsed(path, info.st_mtime_ns, info.st_size, error=str(exc))
-    return Parsed(path, info.st_mtime_ns, info.st_size, fields=DataProduct.fields_from(product))
+    fields = DataProduct.fields_from(product)
+    if json_text:
+        for name in JSON_FIELDS:
+            fields[name] = json.dumps(fields[name])
+    return Parsed(path, info.st_mtime_ns, info.st_size, fields=fields)
 
 
 def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
