@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 
 import pytest
@@ -162,3 +163,78 @@ def test_with_the_database_down_it_still_answers_200_with_error_markers(client):
     assert store["number_of_dataproducts"] is None
     assert body["search_store_status"]["error"]
     assert set(body) == TOP_LEVEL
+
+
+# Reference 2.1's example, block by block: the keys the dashboard and probes read.
+REFERENCE_KEYS = {
+    "progress": {
+        "files_processed",
+        "total_files",
+        "files_added",
+        "files_updated",
+        "files_skipped",
+        "indexing_step",
+    },
+    "coordination_state": {
+        "volume_prefix",
+        "indexed_by",
+        "indexing_running",
+        "started_at",
+        "last_heartbeat",
+        "completed_at",
+        "files_indexed",
+    },
+    "pv_interface_status": {
+        "metadata_store_name",
+        "pv_available",
+        "number_of_data_products_on_pv",
+        "last_index_duration",
+        "index_time_modified",
+        "indexing_timeout_seconds",
+        "indexing_batch_size",
+        "indexing_parallel_workers",
+        "indexing_work_unit_depth",
+        "last_index_run",
+    },
+    "last_index_run": {"timed_out", "work_units", "files_ingested"},
+    "metadata_store_status": {
+        "store_type",
+        "db_status",
+        "last_metadata_update_time",
+        "number_of_dataproducts",
+        "dlm_interface_enabled",
+        "dlm_interface_status",
+    },
+    "sdp_config_db": {"connected", "watcher_connected", "description"},
+}
+
+
+@pytest.mark.usefixtures("upstream_volume")
+def test_after_an_index_run_every_block_has_the_reference_keys_and_real_figures(client, db):
+    from indexing.services import request_reindex
+    from indexing.tasks import run_requested_index
+
+    run_requested_index(request_reindex("api").run_id)
+    body = status(client)
+    indexing = body["indexing"]
+    assert indexing["in_progress"] is False
+    assert set(indexing["progress"]) == REFERENCE_KEYS["progress"]
+    assert indexing["progress"]["indexing_step"] == "completed"
+    assert indexing["progress"]["total_files"] == 18  # 18 metadata files, 3 invalid
+    assert indexing["progress"]["files_added"] == 15
+    coordination = indexing["coordination_state"]
+    assert set(coordination) == REFERENCE_KEYS["coordination_state"]
+    assert coordination["volume_prefix"].startswith("dpd_")
+    assert coordination["indexing_running"] is False
+    assert coordination["indexed_by"]
+    for moment in ("started_at", "last_heartbeat", "completed_at"):
+        assert dt.datetime.fromisoformat(coordination[moment]).tzinfo is not None
+    pv = body["pv_interface_status"]
+    assert set(pv) == REFERENCE_KEYS["pv_interface_status"]
+    # str(timedelta), as upstream: "0:00:00.720118".
+    assert re.fullmatch(r"\d+:\d{2}:\d{2}(\.\d{6})?", pv["last_index_duration"])
+    assert set(pv["last_index_run"]) == REFERENCE_KEYS["last_index_run"]
+    assert pv["last_index_run"]["timed_out"] is False
+    assert pv["last_index_run"]["files_ingested"] == 15
+    assert set(body["metadata_store_status"]) == REFERENCE_KEYS["metadata_store_status"]
+    assert set(body["sdp_config_db"]) == REFERENCE_KEYS["sdp_config_db"]
