@@ -402,4 +402,7 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "catch_up": False,
     "poll": 1,
+    # The indexer parses in a process pool (INDEXING_PARALLEL_WORKERS); a daemonic
+    # worker may not have children, so every background run with a pool failed.
+    "daemonize_workers": False,
 }

@@ -54,7 +54,7 @@ def services(transactional_db, volume, tmp_path):
         "DATABASE_URL": database_url(connection.settings_dict),
         "PERSISTENT_STORAGE_PATH": str(volume),
         "INDEXING_BATCH_SIZE": "5",
-        "INDEXING_PARALLEL_WORKERS": "1",
+        "INDEXING_PARALLEL_WORKERS": "2",  # the default on two cores: a pool in the worker
         "INDEXING_SCHEDULE_MINUTES": "0",
         "INDEXING_TEST_BATCH_DELAY_SECONDS": "0.3",
         "Q_WORKERS": "1",
@@ -245,7 +245,7 @@ def test_a_postgresql_restart_mid_run_ends_it_in_error_and_the_next_run_succeeds
         "DATABASE_URL": url,
         "PERSISTENT_STORAGE_PATH": str(volume),
         "INDEXING_BATCH_SIZE": "5",
-        "INDEXING_PARALLEL_WORKERS": "1",
+        "INDEXING_PARALLEL_WORKERS": "2",  # the default on two cores: a pool in the worker
         "INDEXING_SCHEDULE_MINUTES": "0",
         "INDEXING_TEST_BATCH_DELAY_SECONDS": "0.3",
         "INDEXING_HEARTBEAT_STALE_SECONDS": "3",
