@@ -1,0 +1,431 @@
+"""Background indexing: search latency during a cold index, and leader takeover time.
+
+    flock /tmp/bench.lock .venv/bin/python bench/bench_indexing.py \\
+        [--volume /tmp/h1vol20k] [--database-url postgres://postgres@127.0.0.1:5433/bench_h3] \\
+        [--clients 4] [--stale 10]
+
+Every process is real: `manage.py runservice` instances (gunicorn + the
+django-q2 worker, the way the README runs the service) on one PostgreSQL
+database, and search clients in this process (threads, one HTTP connection per
+request, a short think time between requests, like dashboards polling).
+
+1. Search during a cold index. The catalogue and the indexing tables are
+   emptied, and one instance starts: its start-up indexing scans the whole
+   volume in its worker while the clients POST /dataproductsearch (a date
+   range, and two key:value pairs: the contract's body, up to
+   SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT rows). Requests that began
+   and ended inside the run are "busy". When the run has completed, the same
+   clients run as long again on the complete catalogue: "idle". The busy
+   catalogue grows from empty, so the p99 of the run's second half is printed
+   too (when the catalogue is at least half full).
+2. Takeover. Tables emptied again; a follower instance starts with start-up
+   indexing off, then the leader instance, with INDEXING_HEARTBEAT_STALE_SECONDS
+   = --stale for both. Mid-scan the leader (runservice, gunicorn, the worker
+   and its parse processes) is SIGKILLed and started again under a new name,
+   as an orchestrator replaces a dead pod; that instance's start-up task, run
+   by whichever worker takes it (the follower's idle one or its own), watches
+   the slot and claims it once the dead leader's heartbeat is older than the
+   stale limit. Takeover = claim time (database clock) - kill time. The run is
+   then awaited and the catalogue checked: every metadata file once.
+
+The database named by --database-url is created when missing and its
+catalogue is EMPTIED (do not point it at data you want). The last line:
+`search_p99_busy_vs_idle=R1 takeover_vs_stale=R2 ...` (targets R1 <= 2, R2 <= 1.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+METADATA_FILE_NAME = "ska-data-product.yaml"
+RUNSERVICE = [sys.executable, "manage.py", "runservice", "--grace", "10"]
+# The catalogue and indexing tables a cold start begins without (django-q2's
+# queue and results too, so no task of an earlier run is redelivered).
+TABLES = [
+    "annotations_annotationrevision",
+    "annotations_annotation",
+    "dpd_dataproduct",
+    "dpd_indexing_state",
+    "indexing_indexrun",
+    "django_q_ormq",
+    "django_q_task",
+    "django_q_schedule",
+]
+SEARCHES = [
+    {"start_date": "2019-01-01", "end_date": "2026-12-31"},
+    {
+        "start_date": "2019-01-01",
+        "end_date": "2026-12-31",
+        "key_value_pairs": [
+            "obscore.instrument_name:SKA-Low",
+            "config.processing_script:imaging",
+        ],
+    },
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volume", default="/tmp/h1vol20k", help="volume to index (read only)")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5433/bench_h3")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent search clients")
+    parser.add_argument("--think", type=float, default=0.05, help="seconds between requests")
+    parser.add_argument("--idle-seconds", type=float, default=30.0, help="cap of the idle phase")
+    parser.add_argument("--stale", type=int, default=10, help="stale limit of the takeover")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers per instance")
+    return parser.parse_args()
+
+
+# --- database ----------------------------------------------------------------------
+
+
+def ensure_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
+            conn.execute(f'create database "{name}"')
+
+
+def empty_tables(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        conn.execute("VACUUM ANALYZE dpd_dataproduct")
+
+
+def slot(conn: psycopg.Connection) -> dict | None:
+    row = conn.execute(
+        "SELECT indexed_by, indexing_running, indexing_step, files_processed, "
+        "extract(epoch from started_at), extract(epoch from last_heartbeat) "
+        "FROM dpd_indexing_state"
+    ).fetchone()
+    if row is None:
+        return None
+    keys = ("indexed_by", "running", "step", "processed", "started_at", "heartbeat")
+    return dict(zip(keys, row, strict=True))
+
+
+def catalogue(url: str) -> tuple[int, int]:
+    """(rows, distinct metadata files)."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*), count(DISTINCT metadata_file) FROM dpd_dataproduct"
+        ).fetchone()
+
+
+def metadata_files(root: Path) -> int:
+    return sum(METADATA_FILE_NAME in names for _, _, names in os.walk(root))
+
+
+# --- service instances -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Instance:
+    name: str
+    popen: subprocess.Popen
+    url: str
+    log: Path
+
+    def descendants(self) -> list[int]:
+        """Every process under runservice (gunicorn, qcluster and their children)."""
+        parents: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    parents.setdefault(ppid, []).append(int(entry.name))
+        found, stack = [], [self.popen.pid]
+        while stack:
+            for child in parents.get(stack.pop(), []):
+                found.append(child)
+                stack.append(child)
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL the whole instance at once (stopped first so nothing respawns)."""
+        pids = [self.popen.pid, *self.descendants()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=30)
+        if self.popen.poll() is None or self.descendants():
+            self.kill()
+
+
+def start_instance(name: str, env: dict[str, str], workers: int, log_dir: Path) -> Instance:
+    port = free_port()
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            [*RUNSERVICE, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+            cwd=ROOT,
+            env={**env, "DPD_INSTANCE_NAME": name},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    instance = Instance(name, popen, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise SystemExit(f"{name} exited:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError):
+            if request(instance.url, "GET", "/status")[0] == 200:
+                return instance
+        time.sleep(0.2)
+    instance.stop()
+    raise SystemExit(f"{name} did not answer /status within 60 s")
+
+
+def request(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload else {}
+        conn.request(method, path, payload, headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+# --- search clients ----------------------------------------------------------------
+
+
+@dataclass
+class Clients:
+    """Search clients running until stopped; every request's (start, end, status)."""
+
+    url: str
+    count: int
+    think: float
+    samples: list[tuple[float, float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for index in range(self.count):
+            thread = threading.Thread(target=self._client, args=(index,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _client(self, index: int) -> None:
+        body_index = index
+        while not self._stop.is_set():
+            body = SEARCHES[body_index % len(SEARCHES)]
+            body_index += 1
+            started = time.monotonic()
+            try:
+                status = request(self.url, "POST", "/dataproductsearch", body)[0]
+            except OSError:
+                status = 0
+            self.samples.append((started, time.monotonic(), status))
+            self._stop.wait(self.think)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def between(self, begin: float, end: float) -> list[tuple[float, float, int]]:
+        return [s for s in self.samples if s[0] >= begin and s[1] <= end]
+
+
+def p99_ms(samples: list[tuple[float, float, int]]) -> float:
+    latencies = sorted(end - start for start, end, _ in samples)
+    if not latencies:
+        return float("nan")
+    return 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+
+
+def describe(name: str, samples: list[tuple[float, float, int]]) -> str:
+    latencies = [1000 * (end - start) for start, end, _ in samples]
+    errors = sum(status != 200 for *_, status in samples)
+    median = statistics.median(latencies) if latencies else float("nan")
+    return (
+        f"search {name:9s} n={len(samples):5d} errors={errors} "
+        f"p50={median:.1f} ms p99={p99_ms(samples):.1f} ms"
+    )
+
+
+def wait_slot(url: str, predicate, timeout: float, what: str, every: float = 0.05) -> dict:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            state = slot(conn)
+            if state is not None and predicate(state):
+                return state
+            time.sleep(every)
+    raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+
+
+# --- the two measurements ----------------------------------------------------------
+
+
+def measure_search(args, env: dict[str, str], log_dir: Path, expected: int) -> dict:
+    empty_tables(args.database_url)
+    instance = start_instance("leader", env, args.web_workers, log_dir)
+    clients = Clients(instance.url, args.clients, args.think)
+    try:
+        clients.start()
+        # Times in this process's monotonic clock, polled every 50 ms.
+        wait_slot(args.database_url, lambda s: s["running"], 60, "start-up indexing to start")
+        run_began = time.monotonic()
+        halfway = None
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            while (state := slot(conn))["running"]:
+                if halfway is None and state["processed"] >= expected / 2:
+                    halfway = time.monotonic()
+                time.sleep(0.05)
+        run_ended = time.monotonic()
+        if state["step"] != "completed":
+            raise SystemExit(f"the cold index ended with step {state['step']!r}")
+        idle_began = time.monotonic()
+        time.sleep(min(run_ended - run_began, args.idle_seconds))
+        idle_ended = time.monotonic()
+    finally:
+        clients.stop()
+        instance.stop()
+    busy = clients.between(run_began, run_ended)
+    late = clients.between(halfway or run_ended, run_ended)
+    idle = clients.between(idle_began, idle_ended)
+    rows, distinct = catalogue(args.database_url)
+    print(f"cold index: {rows} products ({distinct} distinct) in {run_ended - run_began:.1f} s")
+    for name, samples in (("busy", busy), ("busy-late", late), ("idle", idle)):
+        print(describe(name, samples))
+    return {
+        "busy_p99": p99_ms(busy),
+        "late_p99": p99_ms(late),
+        "idle_p99": p99_ms(idle),
+        "cold_seconds": run_ended - run_began,
+        "rows": rows,
+        "errors": sum(status != 200 for *_, status in busy + idle),
+    }
+
+
+def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) -> dict:
+    empty_tables(args.database_url)
+    env = {**env, "INDEXING_HEARTBEAT_STALE_SECONDS": str(args.stale)}
+    instances = [start_instance("follower", {**env, "INDEXING_ON_STARTUP": "false"}, 1, log_dir)]
+    try:
+        instances.append(start_instance("pod-a", env, 1, log_dir))
+        wait_slot(
+            args.database_url,
+            lambda s: (
+                s["indexed_by"] == "pod-a" and s["running"] and s["processed"] >= expected / 10
+            ),
+            120,
+            "pod-a to lead and index a tenth of the volume",
+        )
+        killed_at = time.time()
+        instances[1].kill()
+        print(
+            f"takeover: pod-a SIGKILLed mid-scan, pod-a-2 starts in its place "
+            f"(stale limit {args.stale} s)"
+        )
+        instances.append(start_instance("pod-a-2", env, 1, log_dir))
+        state = wait_slot(
+            args.database_url,
+            lambda s: s["indexed_by"] != "pod-a",
+            args.stale * 3 + 60,
+            "another instance to take the slot",
+        )
+        takeover = float(state["started_at"]) - killed_at
+        done = wait_slot(
+            args.database_url,
+            lambda s: not s["running"],
+            900,
+            "the new leader to finish",
+            every=0.5,
+        )
+    finally:
+        for instance in reversed(instances):
+            instance.stop()
+    rows, distinct = catalogue(args.database_url)
+    print(
+        f"takeover: {state['indexed_by']} took the slot {takeover:.2f} s after the kill; "
+        f"its run ended {done['step']}; catalogue {rows} rows, {distinct} distinct, "
+        f"{expected} metadata files"
+    )
+    return {
+        "takeover": takeover,
+        "taker": state["indexed_by"],
+        "exact": rows == distinct == expected and done["step"] == "completed",
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    volume = Path(args.volume)
+    if not volume.is_dir():
+        raise SystemExit(f"{volume} is not a directory (python bench/make_volume.py ROOT 20000)")
+    expected = metadata_files(volume)
+    ensure_database(args.database_url)
+    env = {
+        **os.environ,
+        "DATABASE_URL": args.database_url,
+        "PERSISTENT_STORAGE_PATH": str(volume),
+        "INDEXING_SCHEDULE_MINUTES": "0",
+        # The bench measures serving, not the anonymous-client throttle.
+        "DPD_THROTTLE_ANON_RATE": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True
+    )
+    print(f"volume {volume}: {expected} metadata files; {os.cpu_count()} cores")
+    logs = Path(tempfile.mkdtemp(prefix="bench-indexing-"))
+    print(f"instance logs in {logs}")
+    search = measure_search(args, env, logs, expected)
+    takeover = measure_takeover(args, env, logs, expected)
+    r1 = search["busy_p99"] / search["idle_p99"]
+    r2 = takeover["takeover"] / args.stale
+    print(
+        f"search_p99_busy_vs_idle={r1:.2f} takeover_vs_stale={r2:.3f} "
+        f"search_p99_busy_ms={search['busy_p99']:.1f} search_p99_busy_late_ms="
+        f"{search['late_p99']:.1f} search_p99_idle_ms={search['idle_p99']:.1f} "
+        f"search_errors={search['errors']} cold_index_s={search['cold_seconds']:.1f} "
+        f"takeover_s={takeover['takeover']:.2f} stale_s={args.stale} "
+        f"catalogue_exact={str(takeover['exact'] and search['rows'] == expected).lower()} "
+        f"products={expected}"
+    )
+
+
+if __name__ == "__main__":
+    main()
