@@ -133,28 +133,52 @@ def search_products(
 # --- The field catalogue (grid columns, known filter fields) ----------------------
 
 
+_FIELDS_CACHE_KEY = "dpd:catalogue-fields"
+# A change since the cached catalogue reads only the rows indexed since then
+# (less this margin, for batches whose transaction committed late); the whole
+# table is read again at most this often, which also drops removed fields.
+_RECENT_MARGIN = dt.timedelta(minutes=10)
+_FULL_REFRESH = dt.timedelta(hours=1)
+
+
 def catalogue_fields() -> dict[str, str]:
     """Every flattened field of the catalogue and its type, derived fields first.
 
-    Recomputed only when a product was added or updated since (the freshness
-    key is max(indexed_at), one index probe); a removal leaves a harmless
-    extra field until the next change.
+    One index probe (max(indexed_at)) per call. When products were added or
+    updated since the cached answer, only the rows indexed since then are read
+    (the indexed_at index), so a grid request during a long indexing run does
+    not scan the whole catalogue at every batch; the full scan runs once an
+    hour at most. A removed product's fields stay until that full scan.
     """
     latest = DataProduct.objects.aggregate(latest=Max("indexed_at"))["latest"]
-    key = f"dpd:catalogue-fields:{latest.isoformat() if latest else 'empty'}"
-    fields = cache.get(key)
-    if fields is None:
-        fields = dict(DERIVED_FIELDS)
-        seen: dict[str, str] = {}
-        # order_by(): the model's default ordering would make DISTINCT per row.
-        distinct_types = DataProduct.objects.order_by().values_list("field_types", flat=True)
-        for types in distinct_types.distinct():
-            for name, kind in (types or {}).items():
-                # A field with different types in different products is a string.
-                seen[name] = kind if seen.get(name, kind) == kind else "string"
-        for name in sorted(seen):
-            fields.setdefault(name, seen[name])
-        cache.set(key, fields, timeout=3600)
+    cached = cache.get(_FIELDS_CACHE_KEY)
+    if cached is not None and cached["latest"] == latest:
+        return cached["fields"]
+    now = dt.datetime.now(dt.UTC)
+    products = DataProduct.objects.order_by()  # the default ordering would defeat DISTINCT
+    if (
+        cached is not None
+        and latest is not None
+        and cached["latest"] is not None
+        and cached["latest"] < latest
+        and now - cached["full_at"] < _FULL_REFRESH
+    ):
+        seen, full_at = dict(cached["seen"]), cached["full_at"]
+        products = products.filter(indexed_at__gte=cached["latest"] - _RECENT_MARGIN)
+    else:
+        seen, full_at = {}, now
+    for types in products.values_list("field_types", flat=True).distinct():
+        for name, kind in (types or {}).items():
+            # A field with different types in different products is a string.
+            seen[name] = kind if seen.get(name, kind) == kind else "string"
+    fields = dict(DERIVED_FIELDS)
+    for name in sorted(seen):
+        fields.setdefault(name, seen[name])
+    cache.set(
+        _FIELDS_CACHE_KEY,
+        {"latest": latest, "seen": seen, "fields": fields, "full_at": full_at},
+        timeout=int(_FULL_REFRESH.total_seconds()),
+    )
     return fields
 
 

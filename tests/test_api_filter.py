@@ -145,6 +145,33 @@ def test_the_dashboards_request_gives_a_page_and_the_total(anonymous):
     assert row["metadata_store_name"] == "shared"
 
 
+def test_the_reference_request_replayed_as_sent_finds_nothing_after_2024(anonymous):
+    # Reference 2.4's body verbatim: no m001 product is dated 2024 or later.
+    body = {
+        "filterModel": {
+            "items": [
+                {"field": "execution_block", "operator": "contains", "id": 51411, "value": "m001"}
+            ],
+            "logicOperator": "and",
+            "quickFilterValues": [],
+            "quickFilterLogicOperator": "and",
+        },
+        "searchPanelOptions": {
+            "items": [
+                {"field": "date_created", "operator": "onOrAfter", "value": "2024-01-01"},
+                {"field": "metadata_store_name", "operator": "equals", "value": "shared"},
+            ],
+            "logicOperator": "and",
+        },
+        "sortModel": [{"field": "date_created", "sort": "desc"}],
+        "page": 0,
+        "pageSize": 25,
+    }
+    response = grid(anonymous, body)
+    assert response.status_code == 200
+    assert response.json() == {"data": [], "total": 0}
+
+
 def test_the_first_load_body_lists_everything_visible(anonymous):
     result = grid(anonymous, {"filterModel": {}, "page": 0, "pageSize": 25}).json()
     assert result["total"] == 12

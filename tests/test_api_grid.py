@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from dpd.metadata import from_ingested_document
@@ -78,6 +83,51 @@ def test_a_new_field_appears_as_soon_as_a_product_carries_it(client):
     DataProduct.objects.create(**DataProduct.fields_from(product), source=DataProduct.Source.API)
     fields = {c["field"]: c for c in columns(client)}
     assert fields["context.shiny_new_key"]["type"] == "number"
+
+
+def _add_product(execution_block: str, context: dict) -> DataProduct:
+    product = from_ingested_document({"execution_block": execution_block, "context": context})
+    return DataProduct.objects.create(
+        **DataProduct.fields_from(product), source=DataProduct.Source.API
+    )
+
+
+def _field_types(client: APIClient) -> dict[str, str]:
+    return {c["field"]: c["type"] for c in columns(client)}
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_after_a_change_only_the_recently_indexed_products_are_read(client):
+    columns(client)
+    _add_product("eb-test-20240806-99999", {"shiny_new_key": 1.5})
+    with CaptureQueriesContext(connection) as captured:
+        assert _field_types(client)["context.shiny_new_key"] == "number"
+    reads = [q["sql"] for q in captured.captured_queries if "field_types" in q["sql"]]
+    assert len(reads) == 1
+    assert "indexed_at" in reads[0]  # through the indexed_at index, not the whole table
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_field_with_two_types_in_two_products_is_a_string_column(client):
+    _add_product("eb-test-20240806-99999", {"mixed": 1.5})
+    assert _field_types(client)["context.mixed"] == "number"
+    _add_product("eb-test-20240807-99999", {"mixed": "high"})
+    assert _field_types(client)["context.mixed"] == "string"
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_removed_products_field_leaves_the_columns_within_the_hour(client):
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with time_machine.travel(start, tick=False) as clock:
+        gone = _add_product("eb-test-20240806-99999", {"only_here": 1})
+        assert "context.only_here" in _field_types(client)
+        gone.delete()
+        clock.shift(dt.timedelta(minutes=1))
+        _add_product("eb-test-20240807-99999", {})
+        assert "context.only_here" in _field_types(client)  # harmless until the full read
+        clock.shift(dt.timedelta(hours=1, minutes=1))
+        _add_product("eb-test-20240808-99999", {})
+        assert "context.only_here" not in _field_types(client)
 
 
 def test_an_empty_catalogue_still_lists_the_fixed_columns(client, db):
