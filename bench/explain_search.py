@@ -88,7 +88,9 @@ def main() -> None:
         status, queries = view_queries(path, body)
         print(f"\n##### {name}: POST {path} {json.dumps(body)}\n##### answered {status}")
         labelled = [("every request", sql) for sql in queries] + [
-            ("once per catalogue change (cached)", sql) for sql in cold if sql not in queries
+            ("first request of a process only (cached field catalogue)", sql)
+            for sql in cold
+            if sql not in queries
         ]
         total = 0.0
         for number, (when, sql) in enumerate(labelled, 1):
