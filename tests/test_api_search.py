@@ -365,3 +365,11 @@ def test_the_reference_example_row_comes_out_field_by_field(client, indexed_samp
     }
     assert len(row["files"]) == 3
     assert row["context.notes"].startswith("Running that signal")
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_the_removed_dataproductlist_endpoint_is_not_served(client, method):
+    # Gone since v0.9 (reference 0): a JSON 404, never a list.
+    response = getattr(client, method)("/dataproductlist")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
