@@ -189,6 +189,11 @@ def test_pages_follow_each_other_and_ids_are_positions(anonymous):
     assert third["total"] == 12
 
 
+def test_a_page_past_the_end_is_empty_with_the_true_total(anonymous):
+    result = grid(anonymous, {"page": 9, "pageSize": 5}).json()
+    assert result == {"data": [], "total": 12}
+
+
 def test_the_page_size_is_capped(anonymous, settings):
     settings.SEARCH_MAX_PAGE_SIZE = 3
     result = grid(anonymous, {"page": 0, "pageSize": 100}).json()

@@ -321,8 +321,28 @@ def test_accept_tsv_gives_tab_separated_rows(client):
 def test_the_number_of_queries_does_not_grow_with_the_rows(client, django_assert_num_queries):
     with django_assert_num_queries(1):
         search(client, WIDE)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(2):  # a full page: the rows, then the total
+        search(client, {**WIDE, "start": 0, "count": 5})
+    with django_assert_num_queries(1):  # a short page is the last: its total is known
         search(client, {**WIDE, "start": 0, "count": 50})
+
+
+@pytest.mark.parametrize(
+    ("start", "count", "total", "more"),
+    [
+        (0, 50, 12, False),
+        (10, 5, 12, False),
+        (5, 5, 12, True),
+        (12, 5, 12, False),
+        (40, 5, 12, False),
+    ],
+    ids=["one-short-page", "last-short-page", "full-page", "just-past-the-end", "far-past-the-end"],
+)
+def test_the_total_is_right_on_every_kind_of_page(client, start, count, total, more):
+    page = search(client, {**WIDE, "start": start, "count": count}).json()
+    assert page["total"] == total
+    assert page["more_results"] is more
+    assert len(page["data"]) == max(0, min(count, total - start))
 
 
 def test_the_reference_example_row_comes_out_field_by_field(client, indexed_sample):

@@ -185,8 +185,7 @@ class DataProductSearchView(APIView):
             limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
             return Response(search.page_rows(products, 0, limit))
         offset, size = page
-        total = products.count()
-        rows = search.page_rows(products, offset, size)
+        rows, total = search.page_with_total(products, offset, size)
         return Response({"data": rows, "total": total, "more_results": offset + len(rows) < total})
 
 
@@ -281,9 +280,8 @@ class FilterDataProductsView(APIView):
             limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
             return Response(search.page_rows(products, 0, limit))
         offset, size = page
-        return Response(
-            {"data": search.page_rows(products, offset, size), "total": products.count()}
-        )
+        rows, total = search.page_with_total(products, offset, size)
+        return Response({"data": rows, "total": total})
 
 
 class MuiDataGridConfigView(APIView):
