@@ -165,10 +165,12 @@ class _Run:
             self.load_stored()
             if self.walk() and self.parse_remaining():
                 self.write_buffered()
+                self.writer.finish()
                 self.remove_vanished()
                 self.result.step = "completed"
             else:
                 self.write_buffered()
+                self.writer.finish()
                 self.result.timed_out = True
                 self.result.step = "timeout_partial_completion"
         finally:

@@ -1,6 +1,7 @@
 """Write batches of parsed products to the catalogue, upserting by metadata_file.
 
-Two writers with one contract, `write(items)` inside the caller's transaction:
+Two writers with one contract, `write(items)` inside the caller's transaction
+and `finish()` after the last batch:
 - `CopyWriter` (PostgreSQL): COPY the batch into a temporary table, then one
   INSERT ... SELECT ... ON CONFLICT (metadata_file) DO UPDATE. The workers
   hand over JSON columns already serialised (parsing.py, `json_text`), so the
@@ -11,15 +12,16 @@ Two writers with one contract, `write(items)` inside the caller's transaction:
   bulk_create(update_conflicts=True) with the same upsert semantics.
 
 Every batch commits with synchronous_commit off: a crash can lose the last
-batches' commits, and the next run, finding their files unchanged on disk but
-not in the table, writes them again.
+batches' commits, and the next run, finding those files missing from the
+table, writes them again. `finish()` ends a run that wrote anything.
 """
 
 from __future__ import annotations
 
 from operator import itemgetter
 
-from django.db import connection
+from django.contrib.postgres.indexes import GinIndex
+from django.db import connection, transaction
 from django.utils import timezone
 
 from dpd.models import DataProduct
@@ -28,6 +30,20 @@ from indexing.parsing import Parsed
 # Set by the writer besides the columns DataProduct.fields_from() fills.
 WRITER_FIELDS = ["source", "file_mtime_ns", "file_size"]
 STAGING_TABLE = "dpd_index_batch"
+# Memory for merging GIN pending lists (the pg_trgm index on search_text is
+# most of a cold index's database time).
+GIN_WORK_MEM = "64MB"
+# SET LOCAL in every batch's transaction. A long GIN pending list merged in
+# large chunks costs less than the default 4 MB list merged in work_mem-sized
+# pieces (cold index of 24,000 products, database CPU: 17.1 s -> 14.3 s).
+BATCH_SETTINGS = [
+    "synchronous_commit = off",
+    f"gin_pending_list_limit = '{GIN_WORK_MEM}'",
+    f"work_mem = '{GIN_WORK_MEM}'",
+]
+# Compressing the large documents and search texts with lz4 instead of pglz
+# (17.1 s -> 15.6 s); only where the server was built with it.
+BATCH_SETTINGS_LZ4 = ["default_toast_compression = 'lz4'"]
 
 
 def writer_for_connection() -> OrmWriter | CopyWriter:
@@ -43,6 +59,8 @@ def json_as_text() -> bool:
 
 
 class OrmWriter:
+    """bulk_create(update_conflicts=True): SQLite and any other database."""
+
     def write(self, items: list[Parsed]) -> None:
         DataProduct.objects.bulk_create(
             [
@@ -63,36 +81,71 @@ class OrmWriter:
             ],
         )
 
+    def finish(self) -> None:
+        pass
+
 
 class CopyWriter:
+    """COPY into a temporary table, then INSERT ... ON CONFLICT (PostgreSQL)."""
+
+    def __init__(self) -> None:
+        quote = connection.ops.quote_name
+        self.table = quote(DataProduct._meta.db_table)
+        self.gin_indexes = [
+            index.name for index in DataProduct._meta.indexes if isinstance(index, GinIndex)
+        ]
+        self.session: list[str] | None = None
+        self.wrote = False
+
     def write(self, items: list[Parsed]) -> None:
         quote = connection.ops.quote_name
         field_names = list(items[0].fields)
         values = itemgetter(*field_names)
-        names = [*field_names, *WRITER_FIELDS]
-        columns = ", ".join(quote(DataProduct._meta.get_field(name).column) for name in names)
-        table = quote(DataProduct._meta.db_table)
+        columns = [
+            quote(DataProduct._meta.get_field(name).column)
+            for name in (*field_names, *WRITER_FIELDS)
+        ]
+        listed = ", ".join(columns)
         updates = ", ".join(
             f"{column} = EXCLUDED.{column}"
-            for column in (*columns.split(", "), quote("indexed_at"))
+            for column in (*columns, quote("indexed_at"))
             if column != quote("metadata_file")
         )
         source = DataProduct.Source.VOLUME.value
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
+            if self.session is None:
+                cursor.execute(
+                    "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                    "WHERE name = 'default_toast_compression'"
+                )
+                (has_lz4,) = cursor.fetchone() or (False,)
+                self.session = [*BATCH_SETTINGS, *(BATCH_SETTINGS_LZ4 if has_lz4 else [])]
+            for setting in self.session:
+                cursor.execute(f"SET LOCAL {setting}")
             # Typed like the table's columns, no constraints, gone at commit.
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {STAGING_TABLE} ON COMMIT DROP AS "
-                f"SELECT {columns} FROM {table} WITH NO DATA"
+                f"SELECT {listed} FROM {self.table} WITH NO DATA"
             )
-            with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({columns}) FROM STDIN") as copy:
+            with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({listed}) FROM STDIN") as copy:
                 for item in items:
                     copy.write_row((*values(item.fields), source, item.mtime_ns, item.size))
             cursor.execute(
-                f"INSERT INTO {table} ({columns}, {quote('indexed_at')}) "
-                f"SELECT {columns}, %s FROM {STAGING_TABLE} "
+                f"INSERT INTO {self.table} ({listed}, {quote('indexed_at')}) "
+                f"SELECT {listed}, %s FROM {STAGING_TABLE} "
                 f"ON CONFLICT ({quote('metadata_file')}) DO UPDATE SET {updates}",
                 [timezone.now()],
             )
             # ON COMMIT DROP is not enough inside a caller's transaction (a savepoint).
             cursor.execute(f"DROP TABLE {STAGING_TABLE}")
+        self.wrote = True
+
+    def finish(self) -> None:
+        """Merge what the batches left in the GIN pending lists into the indexes,
+        so searches after the run do not scan a long unsorted list."""
+        if not self.wrote:
+            return
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")
+            for name in self.gin_indexes:
+                cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [name])
