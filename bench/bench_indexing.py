@@ -18,15 +18,16 @@ request, a short think time between requests, like dashboards polling).
    clients run as long again on the complete catalogue: "idle". The busy
    catalogue grows from empty, so the p99 of the run's second half is printed
    too (when the catalogue is at least half full).
-2. Takeover. Tables emptied again; a follower instance starts with start-up
-   indexing off, then the leader instance, with INDEXING_HEARTBEAT_STALE_SECONDS
-   = --stale for both. Mid-scan the leader (runservice, gunicorn, the worker
-   and its parse processes) is SIGKILLed and started again under a new name,
-   as an orchestrator replaces a dead pod; that instance's start-up task, run
-   by whichever worker takes it (the follower's idle one or its own), watches
-   the slot and claims it once the dead leader's heartbeat is older than the
-   stale limit. Takeover = claim time (database clock) - kill time. The run is
-   then awaited and the catalogue checked: every metadata file once.
+2. Takeover. Tables emptied again; two instances start with
+   INDEXING_HEARTBEAT_STALE_SECONDS = --stale (pod-b with start-up indexing
+   off); the worker that takes pod-a's start-up task leads. Mid-scan the
+   leader (runservice, gunicorn, the worker and its parse processes) is
+   SIGKILLed and a replacement starts under a new name, as an orchestrator
+   replaces a dead pod; its start-up task, run by whichever worker takes it
+   (the follower's idle one or its own), watches the slot and claims it once
+   the dead leader's heartbeat is older than the stale limit. Takeover = claim
+   time (database clock) - kill time. The run is then awaited and the
+   catalogue checked: every metadata file once.
 
 The database named by --database-url is created when missing and its
 catalogue is EMPTIED (do not point it at data you want). The last line:
@@ -342,27 +343,30 @@ def measure_search(args, env: dict[str, str], log_dir: Path, expected: int) -> d
 def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) -> dict:
     empty_tables(args.database_url)
     env = {**env, "INDEXING_HEARTBEAT_STALE_SECONDS": str(args.stale)}
-    instances = [start_instance("follower", {**env, "INDEXING_ON_STARTUP": "false"}, 1, log_dir)]
+    # Both instances share the task queue: either worker may take the start-up
+    # task that pod-a queues, and whichever does leads.
+    instances = {
+        "pod-b": start_instance("pod-b", {**env, "INDEXING_ON_STARTUP": "false"}, 1, log_dir),
+        "pod-a": start_instance("pod-a", env, 1, log_dir),
+    }
     try:
-        instances.append(start_instance("pod-a", env, 1, log_dir))
-        wait_slot(
+        leading = wait_slot(
             args.database_url,
-            lambda s: (
-                s["indexed_by"] == "pod-a" and s["running"] and s["processed"] >= expected / 10
-            ),
+            lambda s: s["running"] and s["processed"] >= expected / 10,
             120,
-            "pod-a to lead and index a tenth of the volume",
-        )
+            "a leader to index a tenth of the volume",
+        )["indexed_by"]
         killed_at = time.time()
-        instances[1].kill()
+        instances[leading].kill()
+        replacement = f"{leading}-2"
         print(
-            f"takeover: pod-a SIGKILLed mid-scan, pod-a-2 starts in its place "
+            f"takeover: leader {leading} SIGKILLed mid-scan, {replacement} starts in its place "
             f"(stale limit {args.stale} s)"
         )
-        instances.append(start_instance("pod-a-2", env, 1, log_dir))
+        instances[replacement] = start_instance(replacement, env, 1, log_dir)
         state = wait_slot(
             args.database_url,
-            lambda s: s["indexed_by"] != "pod-a",
+            lambda s: s["indexed_by"] != leading,
             args.stale * 3 + 60,
             "another instance to take the slot",
         )
@@ -375,7 +379,7 @@ def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) ->
             every=0.5,
         )
     finally:
-        for instance in reversed(instances):
+        for instance in instances.values():
             instance.stop()
     rows, distinct = catalogue(args.database_url)
     print(
@@ -385,7 +389,6 @@ def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) ->
     )
     return {
         "takeover": takeover,
-        "taker": state["indexed_by"],
         "exact": rows == distinct == expected and done["step"] == "completed",
     }
 
