@@ -249,6 +249,11 @@ DPD_INSTANCE_NAME = env_str("DPD_INSTANCE_NAME", "")
 INDEXING_ON_STARTUP = env_bool("INDEXING_ON_STARTUP", True)
 # Minutes between periodic incremental re-indexes (a django-q2 schedule); 0 disables.
 INDEXING_SCHEDULE_MINUTES = env_int("INDEXING_SCHEDULE_MINUTES", 60, minimum=0)
+# CPU niceness of background indexing (the django-q2 worker and its parse
+# processes), so the API's processes get the CPU first; 0 leaves it as it is.
+INDEXING_NICENESS = env_int("INDEXING_NICENESS", 10, minimum=0)
+if INDEXING_NICENESS > 19:
+    raise ImproperlyConfigured(f"INDEXING_NICENESS={INDEXING_NICENESS} must be at most 19")
 # TEST KNOB ONLY: sleep this long after every batch so fault tests can act mid-run.
 INDEXING_TEST_BATCH_DELAY_SECONDS = env_float("INDEXING_TEST_BATCH_DELAY_SECONDS", 0.0, minimum=0)
 

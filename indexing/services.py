@@ -11,6 +11,7 @@ records a `skipped` run naming the leader and serves the shared tables.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,7 +289,7 @@ def _start_run(
             .first()
         )
         if candidate is not None:
-            candidate.add_log(f"started by {lease.holder} ({trigger})")
+            candidate.add_log(_started_line(lease, trigger))
             adopted = IndexRun.objects.filter(
                 pk=candidate.pk, status=IndexRun.Status.QUEUED
             ).update(last_heartbeat=Now(), log=candidate.log, **begin)
@@ -302,7 +303,7 @@ def _start_run(
             with transaction.atomic():
                 candidate = IndexRun(trigger=trigger, volume_prefix=lease.volume_prefix, **begin)
                 candidate.last_heartbeat = now
-                candidate.add_log(f"started by {lease.holder} ({trigger})")
+                candidate.add_log(_started_line(lease, trigger))
                 candidate.save()
             break
         except IntegrityError:
@@ -314,6 +315,13 @@ def _start_run(
         IndexRun.objects.filter(pk=candidate.pk).update(log=candidate.log)
     leader.heartbeat(lease, run=candidate)
     return candidate
+
+
+def _started_line(lease: leader.Lease, trigger: str) -> str:
+    niceness = os.nice(0)  # background runs yield the CPU (INDEXING_NICENESS)
+    return f"started by {lease.holder} ({trigger})" + (
+        f", CPU niceness {niceness}" if niceness else ""
+    )
 
 
 class _ProgressReporter:

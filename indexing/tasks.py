@@ -7,6 +7,7 @@ is safe to run twice: the ORM broker delivers at least once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,20 +30,32 @@ def _summary(run: IndexRun | None) -> str:
     )
 
 
+def _yield_cpu() -> None:
+    """Lower this worker's CPU priority to INDEXING_NICENESS (once: niceness
+    only goes up), so a run's parsing leaves the CPU to the API first. The
+    parse processes started by the run inherit it."""
+    current = os.nice(0)
+    if current < settings.INDEXING_NICENESS:
+        os.nice(settings.INDEXING_NICENESS - current)
+
+
 def run_requested_index(run_id: int) -> str:
     """Carry out a run queued by request_reindex (no-op unless still queued)."""
+    _yield_cpu()
     return _summary(index_run(IndexRun.Trigger.API, run_id=run_id))
 
 
 def startup_index(requested_at: str | None = None) -> str:
     """Start-up indexing: lead, or watch the leader and take over if it dies.
     Skipped if a run completed after this instance asked for it."""
+    _yield_cpu()
     moment = parse_datetime(requested_at) if requested_at else timezone.now()
     return _summary(index_run(IndexRun.Trigger.STARTUP, wait=True, requested_at=moment))
 
 
 def scheduled_index() -> str:
     """The periodic incremental re-index; a follower just skips."""
+    _yield_cpu()
     return _summary(index_run(IndexRun.Trigger.SCHEDULE))
 
 

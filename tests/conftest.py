@@ -48,6 +48,13 @@ def _fresh_cache_and_no_anonymous_throttle(settings):
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _indexing_tasks_keep_the_test_process_priority(settings):
+    """Tasks called in-process would lower pytest's own CPU priority for the
+    rest of the run (INDEXING_NICENESS); real workers in subprocesses still do."""
+    settings.INDEXING_NICENESS = 0
+
+
 @pytest.fixture
 def indexed_sample(tmp_path: Path, settings, db) -> Path:
     """The fixture volume's 15 valid products in the catalogue, with the uids of

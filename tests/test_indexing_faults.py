@@ -162,7 +162,7 @@ def test_a_run_that_hits_the_timeout_keeps_partial_results_and_removes_nothing(
     )
     shutil.rmtree(gone_folder)
     added = write_synthetic_volume(volume, 60, seed=2, prefix="new")
-    services.command("worker", "qcluster", INDEXING_TIMEOUT_SECONDS="2")
+    services.command("worker", "qcluster", INDEXING_TIMEOUT_SECONDS="2", INDEXING_NICENESS="12")
 
     ticket = request_reindex(IndexRun.Trigger.API)
     run = wait_for(
@@ -172,6 +172,8 @@ def test_a_run_that_hits_the_timeout_keeps_partial_results_and_removes_nothing(
     )
 
     assert run.status == "timeout_partial_completion" and run.timed_out
+    # The background worker yields the CPU to the API's processes.
+    assert any(f"CPU niceness {max(12, os.nice(0))}" in line for line in run.log), run.log
     assert run.indexing_step == "timeout_partial_completion"
     assert 0 < run.files_added < added  # partial results are served
     assert run.files_removed == 0
