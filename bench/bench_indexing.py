@@ -83,6 +83,9 @@ SEARCHES = [
 ]
 
 
+SHAPE_NAMES = ["dates", "key:value"]
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volume", default="/tmp/h1vol20k", help="volume to index (read only)")
@@ -231,12 +234,12 @@ def request(url: str, method: str, path: str, body: dict | None = None) -> tuple
 
 @dataclass
 class Clients:
-    """Search clients running until stopped; every request's (start, end, status)."""
+    """Search clients running until stopped; every request's (start, end, status, shape)."""
 
     url: str
     count: int
     think: float
-    samples: list[tuple[float, float, int]] = field(default_factory=list)
+    samples: list[tuple[float, float, int, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -249,14 +252,14 @@ class Clients:
     def _client(self, index: int) -> None:
         body_index = index
         while not self._stop.is_set():
-            body = SEARCHES[body_index % len(SEARCHES)]
+            shape = body_index % len(SEARCHES)
             body_index += 1
             started = time.monotonic()
             try:
-                status = request(self.url, "POST", "/dataproductsearch", body)[0]
+                status = request(self.url, "POST", "/dataproductsearch", SEARCHES[shape])[0]
             except OSError:
                 status = 0
-            self.samples.append((started, time.monotonic(), status))
+            self.samples.append((started, time.monotonic(), status, shape))
             self._stop.wait(self.think)
 
     def stop(self) -> None:
@@ -264,20 +267,20 @@ class Clients:
         for thread in self._threads:
             thread.join()
 
-    def between(self, begin: float, end: float) -> list[tuple[float, float, int]]:
+    def between(self, begin: float, end: float) -> list[tuple[float, float, int, int]]:
         return [s for s in self.samples if s[0] >= begin and s[1] <= end]
 
 
-def p99_ms(samples: list[tuple[float, float, int]]) -> float:
-    latencies = sorted(end - start for start, end, _ in samples)
+def p99_ms(samples: list[tuple[float, float, int, int]]) -> float:
+    latencies = sorted(end - start for start, end, *_ in samples)
     if not latencies:
         return float("nan")
     return 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
 
 
-def describe(name: str, samples: list[tuple[float, float, int]]) -> str:
-    latencies = [1000 * (end - start) for start, end, _ in samples]
-    errors = sum(status != 200 for *_, status in samples)
+def describe(name: str, samples: list[tuple[float, float, int, int]]) -> str:
+    latencies = [1000 * (end - start) for start, end, *_ in samples]
+    errors = sum(status != 200 for _, _, status, _ in samples)
     median = statistics.median(latencies) if latencies else float("nan")
     return (
         f"search {name:9s} n={len(samples):5d} errors={errors} "
@@ -330,13 +333,15 @@ def measure_search(args, env: dict[str, str], log_dir: Path, expected: int) -> d
     print(f"cold index: {rows} products ({distinct} distinct) in {run_ended - run_began:.1f} s")
     for name, samples in (("busy", busy), ("busy-late", late), ("idle", idle)):
         print(describe(name, samples))
+        for shape, label in enumerate(SHAPE_NAMES):
+            print("  " + describe(label, [s for s in samples if s[3] == shape]))
     return {
         "busy_p99": p99_ms(busy),
         "late_p99": p99_ms(late),
         "idle_p99": p99_ms(idle),
         "cold_seconds": run_ended - run_began,
         "rows": rows,
-        "errors": sum(status != 200 for *_, status in busy + idle),
+        "errors": sum(status != 200 for _, _, status, _ in busy + idle),
     }
 
 
