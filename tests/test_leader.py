@@ -3,9 +3,13 @@ a dead leader's slot is reclaimed; every run is recorded."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from dpd.models import DataProduct
@@ -235,3 +239,20 @@ def test_a_startup_run_asked_while_another_instance_indexed_is_served_by_that_ru
         follower.failure_message
     )
     assert IndexRun.objects.filter(status="completed").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("20", "INDEXING_NICENESS=20 must be at most 19"), ("low", "INDEXING_NICENESS='low'")],
+)
+def test_a_background_priority_out_of_range_stops_start_up_naming_the_variable(value, message):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=django_settings.BASE_DIR,
+        env={**os.environ, "INDEXING_NICENESS": value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr
