@@ -160,22 +160,24 @@ class _Run:
     # --- the steps ----------------------------------------------------------
 
     def execute(self) -> IndexResult:
+        self.writer.begin()
         try:
             self.result.step = "scanning_filesystem"
             self.load_stored()
             if self.walk() and self.parse_remaining():
                 self.write_buffered()
-                self.writer.finish()
                 self.remove_vanished()
                 self.result.step = "completed"
             else:
                 self.write_buffered()
-                self.writer.finish()
                 self.result.timed_out = True
                 self.result.step = "timeout_partial_completion"
         finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                if self.pool is not None:
+                    self.pool.shutdown(wait=True, cancel_futures=True)
+            finally:
+                self.writer.finish()
         self.result.errors.sort()
         self.result.seconds = time.monotonic() - self.started
         self.report()

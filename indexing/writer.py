@@ -1,7 +1,7 @@
 """Write batches of parsed products to the catalogue, upserting by metadata_file.
 
-Two writers with one contract, `write(items)` inside the caller's transaction
-and `finish()` after the last batch:
+Two writers with one contract: `begin()` before the run, `write(items)` inside
+the caller's transaction, `finish()` after the run (always, even on error):
 - `CopyWriter` (PostgreSQL): COPY the batch into a temporary table, then one
   INSERT ... SELECT ... ON CONFLICT (metadata_file) DO UPDATE. The workers
   hand over JSON columns already serialised (parsing.py, `json_text`), so the
@@ -13,7 +13,7 @@ and `finish()` after the last batch:
 
 Every batch commits with synchronous_commit off: a crash can lose the last
 batches' commits, and the next run, finding those files missing from the
-table, writes them again. `finish()` ends a run that wrote anything.
+table, writes them again.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ BATCH_SETTINGS = [
     f"gin_pending_list_limit = '{GIN_WORK_MEM}'",
     f"work_mem = '{GIN_WORK_MEM}'",
 ]
+# Building a GIN index after a load into an empty table (CopyWriter.begin).
+GIN_BUILD_MEM = "256MB"
 # Compressing the large documents and search texts with lz4 instead of pglz
 # (17.1 s -> 15.6 s); only where the server was built with it.
 BATCH_SETTINGS_LZ4 = ["default_toast_compression = 'lz4'"]
@@ -81,24 +83,51 @@ class OrmWriter:
             ],
         )
 
+    def begin(self) -> None:
+        pass
+
     def finish(self) -> None:
         pass
 
 
 class CopyWriter:
-    """COPY into a temporary table, then INSERT ... ON CONFLICT (PostgreSQL)."""
+    """COPY into a temporary table, then INSERT ... ON CONFLICT (PostgreSQL).
+
+    Into an EMPTY table (a first index, a new deployment) the GIN indexes are
+    dropped for the load and built once at the end, the documented bulk-load
+    technique: one CREATE INDEX costs less than maintaining the pg_trgm index
+    row by row (24,000 products: 16.9 s against 18.5 s for the whole run).
+    `finish()` rebuilds them whatever happened (the indexer calls it in a
+    `finally`), and `begin()` restores any that a killed run left dropped.
+    """
 
     def __init__(self) -> None:
-        quote = connection.ops.quote_name
-        self.table = quote(DataProduct._meta.db_table)
+        self.table = DataProduct._meta.db_table
         self.gin_indexes = [
-            index.name for index in DataProduct._meta.indexes if isinstance(index, GinIndex)
+            index for index in DataProduct._meta.indexes if isinstance(index, GinIndex)
         ]
+        self.dropped: list[GinIndex] = []
         self.session: list[str] | None = None
         self.wrote = False
 
+    def begin(self) -> None:
+        """Before the run: drop the GIN indexes of an empty table, or restore missing ones."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [self.table])
+            existing = {name for (name,) in cursor.fetchall()}
+        present = [index for index in self.gin_indexes if index.name in existing]
+        missing = [index for index in self.gin_indexes if index.name not in existing]
+        if DataProduct.objects.exists():
+            self.build(missing)
+            return
+        with connection.schema_editor() as editor:
+            for index in present:
+                editor.remove_index(DataProduct, index)
+        self.dropped = self.gin_indexes
+
     def write(self, items: list[Parsed]) -> None:
         quote = connection.ops.quote_name
+        table = quote(self.table)
         field_names = list(items[0].fields)
         values = itemgetter(*field_names)
         columns = [
@@ -125,13 +154,13 @@ class CopyWriter:
             # Typed like the table's columns, no constraints, gone at commit.
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {STAGING_TABLE} ON COMMIT DROP AS "
-                f"SELECT {listed} FROM {self.table} WITH NO DATA"
+                f"SELECT {listed} FROM {table} WITH NO DATA"
             )
             with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({listed}) FROM STDIN") as copy:
                 for item in items:
                     copy.write_row((*values(item.fields), source, item.mtime_ns, item.size))
             cursor.execute(
-                f"INSERT INTO {self.table} ({listed}, {quote('indexed_at')}) "
+                f"INSERT INTO {table} ({listed}, {quote('indexed_at')}) "
                 f"SELECT {listed}, %s FROM {STAGING_TABLE} "
                 f"ON CONFLICT ({quote('metadata_file')}) DO UPDATE SET {updates}",
                 [timezone.now()],
@@ -141,11 +170,23 @@ class CopyWriter:
         self.wrote = True
 
     def finish(self) -> None:
-        """Merge what the batches left in the GIN pending lists into the indexes,
-        so searches after the run do not scan a long unsorted list."""
-        if not self.wrote:
+        """After the run, even a failed one: build the dropped GIN indexes, or
+        merge what the batches left in their pending lists (searches scan a
+        pending list entry by entry)."""
+        if self.dropped:
+            dropped, self.dropped = self.dropped, []
+            self.build(dropped)
+        elif self.wrote:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")
+                for index in self.gin_indexes:
+                    cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index.name])
+
+    def build(self, indexes: list[GinIndex]) -> None:
+        if not indexes:
             return
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")
-            for name in self.gin_indexes:
-                cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [name])
+        with connection.schema_editor() as editor:
+            # Enough memory to build in one pass (64 MB: twice the time).
+            editor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_BUILD_MEM}'")
+            for index in indexes:
+                editor.add_index(DataProduct, index)
