@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from dpd.metadata import hashed_folder, product_uid
 from dpd.models import DataProduct
@@ -168,29 +171,52 @@ def test_a_metadata_file_that_is_a_fifo_is_reported_without_blocking(tmp_path):
     assert DataProduct.objects.count() == 1
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
-def test_a_file_its_reader_may_not_open_is_reported_as_unreadable(tmp_path):
-    # Root reads everything, so the parse step runs as `nobody` in a child
-    # process: exactly what a worker without permission on the file sees.
-    path = write_product(tmp_path, "secret", GOOD.format(eb="eb-secret-20240101-1"))
-    path.chmod(0)
-    tmp_path.chmod(0o755)
-    path.parent.chmod(0o755)
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        os.close(read)
-        os.setgid(65534)
-        os.setuid(65534)
-        from indexing.parsing import parse_one
+@contextlib.contextmanager
+def as_a_user_without_root_file_access():
+    """Tests run as root, who reads a file whatever its mode. Clear
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective set
+    for the block (worker processes forked meanwhile inherit it), so that a
+    chmod 000 file is unreadable as it is to an indexer not running as root."""
+    if os.geteuid() != 0:
+        yield
+        return
 
-        outcome = parse_one(str(tmp_path), str(tmp_path), f"secret/{META}", 1 << 20)
-        os.write(write, (outcome.error or "parsed").encode())
-        os._exit(0)
-    os.close(write)
-    os.waitpid(child, 0)
-    with os.fdopen(read) as pipe:
-        assert pipe.read() == "cannot read: Permission denied"
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
+
+    def call(function) -> None:
+        if function(ctypes.byref(header), data) != 0:
+            raise OSError(ctypes.get_errno(), function.__name__)
+
+    call(libc.capget)
+    saved = data[0].effective
+    data[0].effective &= ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    call(libc.capset)
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        call(libc.capset)
+
+
+def test_an_unreadable_file_is_reported_and_the_rest_is_indexed(tmp_path):
+    write_product(tmp_path, "eb-good-20240101-1", GOOD.format(eb="eb-good-20240101-1"))
+    write_product(tmp_path, "secret", GOOD.format(eb="eb-secret-20240101-1")).chmod(0)
+
+    with as_a_user_without_root_file_access():
+        result = index_volume(str(tmp_path))
+
+    assert errors_of(result) == {f"secret/{META}": "cannot read: Permission denied"}
+    assert list(DataProduct.objects.values_list("execution_block", flat=True)) == [
+        "eb-good-20240101-1"
+    ]
+    assert result.step == "completed"
 
 
 def test_a_symlinked_metadata_file_pointing_outside_the_volume_is_refused(tmp_path):
@@ -224,18 +250,53 @@ def test_a_directory_loop_is_reported_and_not_followed(tmp_path):
     assert DataProduct.objects.count() == 1 and result.step == "completed"
 
 
-def test_a_file_that_turns_bad_keeps_its_last_good_version(sample_volume):
+TURNS_BAD = {
+    **{case: reason for case, (_, reason) in BAD_DOCUMENTS.items()},
+    "a-fifo": "not a regular file (a FIFO)",
+    "a-folder": "is a folder, not a metadata file",
+    "a-broken-symlink": "broken symlink",
+    "a-symlink-outside": "symlink points outside the volume",
+    "unreadable": "cannot read: Permission denied",
+}
+
+
+def spoil(path: Path, case: str) -> None:
+    """Turn the valid metadata file at `path` into the bad input `case`."""
+    if case in BAD_DOCUMENTS:
+        text = BAD_DOCUMENTS[case][0]
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return
+    if case == "unreadable":  # changed, so the run must read it
+        path.write_text(path.read_text() + "\nextra: 1\n")
+        path.chmod(0)
+        return
+    path.unlink()
+    if case == "a-fifo":
+        os.mkfifo(path)
+    elif case == "a-folder":
+        path.mkdir()
+    elif case == "a-broken-symlink":
+        path.symlink_to(path.parent / "gone.yaml")
+    elif case == "a-symlink-outside":
+        outside = path.parents[2] / "elsewhere"
+        path.symlink_to(write_product(outside, "eb", GOOD.format(eb="eb-o-20240101-1")))
+
+
+@pytest.mark.parametrize("case", sorted(TURNS_BAD))
+def test_a_file_that_turns_bad_keeps_its_last_good_version(sample_volume, case):
     index_volume()
     folder = "eb-m005-20231031-12345"
     before = DataProduct.objects.get(dataproduct_file=folder)
-    write_product(sample_volume, folder, "execution_block: [broken\n")
+    spoil(sample_volume / folder / META, case)
 
-    result = index_volume()
+    with as_a_user_without_root_file_access():
+        result = index_volume()
 
-    assert f"{folder}/{META}" in errors_of(result)
+    assert TURNS_BAD[case] in errors_of(result)[f"{folder}/{META}"]
     after = DataProduct.objects.get(dataproduct_file=folder)
     assert (after.uid, after.metadata) == (before.uid, before.metadata)
     assert result.files_removed == 0 and DataProduct.objects.count() == 15
+    assert result.step == "completed"
 
 
 # --- incremental runs ---------------------------------------------------------------
@@ -355,3 +416,70 @@ def test_progress_is_reported_after_every_written_batch(sample_volume):
     assert len(seen) >= 15 // 4
     assert seen[-1][0] == "completed"
     assert any(step.startswith("ingesting_remaining") for step, _ in seen)
+
+
+# --- PostgreSQL: the search indexes around a bulk load ---------------------------------
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the GIN indexes exist on PostgreSQL only"
+)
+SEARCH_INDEXES = {"dpd_metadata_gin", "dpd_search_text_trgm"}
+
+
+def search_indexes() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexname = ANY(%s)",
+            [DataProduct._meta.db_table, list(SEARCH_INDEXES)],
+        )
+        return {name for (name,) in cursor.fetchall()}
+
+
+@postgresql_only
+def test_a_first_index_builds_the_search_indexes_after_loading_an_empty_catalogue(
+    sample_volume,
+):
+    during = []
+
+    index_volume(batch_size=4, on_progress=lambda progress: during.append(search_indexes()))
+
+    assert during[0] == set()  # dropped for the load
+    assert search_indexes() == SEARCH_INDEXES
+    assert DataProduct.objects.filter(search_text__contains="AIV_person_1").exists()
+
+
+@postgresql_only
+def test_a_first_index_that_fails_still_leaves_the_search_indexes(sample_volume):
+    def lose_leadership(progress):
+        raise RuntimeError("lost the lease")
+
+    with pytest.raises(RuntimeError, match="lost the lease"):
+        index_volume(batch_size=4, on_progress=lose_leadership)
+
+    assert search_indexes() == SEARCH_INDEXES
+
+
+@postgresql_only
+def test_a_run_restores_search_indexes_that_a_killed_run_left_dropped(sample_volume):
+    index_volume()
+    with connection.schema_editor() as editor:
+        for index in DataProduct._meta.indexes:
+            if index.name in SEARCH_INDEXES:
+                editor.remove_index(DataProduct, index)
+
+    result = index_volume()
+
+    assert search_indexes() == SEARCH_INDEXES
+    assert result.files_skipped == 15 and DataProduct.objects.count() == 15
+
+
+@postgresql_only
+def test_a_run_into_a_filled_catalogue_keeps_its_search_indexes_throughout(sample_volume):
+    index_volume()
+    write_product(sample_volume, "eb-new-20250102-1", GOOD.format(eb="eb-new-20250102-1"))
+    during = []
+
+    result = index_volume(on_progress=lambda progress: during.append(search_indexes()))
+
+    assert result.files_added == 1
+    assert all(present == SEARCH_INDEXES for present in during)
