@@ -41,6 +41,8 @@ BATCH_SETTINGS = [
     f"gin_pending_list_limit = '{GIN_WORK_MEM}'",
     f"work_mem = '{GIN_WORK_MEM}'",
 ]
+# pg_advisory_xact_lock key serialising the drop and build of the GIN indexes.
+GIN_INDEXES_LOCK = 0x6470645F67696E  # "dpd_gin"
 # Building a GIN index after a load into an empty table (CopyWriter.begin).
 GIN_BUILD_MEM = "256MB"
 # Compressing the large documents and search texts with lz4 instead of pglz
@@ -106,24 +108,22 @@ class CopyWriter:
         self.gin_indexes = [
             index for index in DataProduct._meta.indexes if isinstance(index, GinIndex)
         ]
-        self.dropped: list[GinIndex] = []
+        self.dropped = False
         self.session: list[str] | None = None
         self.wrote = False
 
     def begin(self) -> None:
         """Before the run: drop the GIN indexes of an empty table, or restore missing ones."""
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [self.table])
-            existing = {name for (name,) in cursor.fetchall()}
-        present = [index for index in self.gin_indexes if index.name in existing]
-        missing = [index for index in self.gin_indexes if index.name not in existing]
-        if DataProduct.objects.exists():
-            self.build(missing)
-            return
-        with connection.schema_editor() as editor:
-            for index in present:
-                editor.remove_index(DataProduct, index)
-        self.dropped = self.gin_indexes
+        with transaction.atomic(), connection.cursor() as cursor:
+            missing = self.lock_and_find_missing(cursor)
+            if DataProduct.objects.exists():
+                self.build(missing)
+                return
+            with connection.schema_editor() as editor:
+                for index in self.gin_indexes:
+                    if index not in missing:
+                        editor.remove_index(DataProduct, index)
+            self.dropped = True
 
     def write(self, items: list[Parsed]) -> None:
         quote = connection.ops.quote_name
@@ -174,13 +174,22 @@ class CopyWriter:
         merge what the batches left in their pending lists (searches scan a
         pending list entry by entry)."""
         if self.dropped:
-            dropped, self.dropped = self.dropped, []
-            self.build(dropped)
+            self.dropped = False
+            with transaction.atomic(), connection.cursor() as cursor:
+                self.build(self.lock_and_find_missing(cursor))
         elif self.wrote:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")
                 for index in self.gin_indexes:
                     cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index.name])
+
+    def lock_and_find_missing(self, cursor) -> list[GinIndex]:
+        """The GIN indexes missing now, under a lock held to the end of the
+        transaction: runs on other volumes share the table and its indexes."""
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GIN_INDEXES_LOCK])
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [self.table])
+        existing = {name for (name,) in cursor.fetchall()}
+        return [index for index in self.gin_indexes if index.name not in existing]
 
     def build(self, indexes: list[GinIndex]) -> None:
         if not indexes:

@@ -483,3 +483,21 @@ def test_a_run_into_a_filled_catalogue_keeps_its_search_indexes_throughout(sampl
 
     assert result.files_added == 1
     assert all(present == SEARCH_INDEXES for present in during)
+
+
+@postgresql_only
+def test_a_second_run_during_a_first_load_leaves_the_search_indexes(sample_volume):
+    # A leader taking over from one it wrongly thought dead: the run that
+    # starts while the first load has the indexes dropped builds them, and the
+    # first load then finds nothing to build.
+    second = []
+
+    def start_a_second_run(progress):
+        if not second and progress.files_added:
+            second.append(index_volume())
+
+    first = index_volume(batch_size=4, on_progress=start_a_second_run)
+
+    assert search_indexes() == SEARCH_INDEXES
+    assert first.step == second[0].step == "completed"
+    assert DataProduct.objects.count() == 15
