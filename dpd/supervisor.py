@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ class Supervisor:
     poll_seconds: float = 0.2
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     stopping: bool = False
+    # A step run every tick_seconds while the children run (e.g. the leader watch).
+    tick: Callable[[], object] | None = None
+    tick_seconds: float = 60.0
 
     def start(self) -> None:
         for name, argv in self.commands.items():
@@ -48,6 +52,7 @@ class Supervisor:
     def run(self) -> int:
         """Wait until a signal arrives or a child exits; stop all; return the exit code."""
         code = 0
+        next_tick = time.monotonic() + self.tick_seconds
         while not self.stopping:
             exited = self._first_exited()
             if exited is not None:
@@ -55,9 +60,18 @@ class Supervisor:
                 logger.error("%s exited with code %s: stopping the service", name, code)
                 code = code or 1  # a child that stops on its own is a failure of the service
                 break
+            if self.tick is not None and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self.tick_seconds
+                self._run_tick()
             time.sleep(self.poll_seconds)
         self.stop()
         return code
+
+    def _run_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # a failed step must never take the service down
+            logger.exception("the supervisor's periodic step failed")
 
     def _first_exited(self) -> tuple[str, int] | None:
         for name, process in self.processes.items():

@@ -74,6 +74,7 @@ class IndexRun(models.Model):
         API = "api", "GET /reindexdataproducts"
         COMMAND = "command", "manage.py reindex"
         ADMIN = "admin", "Admin action"
+        TAKEOVER = "takeover", "Takeover of a dead leader's slot"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     LOG_LIMIT = 200  # lines kept per run; the first ones and the last one matter most

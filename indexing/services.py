@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from indexing import leader
 from indexing.indexer import IndexProgress, IndexResult, VolumeUnavailable, index_volume
-from indexing.models import IndexRun
+from indexing.models import IndexingState, IndexRun
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,28 @@ def request_reindex(trigger: str = IndexRun.Trigger.API) -> RunTicket:
     except IntegrityError:
         raise IndexingBusy("A re-index is already in progress.") from None
     return RunTicket(run_id=run.pk)
+
+
+def leader_watch() -> RunTicket | None:
+    """runservice's periodic step: if the leader stopped heartbeating mid-run,
+    queue a takeover run for any free worker. A start-up task may be stuck
+    behind the dead leader's run in its worker (one shared queue); this needs
+    no task. Instances seeing it together queue one run between them."""
+    prefix = leader.volume_prefix()
+    stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS
+    dead = IndexingState.objects.filter(
+        volume_prefix=prefix, indexing_running=True, last_heartbeat__lt=leader.stale_before(stale)
+    )
+    if not dead.exists():
+        return None
+    try:
+        ticket = request_reindex(IndexRun.Trigger.TAKEOVER)
+    except IndexingBusy:
+        return None  # another instance queued it, or a watcher already took over
+    logger.warning(
+        "the indexing leader stopped heartbeating: queued takeover run %s", ticket.run_id
+    )
+    return ticket
 
 
 def close_abandoned_runs(prefix: str) -> int:
@@ -144,6 +166,7 @@ def index_run(
         run = IndexRun.objects.filter(pk=run_id).first()
         if run is None or run.status != IndexRun.Status.QUEUED:
             return run
+        trigger = run.trigger  # e.g. a takeover run, carried out by the generic task
     try:
         fresh = _completed_since(prefix, requested_at)
         result = None if fresh else leader.claim(prefix, holder, force=force)

@@ -149,6 +149,36 @@ def test_a_leader_killed_mid_scan_is_replaced_after_the_stale_limit_losing_nothi
     _assert_catalogue_exact(expected)
 
 
+def test_a_dead_leader_is_replaced_even_when_no_start_up_task_was_watching(services, volume):
+    # pod-b started before the run (nothing to watch then), as when a busy
+    # leader's worker took pod-b's start-up task off the shared queue.
+    expected = write_synthetic_volume(volume, 40)
+    stale = {"INDEXING_HEARTBEAT_STALE_SECONDS": "3"}
+    pod_b = services.runservice("pod-b", INDEXING_ON_STARTUP="false", **stale)
+    pod_b.wait_ready()
+    pod_a = services.command("pod-a", "reindex", **stale)
+    wait_for(
+        lambda: IndexingState.objects.filter(
+            indexed_by="pod-a", indexing_running=True, files_added__gte=10
+        ).exists(),
+        timeout=60,
+        what="pod-a to lead and write a few batches",
+    )
+
+    pod_a.kill()
+
+    taken = wait_for(
+        lambda: IndexRun.objects.filter(trigger="takeover", status="completed").first(),
+        timeout=60,
+        what="pod-b to take over and finish",
+    )
+    killed = IndexRun.objects.get(trigger="command")
+    assert taken.indexed_by == "pod-b"
+    assert killed.status == "error" and "pod-a" in killed.failure_message
+    assert taken.started >= killed.last_heartbeat + timedelta(seconds=3)
+    _assert_catalogue_exact(expected)
+
+
 def test_a_run_that_hits_the_timeout_keeps_partial_results_and_removes_nothing(
     services, volume, settings
 ):

@@ -13,7 +13,8 @@ class Command(BaseCommand):
         "API, pages and admin, and the django-q2 worker (qcluster) runs background indexing. "
         "Both are supervised together: SIGTERM/SIGINT stop both, and if either exits the other "
         "is stopped and the command exits non-zero. At start-up it upserts the schedules "
-        "declared in code and queues start-up indexing (INDEXING_ON_STARTUP)."
+        "declared in code and queues start-up indexing (INDEXING_ON_STARTUP); while it runs "
+        "it watches the indexing leader and queues a takeover run if it dies."
     )
 
     def add_arguments(self, parser):
@@ -27,7 +28,13 @@ class Command(BaseCommand):
         web = [sys.executable, "-m", "gunicorn", "dpd.wsgi", "--bind", bind]
         web += ["--workers", str(workers), "--access-logfile", "-"]
         worker = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"]
-        supervisor = Supervisor({"web": web, "worker": worker}, grace_seconds=grace)
+        supervisor = Supervisor(
+            {"web": web, "worker": worker},
+            grace_seconds=grace,
+            tick=_watch_leader,
+            # As often as a start-up task watches: takeover within ~1.05 x the stale limit.
+            tick_seconds=max(settings.INDEXING_HEARTBEAT_STALE_SECONDS / 20, 0.5),
+        )
         supervisor.install_signal_handlers()
         _prepare_background_work(self.stdout)
         self.stdout.write(f"serving on http://{bind}/ (admin at /admin/), worker: qcluster")
@@ -56,3 +63,16 @@ def _prepare_background_work(stdout) -> None:
     except DatabaseError as exc:
         # Serve anyway (/status reports the database); the schedule indexes later.
         stdout.write(f"database unavailable at start-up, no start-up indexing: {exc}")
+
+
+def _watch_leader() -> None:
+    """The supervisor's periodic step: queue a takeover run when the volume's
+    leader stopped heartbeating (indexing.services.leader_watch)."""
+    from django.db import DatabaseError, connection
+
+    from indexing.services import leader_watch
+
+    try:
+        leader_watch()
+    except DatabaseError:
+        connection.close()  # reconnect at the next step; /status reports the database
