@@ -8,8 +8,9 @@ The main process walks the volume (indexing/scanner.py) and compares each
 metadata file's (mtime_ns, size) with the row stored for it, loaded once per
 run; unchanged files are never opened. Changed files go in small chunks to a
 process pool (indexing/parsing.py) while the walk goes on, and the parsed
-products are upserted in batches as they come back. Only a complete walk
-removes anything.
+products are upserted in batches as they come back (indexing/writer.py: COPY
+on PostgreSQL, which also drops the GIN indexes for a load into an empty table
+and builds them when the run ends). Only a complete walk removes anything.
 """
 
 from __future__ import annotations
