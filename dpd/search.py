@@ -113,6 +113,17 @@ def key_value_q(key: str, value: str) -> Q:
     return Q(search_text__regex=search_text.key_value_pattern(key, value))
 
 
+def search_candidates(
+    products: QuerySet[DataProduct], *, start_date: dt.date | None, end_date: dt.date | None
+) -> QuerySet[DataProduct]:
+    """The products in the inclusive date range, newest first (reference 3.2)."""
+    if start_date is not None:
+        products = products.filter(date_created__gte=start_date)
+    if end_date is not None:
+        products = products.filter(date_created__lte=end_date)
+    return products.in_display_order()
+
+
 def search_products(
     products: QuerySet[DataProduct],
     *,
@@ -121,13 +132,10 @@ def search_products(
     pairs: list[tuple[str, str]],
 ) -> QuerySet[DataProduct]:
     """Inclusive date range AND every pair, newest first (reference 3.2-3.4)."""
-    if start_date is not None:
-        products = products.filter(date_created__gte=start_date)
-    if end_date is not None:
-        products = products.filter(date_created__lte=end_date)
+    products = search_candidates(products, start_date=start_date, end_date=end_date)
     for key, value in pairs:
         products = products.filter(key_value_q(key, value))
-    return products.in_display_order()
+    return products
 
 
 # --- The field catalogue (grid columns, known filter fields) ----------------------
@@ -418,33 +426,6 @@ def sort_products(
         order = primary.desc(nulls_last=True) if descending else primary.asc(nulls_last=True)
         return products.order_by(order, "-date_created", "metadata_file", "uid")
     return products.in_display_order()
-
-
-def page_rows(products: QuerySet[DataProduct], offset: int, limit: int) -> list[dict[str, Any]]:
-    """Flattened rows of one page; `id` is the 1-based position in the whole
-    sorted result, so it is unique across pages (reference 4.5 [rec])."""
-    rows = []
-    # The derived search columns are for the database, not for the rows.
-    products = products.defer("search_text", "field_types")
-    for position, product in enumerate(products[offset : offset + limit], start=offset + 1):
-        row = product.flat_row()
-        row["id"] = position
-        rows.append(row)
-    return rows
-
-
-def page_with_total(
-    products: QuerySet[DataProduct], offset: int, limit: int
-) -> tuple[list[dict[str, Any]], int]:
-    """One page of rows and the number of all matching products.
-
-    A short page is the last one, so its total is known without counting:
-    a selective filter runs its (substring-matching) query once, not twice.
-    """
-    rows = page_rows(products, offset, limit)
-    if len(rows) < limit and (rows or offset == 0):
-        return rows, offset + len(rows)
-    return rows, products.count()
 
 
 def grid_columns() -> list[dict[str, Any]]:

@@ -265,6 +265,9 @@ SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = env_int(
 )
 # Largest page of rows a paged search or filter request gets (larger requests are capped).
 SEARCH_MAX_PAGE_SIZE = env_int("SEARCH_MAX_PAGE_SIZE", 1000, minimum=1)
+# key:value search on PostgreSQL looks for its page among this many newest
+# products before running the full (trigram) query; 0 turns that off.
+SEARCH_WINDOW_ROWS = env_int("SEARCH_WINDOW_ROWS", 2000, minimum=0)
 
 # --- SDP configuration database (etcd) and DLM ------------------------------
 

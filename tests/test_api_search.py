@@ -7,6 +7,9 @@ import io
 import json
 
 import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from dpd.metadata import from_volume_file
@@ -393,3 +396,120 @@ def test_the_removed_dataproductlist_endpoint_is_not_served(client, method):
     response = getattr(client, method)("/dataproductlist")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+# --- Rows spliced from stored text; the newest-products window ------------------
+
+
+def test_json_rows_equal_the_flattened_documents_field_by_field(client):
+    rows = search(client, WIDE).json()
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
+    assert rows == [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=1)]
+
+
+def test_the_json_answer_is_the_same_rows_as_the_browsable_api_renders(client):
+    as_json = search(client, WIDE).json()
+    as_csv = list(csv.DictReader(io.StringIO(search(client, WIDE, HTTP_ACCEPT="text/csv").text)))
+    assert [row["uid"] for row in as_json] == [row["uid"] for row in as_csv]
+    assert [str(row["id"]) for row in as_json] == [row["id"] for row in as_csv]
+
+
+def test_the_store_name_follows_the_setting_not_what_was_stored(client, settings):
+    settings.PVCNAME = "volume-b"
+    rows = search(client, WIDE).json()
+    assert {row["metadata_store_name"] for row in rows} == {"volume-b"}
+
+
+def test_a_product_stored_before_row_json_existed_answers_the_same(client):
+    expected = search(client, WIDE).json()
+    DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").update(row_json=None)
+    assert search(client, WIDE).json() == expected
+
+
+def test_document_keys_named_like_spliced_fields_do_not_leak(client):
+    product = from_volume_file(
+        b"execution_block: eb-splice-20240101-1\nid: 7\nmetadata_store_name: mine\n"
+        b'context:\n  notes: "line\\u2028separator \\"quoted\\" \\u00e9"\nfiles: []\n',
+        configured_root="/mnt/data/product",
+        relative_metadata_file="eb-splice-20240101-1/ska-data-product.yaml",
+    )
+    DataProduct.objects.create(**DataProduct.fields_from(product))
+    response = search(client, {**WIDE, "key_value_pairs": ["execution_block:eb-splice"]})
+    (row,) = response.json()
+    assert row["id"] == 1
+    assert row["metadata_store_name"] == "shared"
+    assert row["context.notes"] == 'line\u2028separator "quoted" \u00e9'
+    assert b"\\u2028" in response.content  # escaped for JavaScript, as DRF writes it
+
+
+def test_filter_rows_are_spliced_the_same_way(client):
+    body = {"sortModel": [{"field": "date_created", "sort": "desc"}], "page": 1, "pageSize": 5}
+    page = client.post("/filterdataproducts", body, format="json").json()
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()[5:10]
+    assert page["data"] == [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=6)]
+    assert page["total"] == 12
+
+
+COMMON_PAIR = ["interface:ska-data-product-meta"]  # every product has it
+RARE_PAIR = ["files:TestDataFile5"]  # one open product
+TWO_PAIRS = ["execution_block:eb-", "files:TestDataFile"]
+
+
+@pytest.mark.parametrize("window", [1, 3, 4, 5, 6, 11, 12, 13, 2000])
+@pytest.mark.parametrize(
+    "pairs", [COMMON_PAIR, RARE_PAIR, TWO_PAIRS], ids=["common", "rare", "two"]
+)
+@pytest.mark.parametrize("paging", [{}, {"start": 0, "count": 4}, {"start": 4, "count": 2}])
+def test_the_window_gives_the_answer_of_the_full_query_at_every_size(
+    client, settings, window, pairs, paging
+):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    body = {**WIDE, "key_value_pairs": pairs, **paging}
+    settings.SEARCH_WINDOW_ROWS = 0
+    full = search(client, body).json()
+    settings.SEARCH_WINDOW_ROWS = window
+    assert search(client, body).json() == full
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_page_found_among_the_newest_products_skips_the_full_query(client, settings):
+    settings.SEARCH_WINDOW_ROWS = 4
+    body = {**WIDE, "key_value_pairs": COMMON_PAIR, "start": 1, "count": 3}
+    with CaptureQueriesContext(connection) as queries:
+        page = search(client, body).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == OPEN_IN_ORDER[1:4]
+    assert [row["id"] for row in page["data"]] == [2, 3, 4]
+    assert page["total"] == 12
+    assert page["more_results"] is True
+    sql = [q["sql"] for q in queries.captured_queries]
+    # The window, the rows by id, the total; never the full query's rows.
+    assert len(sql) == 3
+    assert "SELECT w.id FROM" in sql[0]
+    assert "COUNT(*)" in sql[2]
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_page_not_all_in_the_window_runs_the_full_query(client, settings):
+    settings.SEARCH_WINDOW_ROWS = 5  # the one match is the ninth open product
+    body = {**WIDE, "key_value_pairs": RARE_PAIR, "start": 0, "count": 1}
+    with CaptureQueriesContext(connection) as queries:
+        page = search(client, body).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == ["eb-m002-20221212-12345"]
+    assert page["total"] == 1
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) == 3
+    assert "SELECT w.id FROM" in sql[0]
+    assert '"row_json"' in sql[1] and "~" in sql[1]
+    assert "COUNT(*)" in sql[2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_products_written_by_the_indexer_answer_from_their_stored_rows(client, sample_volume):
+    from indexing.indexer import index_volume
+
+    DataProduct.objects.all().delete()
+    index_volume(workers=2, batch_size=4)  # the COPY writer on PostgreSQL
+    assert not DataProduct.objects.filter(row_json__isnull=True).exists()
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
+    expected = [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=1)]
+    assert search(client, WIDE).json() == expected

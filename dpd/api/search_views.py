@@ -8,7 +8,10 @@ dpd.access for every query; these views parse, call and shape.
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ParseError
@@ -18,7 +21,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dpd import search
+from dpd import search, search_rows, search_text
 from dpd.access import visible_products, visible_to
 from dpd.api import column_labels
 from dpd.api.product_serializers import (
@@ -79,6 +82,25 @@ MISSING_FILTER_BODY = (
     "The request body is missing; send the grid's JSON object ({} for every visible product)."
 )
 TABLE_RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer, TSVRenderer]
+
+
+def _wants_json(request) -> bool:
+    """Whether the answer is plain JSON, which is spliced from stored row texts
+    (dpd.search_rows) instead of rendered row by row; the table renderers and
+    the browsable API (and an indented JSON) get row dicts."""
+    renderer, media_type = request.accepted_renderer, request.accepted_media_type or ""
+    return type(renderer) is JSONRenderer and "indent" not in media_type
+
+
+def _rows_response(rows: list, as_text: bool, **envelope) -> HttpResponse | Response:
+    """The plain list of rows, or `{"data": rows, **envelope}` when paged."""
+    if not as_text:
+        return Response({"data": rows, **envelope} if envelope else rows)
+    body = "[" + ",".join(rows) + "]"
+    if envelope:
+        extra = "".join(f',"{name}":{json.dumps(value)}' for name, value in envelope.items())
+        body = '{"data":' + body + extra + "}"
+    return HttpResponse(body.encode(), content_type="application/json")
 
 
 def _error(description: str) -> OpenApiResponse:
@@ -173,20 +195,29 @@ class DataProductSearchView(APIView):
         if not serializer.is_valid():
             raise Unprocessable(serializer.errors)
         data = serializer.validated_data
-        products = search.search_products(
+        candidates = search.search_candidates(
             # Scripts see open products only, whoever calls (reference 1.6).
             DataProduct.objects.filter(visible_to(frozenset())),
             start_date=data["start_bound"],
             end_date=data["end_bound"],
-            pairs=data["pairs"],
         )
+        products = search.search_products(
+            candidates, start_date=None, end_date=None, pairs=data["pairs"]
+        )
+        patterns = [search_text.key_value_pattern(key, value) for key, value in data["pairs"]]
+        as_text = _wants_json(request)
         page = serializer.page()
+        offset, size = page or (0, settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
+        ids = search_rows.window_ids(candidates, patterns, offset + size)
+        if ids is not None:
+            rows = search_rows.rows_by_ids(ids[offset:], offset, as_text=as_text)
+        else:
+            rows = search_rows.fetch_page(products, offset, size, as_text=as_text)
         if page is None:
-            limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
-            return Response(search.page_rows(products, 0, limit))
-        offset, size = page
-        rows, total = search.page_with_total(products, offset, size)
-        return Response({"data": rows, "total": total, "more_results": offset + len(rows) < total})
+            return _rows_response(rows, as_text)
+        total = search_rows.total(products, rows, offset, size)
+        more = offset + len(rows) < total
+        return _rows_response(rows, as_text, total=total, more_results=more)
 
 
 class AnyContentTypeJSONParser(JSONParser):
@@ -275,13 +306,17 @@ class FilterDataProductsView(APIView):
             panel_items=panel.get("items") or [],
             sort_model=data.get("sortModel") or [],
         )
+        as_text = _wants_json(request)
         page = serializer.page_bounds()
         if page is None:
             limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
-            return Response(search.page_rows(products, 0, limit))
+            return _rows_response(
+                search_rows.fetch_page(products, 0, limit, as_text=as_text), as_text
+            )
         offset, size = page
-        rows, total = search.page_with_total(products, offset, size)
-        return Response({"data": rows, "total": total})
+        rows = search_rows.fetch_page(products, offset, size, as_text=as_text)
+        total = search_rows.total(products, rows, offset, size)
+        return _rows_response(rows, as_text, total=total)
 
 
 class MuiDataGridConfigView(APIView):
