@@ -26,8 +26,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Func, QuerySet, TextField
 
+from dpd import search_text
 from dpd.models import DataProduct, row_json_text
 
 DISPLAY_ORDER = ("-date_created", "metadata_file", "uid")
@@ -105,31 +106,50 @@ def total(products: QuerySet[DataProduct], rows: list[Any], offset: int, limit: 
 
 
 def window_ids(
-    candidates: QuerySet[DataProduct], patterns: Sequence[str], needed: int
+    candidates: QuerySet[DataProduct], pairs: Sequence[tuple[str, str]], needed: int
 ) -> list[int] | None:
     """The ids of the first `needed` products of `candidates` (in display
-    order) whose search text matches every pattern, looking only at the first
+    order) that match every key:value pair, looking only at the first
     SEARCH_WINDOW_ROWS candidates; None when the window holds fewer than
     `needed` matches (then only the full query knows the answer).
 
     A query of its own (a subquery in FROM) so that PostgreSQL walks the
     display-order index: asked the same as one query, its planner trusts the
-    trigram index for any regex and rechecks every candidate.
+    trigram index for any regex and rechecks every candidate. The window
+    decompresses each search text once (`|| ''`; every function reading a
+    stored text would decompress it again), and a plain substring test of
+    each value (it must occur in a matching text) runs before the regular
+    expressions, in a CASE because the planner would otherwise order them
+    by cost and run the expensive ones first (at 100,000 products: 30 -> 14 ms).
     """
     window = settings.SEARCH_WINDOW_ROWS
     connection = connections[candidates.db]
-    if connection.vendor != "postgresql" or window < needed or not patterns:
+    if connection.vendor != "postgresql" or window < needed or not pairs:
         return None
-    prefix = candidates.order_by(*DISPLAY_ORDER).values(
-        "id", "search_text", "date_created", "metadata_file", "uid"
-    )[:window]
+    prefix = (
+        candidates.order_by(*DISPLAY_ORDER)
+        .annotate(text=_Detoasted("search_text"))
+        .values("id", "text", "date_created", "metadata_file", "uid")[:window]
+    )
     sql, params = prefix.query.sql_with_params()
-    matches = " AND ".join(["w.search_text ~ %s"] * len(patterns))
+    values = [search_text.clean(value) for _, value in pairs if value]
+    patterns = [search_text.key_value_pattern(key, value) for key, value in pairs]
+    matches = " AND ".join(["w.text ~ %s"] * len(patterns))
+    if values:
+        substrings = " AND ".join(["strpos(w.text, %s) > 0"] * len(values))
+        matches = f"CASE WHEN {substrings} THEN {matches} ELSE false END"
     query = (
         f"SELECT w.id FROM ({sql}) w WHERE {matches} "
         "ORDER BY w.date_created DESC, w.metadata_file, w.uid LIMIT %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(query, [*params, *patterns, needed])
+        cursor.execute(query, [*params, *values, *patterns, needed])
         ids = [pk for (pk,) in cursor.fetchall()]
     return ids if len(ids) == needed else None
+
+
+class _Detoasted(Func):
+    """A text column read once into memory (PostgreSQL)."""
+
+    template = "(%(expressions)s || '')"
+    output_field = TextField()

@@ -21,7 +21,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dpd import search, search_rows, search_text
+from dpd import search, search_rows
 from dpd.access import visible_products, visible_to
 from dpd.api import column_labels
 from dpd.api.product_serializers import (
@@ -204,11 +204,10 @@ class DataProductSearchView(APIView):
         products = search.search_products(
             candidates, start_date=None, end_date=None, pairs=data["pairs"]
         )
-        patterns = [search_text.key_value_pattern(key, value) for key, value in data["pairs"]]
         as_text = _wants_json(request)
         page = serializer.page()
         offset, size = page or (0, settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
-        ids = search_rows.window_ids(candidates, patterns, offset + size)
+        ids = search_rows.window_ids(candidates, data["pairs"], offset + size)
         if ids is not None:
             rows = search_rows.rows_by_ids(ids[offset:], offset, as_text=as_text)
         else:
