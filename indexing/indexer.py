@@ -27,7 +27,7 @@ from django.db import transaction
 
 from dpd.models import DataProduct
 from dpd.volume import volume_root
-from indexing.parsing import Parsed, init_worker, parse_chunk, scan_chunk
+from indexing.parsing import Parsed, parse_chunk, scan_chunk
 from indexing.scanner import Scan, StoredMap, scan, scan_root
 from indexing.writer import json_as_text, writer_for_connection
 
@@ -164,7 +164,6 @@ class _Run:
         self.writer.begin()
         try:
             self.result.step = "scanning_filesystem"
-            self.load_stored()
             if self.walk() and self.parse_remaining():
                 self.write_buffered()
                 self.remove_vanished()
@@ -194,22 +193,25 @@ class _Run:
         """Walk the volume, queueing changed files; False when the deadline stopped it.
 
         The root is scanned here; its folders go in chunks to the pool on a
-        large volume (the walk is then parallel too), else they are scanned
-        in this process one chunk at a time.
+        large volume (the walk is then parallel too, and the stored map loads
+        while the workers walk), else they are scanned in this process one
+        chunk at a time.
         """
-        root_scan, folders = scan_root(self.root, self.metadata_name, self.stored)
-        self.merge(root_scan)
+        root_scan, folders = scan_root(self.root, self.metadata_name, None)
         use_pool = self.workers > 1 and len(folders) >= PARALLEL_WALK_MIN_FOLDERS
         size = max(WALK_CHUNK_MIN, -(-len(folders) // (self.workers * WALK_CHUNKS_PER_WORKER)))
-        for start in range(0, len(folders), size):
-            chunk = folders[start : start + size]
-            if use_pool:
+        chunks = [folders[start : start + size] for start in range(0, len(folders), size)]
+        if use_pool:
+            for chunk in chunks:
                 future = self.start_pool().submit(
                     scan_chunk, self.root, chunk, self.metadata_name, self.unit_depth
                 )
                 self.walks.add(future)
                 self.in_flight.add(future)
-                continue
+            chunks = []
+        self.load_stored()
+        self.merge(root_scan)
+        for chunk in chunks:
             self.merge(scan(self.root, chunk, self.metadata_name, self.unit_depth, self.stored))
             self.submit_parsing()
             self.collect(block=False)
@@ -235,9 +237,17 @@ class _Run:
                 result.files_processed += 1
         self.seen.update(found.found)
         self.to_parse.extend(found.changed)
+        skipped = found.skipped
+        stored = self.stored
+        for path, mtime_ns, size in found.stats:  # a walk that left us the comparison
+            row = stored.get(path)
+            if row and row[0] == mtime_ns and row[1] == size:
+                skipped += 1
+            else:
+                self.to_parse.append(path)
         result.files_found += len(found.found)
-        result.files_skipped += found.skipped
-        result.files_processed += found.skipped
+        result.files_skipped += skipped
+        result.files_processed += skipped
         if result.files_processed - self.reported_at >= self.batch_size:
             self.report()
 
@@ -259,16 +269,16 @@ class _Run:
 
     def remove_vanished(self) -> None:
         """Delete volume products whose file the complete walk did not find."""
-        prefixes = tuple(f"{path}/" for path in self.incomplete if path)
-        unlistable_root = "" in self.incomplete
+        if "" in self.incomplete:  # the root itself could not be listed
+            return
+        prefixes = tuple(f"{path}/" for path in self.incomplete)
+        volume = DataProduct.Source.VOLUME
         vanished = [
             path
-            for path, (_, _, source) in self.stored.items()
-            if source == DataProduct.Source.VOLUME
-            and path not in self.seen
-            and not unlistable_root
-            and not path.startswith(prefixes or ("\0",))
+            for path in self.stored.keys() - self.seen
+            if self.stored[path][2] == volume and not (prefixes and path.startswith(prefixes))
         ]
+        vanished.sort()
         for start in range(0, len(vanished), REMOVE_CHUNK):
             chunk = vanished[start : start + REMOVE_CHUNK]
             deleted, _ = DataProduct.objects.filter(
@@ -280,14 +290,10 @@ class _Run:
 
     def start_pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
-            # fork: workers start at once, inherit the loaded code and the
-            # stored map (no pickling), and never use the inherited database
-            # connection (parsing.py).
+            # fork: workers start at once, inherit the loaded code, and never
+            # use the inherited database connection (parsing.py).
             self.pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=init_worker,
-                initargs=(self.stored,),
+                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
             )
         return self.pool
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from dpd.metadata import MetadataError, from_volume_file
 from dpd.models import DataProduct
-from indexing.scanner import Scan, StoredMap, scan
+from indexing.scanner import Scan, scan
 
 # DataProduct.fields_from() columns that hold JSON.
 JSON_FIELDS = ("metadata", "field_types")
@@ -97,16 +97,8 @@ def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
 
 # --- the walk, in the same worker processes ------------------------------------------
 
-# The stored (metadata_file -> mtime_ns, size, source) map of the run, handed
-# over once per worker by the pool initializer (inherited by fork, not pickled).
-_stored: StoredMap = {}
-
-
-def init_worker(stored: StoredMap) -> None:
-    global _stored
-    _stored = stored
-
 
 def scan_chunk(root: str, directories: list[str], metadata_name: str, unit_depth: int) -> Scan:
-    """Walk some of the root's folders, comparing with the stored map."""
-    return scan(root, directories, metadata_name, unit_depth, _stored)
+    """Walk some of the root's folders; the indexer compares what they hold
+    with the stored map, which it loads meanwhile."""
+    return scan(root, directories, metadata_name, unit_depth, None)

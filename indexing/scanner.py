@@ -26,7 +26,8 @@ StoredMap = dict[str, tuple]
 @dataclass
 class Scan:
     """What a scan found: metadata files by relative path, split into
-    unchanged (only counted) and changed (to parse).
+    unchanged (only counted) and changed (to parse). A scan without a stored
+    map leaves the comparison to its caller: every file goes to `stats`.
 
     `incomplete` lists folders (relative) that could not be listed: products
     under them may still exist, so nothing under them may be removed.
@@ -36,11 +37,12 @@ class Scan:
     skipped: int = 0
     found: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    stats: list[tuple[str, int, int]] = field(default_factory=list)  # (path, mtime_ns, size)
     errors: list[tuple[str, str]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
 
 
-def scan_root(root: str, metadata_name: str, stored: StoredMap) -> tuple[Scan, list[str]]:
+def scan_root(root: str, metadata_name: str, stored: StoredMap | None) -> tuple[Scan, list[str]]:
     """Scan the root's own files (one unit); return them and its folders."""
     walker = _Walker(root, metadata_name, stored)
     walker.result.units = 1
@@ -52,7 +54,7 @@ def scan(
     directories: list[str],
     metadata_name: str,
     unit_depth: int,
-    stored: StoredMap,
+    stored: StoredMap | None,
     depth: int = 1,
 ) -> Scan:
     """Walk `directories` (absolute, each `depth` levels below root) and
@@ -73,7 +75,7 @@ def scan(
 class _Walker:
     """Paths stay absolute until a metadata file or an error is recorded."""
 
-    def __init__(self, root: str, metadata_name: str, stored: StoredMap) -> None:
+    def __init__(self, root: str, metadata_name: str, stored: StoredMap | None) -> None:
         self.root = os.path.abspath(root)
         self.real_root = os.path.realpath(self.root)
         self.prefix = len(self.root.rstrip(os.sep)) + 1
@@ -152,6 +154,9 @@ class _Walker:
             result.errors.append((path, f"not a regular file ({_kind(info.st_mode)})"))
             return
         result.found.append(path)
+        if self.stored is None:
+            result.stats.append((path, info.st_mtime_ns, info.st_size))
+            return
         stored = self.stored.get(path)
         if stored and stored[0] == info.st_mtime_ns and stored[1] == info.st_size:
             result.skipped += 1
