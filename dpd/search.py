@@ -30,7 +30,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 
 from dpd import search_text
-from dpd.models import DataProduct
+from dpd.models import DataProduct, execution_block_search_text
 
 DEFAULT_START_DATE = dt.date(2020, 1, 1)
 DEFAULT_END_DATE = dt.date(2100, 1, 1)
@@ -283,14 +283,25 @@ class _FilterBuilder:
             values = [str(v).strip() for v in values if v not in (None, "")]
             if not values:
                 return None
+            if field == "execution_block":
+                return self._execution_block_q("equals", values)
             return Q(search_text__iregex=search_text.field_pattern(field, "equals", values))
         if isinstance(value, dict | list):
             return None
         text = str(value)
         positive = {"doesNotContain": "contains", "doesNotEqual": "equals"}.get(operator, operator)
-        q = Q(search_text__iregex=search_text.field_pattern(field, positive, [text]))
+        if field == "execution_block":
+            q = self._execution_block_q(positive, [text])
+        else:
+            q = Q(search_text__iregex=search_text.field_pattern(field, positive, [text]))
         # The negations also match rows where the field is missing.
         return ~q if positive != operator else q
+
+    def _execution_block_q(self, operator: str, values: list[str]) -> Q:
+        """The same test on the execution_block column (every product has one,
+        the same text as its row field), through its own trigram index."""
+        self.aliases["_execution_block_text"] = execution_block_search_text()
+        return Q(_execution_block_text__iregex=search_text.value_pattern(operator, values))
 
     def _number_q(self, field: str, operator: str, value: Any) -> Q | None:
         number = _as_number(value)

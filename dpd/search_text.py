@@ -122,3 +122,19 @@ def field_pattern(field: str, operator: str, values: list[str]) -> str:
     if operator == "notEmpty":
         return f"{head}[^{GS}{RS}]"
     raise ValueError(f"unknown pattern operator {operator!r}")
+
+
+def value_pattern(operator: str, values: list[str]) -> str:
+    """field_pattern's test of a value, on one value's text alone (a column
+    holding what the search text holds for that field)."""
+    alternatives = "|".join(literal(v) for v in values)
+    anchors = {
+        "contains": ("", ""),
+        "equals": ("\\A", "\\Z"),
+        "startsWith": ("\\A", ""),
+        "endsWith": ("", "\\Z"),
+    }
+    if operator not in anchors:
+        raise ValueError(f"unknown pattern operator {operator!r}")
+    start, end = anchors[operator]
+    return f"{start}({alternatives}){end}"

@@ -466,3 +466,57 @@ def test_the_number_of_queries_is_constant(anonymous, member, django_assert_max_
         page(anonymous, *items, size=2)
     with django_assert_max_num_queries(3):
         page(anonymous, *items, size=100)
+
+
+# --- execution_block through its own column and index -----------------------------
+
+
+@pytest.fixture
+def odd_execution_block():
+    """A product whose execution block holds a separator and ends with a newline."""
+    from dpd.metadata import from_ingested_document
+
+    product = from_ingested_document(
+        {"execution_block": "eb-ctl\x1fx.*-20240101-1\n", "files": [], "context": {}}
+    )
+    DataProduct.objects.create(**DataProduct.fields_from(product))
+    return product
+
+
+@pytest.mark.parametrize(
+    ("operator", "value"),
+    [
+        ("contains", "CTL X"),  # the separator is a space in the search text
+        ("contains", "x.*"),
+        ("contains", ".*-2"),
+        ("endsWith", "-1"),
+        ("endsWith", "-1\n"),
+        ("equals", "EB-CTL X.*-20240101-1\n"),
+        ("equals", "eb-ctl x.*-20240101-1"),
+        ("startsWith", "EB-CTL"),
+        ("startsWith", "ctl"),
+        ("doesNotContain", "m00"),
+        ("doesNotEqual", "eb-m005-20231031-12345"),
+        ("isAnyOf", ["eb-m001-20230921-245", "EB-CTL X.*-20240101-1\n", "(", "x|y"]),
+        ("contains", "("),
+        ("contains", "\\"),
+    ],
+)
+def test_execution_block_filters_answer_as_the_search_text_would(
+    anonymous, odd_execution_block, operator, value
+):
+    from dpd import search_text
+
+    shown = {
+        row["uid"] for row in page(anonymous, item("execution_block", operator, value))["data"]
+    }
+    # isAnyOf strips each value, as the grid sends them comma-separated.
+    values = [v.strip() for v in value] if isinstance(value, list) else [value]
+    positive = {"doesNotContain": "contains", "doesNotEqual": "equals", "isAnyOf": "equals"}
+    pattern = search_text.field_pattern("execution_block", positive.get(operator, operator), values)
+    by_text = DataProduct.objects.filter(access_group__isnull=True, search_text__iregex=pattern)
+    if operator.startswith("doesNot"):
+        by_text = DataProduct.objects.filter(access_group__isnull=True).exclude(
+            pk__in=by_text.values("pk")
+        )
+    assert shown == {str(uid) for uid in by_text.values_list("uid", flat=True)}
