@@ -74,12 +74,14 @@ def _spliced(stored: list[tuple[int, str]], offset: int) -> list[str]:
     store = json.dumps(settings.PVCNAME, ensure_ascii=False)
     # Rows written before row_json existed are rendered from their documents.
     missing = {pk for pk, text in stored if not text}
-    rendered = {
-        product.pk: row_json_text(
-            {k: v for k, v in product.flat_row().items() if k != "metadata_store_name"}
-        )
-        for product in DataProduct.objects.filter(pk__in=missing)
-    }
+    rendered = {}
+    if missing:  # an empty filter still costs a queryset's construction
+        rendered = {
+            product.pk: row_json_text(
+                {k: v for k, v in product.flat_row().items() if k != "metadata_store_name"}
+            )
+            for product in DataProduct.objects.filter(pk__in=missing)
+        }
     return [
         f'{(text or rendered[pk])[:-1]},"metadata_store_name":{store},"id":{position}}}'
         for position, (pk, text) in enumerate(stored, start=offset + 1)
