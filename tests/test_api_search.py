@@ -513,3 +513,35 @@ def test_products_written_by_the_indexer_answer_from_their_stored_rows(client, s
     products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
     expected = [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=1)]
     assert search(client, WIDE).json() == expected
+
+
+@pytest.mark.parametrize(
+    ("pair", "matches"),
+    [
+        ("notes:a%b_c.*(x)|\\d", True),
+        ("notes:.*(x)", True),
+        ("notes:%", True),
+        ("notes:\\", True),
+        ("no%tes:a", False),
+        ("notes:a%b_c.*(y)", False),
+        ("notes:", None),  # any product with notes: the newest of them
+        (":a%b", True),
+    ],
+)
+def test_the_window_treats_pattern_characters_as_literals_like_the_full_query(
+    client, settings, pair, matches
+):
+    DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").update(
+        search_text="\x1econtext.notes\x1fa%b_c.*(x)|\\d\x1e"
+    )
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 1  # one match fills the page
+    body = {**WIDE, "key_value_pairs": [pair]}
+    settings.SEARCH_WINDOW_ROWS = 0
+    full = folders(search(client, body))
+    settings.SEARCH_WINDOW_ROWS = 2000
+    assert folders(search(client, body)) == full
+    if matches is None:
+        assert len(full) == 1
+    else:
+        assert (full == ["eb-m005-20231031-12345"]) is matches
+    assert DataProduct.objects.count() == 15
