@@ -1,0 +1,235 @@
+"""The fast paths of search and filter give the answers of the plain ones:
+JSON rows spliced from stored text (DataProduct.row_json), the key:value
+window over the newest products, grid filters on the execution_block column.
+The plain paths' semantics are tested in test_api_search and test_api_filter."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from dpd.metadata import from_volume_file
+from dpd.models import DataProduct
+from tests.test_api_filter import item, page
+from tests.test_api_search import OPEN_IN_ORDER, WIDE, folders, search
+
+pytestmark = pytest.mark.usefixtures("indexed_sample")
+
+
+@pytest.fixture
+def client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+# --- Rows spliced from stored text; the newest-products window ------------------
+
+
+def test_json_rows_equal_the_flattened_documents_field_by_field(client):
+    rows = search(client, WIDE).json()
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
+    assert rows == [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=1)]
+
+
+def test_the_json_answer_is_the_same_rows_as_the_browsable_api_renders(client):
+    as_json = search(client, WIDE).json()
+    as_csv = list(csv.DictReader(io.StringIO(search(client, WIDE, HTTP_ACCEPT="text/csv").text)))
+    assert [row["uid"] for row in as_json] == [row["uid"] for row in as_csv]
+    assert [str(row["id"]) for row in as_json] == [row["id"] for row in as_csv]
+
+
+def test_the_store_name_follows_the_setting_not_what_was_stored(client, settings):
+    settings.PVCNAME = "volume-b"
+    rows = search(client, WIDE).json()
+    assert {row["metadata_store_name"] for row in rows} == {"volume-b"}
+
+
+def test_a_product_stored_before_row_json_existed_answers_the_same(client):
+    expected = search(client, WIDE).json()
+    DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").update(row_json=None)
+    assert search(client, WIDE).json() == expected
+
+
+def test_document_keys_named_like_spliced_fields_do_not_leak(client):
+    product = from_volume_file(
+        b"execution_block: eb-splice-20240101-1\nid: 7\nmetadata_store_name: mine\n"
+        b'context:\n  notes: "line\\u2028separator \\"quoted\\" \\u00e9"\nfiles: []\n',
+        configured_root="/mnt/data/product",
+        relative_metadata_file="eb-splice-20240101-1/ska-data-product.yaml",
+    )
+    DataProduct.objects.create(**DataProduct.fields_from(product))
+    response = search(client, {**WIDE, "key_value_pairs": ["execution_block:eb-splice"]})
+    (row,) = response.json()
+    assert row["id"] == 1
+    assert row["metadata_store_name"] == "shared"
+    assert row["context.notes"] == 'line\u2028separator "quoted" \u00e9'
+    assert b"\\u2028" in response.content  # escaped for JavaScript, as DRF writes it
+
+
+def test_filter_rows_are_spliced_the_same_way(client):
+    body = {"sortModel": [{"field": "date_created", "sort": "desc"}], "page": 1, "pageSize": 5}
+    page = client.post("/filterdataproducts", body, format="json").json()
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()[5:10]
+    assert page["data"] == [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=6)]
+    assert page["total"] == 12
+
+
+COMMON_PAIR = ["interface:ska-data-product-meta"]  # every product has it
+RARE_PAIR = ["files:TestDataFile5"]  # one open product
+TWO_PAIRS = ["execution_block:eb-", "files:TestDataFile"]
+
+
+@pytest.mark.parametrize("window", [1, 3, 4, 5, 6, 11, 12, 13, 2000])
+@pytest.mark.parametrize(
+    "pairs", [COMMON_PAIR, RARE_PAIR, TWO_PAIRS], ids=["common", "rare", "two"]
+)
+@pytest.mark.parametrize("paging", [{}, {"start": 0, "count": 4}, {"start": 4, "count": 2}])
+def test_the_window_gives_the_answer_of_the_full_query_at_every_size(
+    client, settings, window, pairs, paging
+):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    body = {**WIDE, "key_value_pairs": pairs, **paging}
+    settings.SEARCH_WINDOW_ROWS = 0
+    full = search(client, body).json()
+    settings.SEARCH_WINDOW_ROWS = window
+    assert search(client, body).json() == full
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_page_found_among_the_newest_products_skips_the_full_query(client, settings):
+    settings.SEARCH_WINDOW_ROWS = 4
+    body = {**WIDE, "key_value_pairs": COMMON_PAIR, "start": 1, "count": 3}
+    with CaptureQueriesContext(connection) as queries:
+        page = search(client, body).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == OPEN_IN_ORDER[1:4]
+    assert [row["id"] for row in page["data"]] == [2, 3, 4]
+    assert page["total"] == 12
+    assert page["more_results"] is True
+    sql = [q["sql"] for q in queries.captured_queries]
+    # The window, the rows by id, the total; never the full query's rows.
+    assert len(sql) == 3
+    assert "SELECT w.id FROM" in sql[0]
+    assert "COUNT(*)" in sql[2]
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_page_not_all_in_the_window_runs_the_full_query(client, settings):
+    settings.SEARCH_WINDOW_ROWS = 5  # the one match is the ninth open product
+    body = {**WIDE, "key_value_pairs": RARE_PAIR, "start": 0, "count": 1}
+    with CaptureQueriesContext(connection) as queries:
+        page = search(client, body).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == ["eb-m002-20221212-12345"]
+    assert page["total"] == 1
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) == 3
+    assert "SELECT w.id FROM" in sql[0]
+    assert '"row_json"' in sql[1] and "~" in sql[1]
+    assert "COUNT(*)" in sql[2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_products_written_by_the_indexer_answer_from_their_stored_rows(client, sample_volume):
+    from indexing.indexer import index_volume
+
+    DataProduct.objects.all().delete()
+    index_volume(workers=2, batch_size=4)  # the COPY writer on PostgreSQL
+    assert not DataProduct.objects.filter(row_json__isnull=True).exists()
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
+    expected = [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=1)]
+    assert search(client, WIDE).json() == expected
+
+
+@pytest.mark.parametrize(
+    ("pair", "matches"),
+    [
+        ("notes:a%b_c.*(x)|\\d", True),
+        ("notes:.*(x)", True),
+        ("notes:%", True),
+        ("notes:\\", True),
+        ("no%tes:a", False),
+        ("notes:a%b_c.*(y)", False),
+        ("notes:", None),  # any product with notes: the newest of them
+        (":a%b", True),
+    ],
+)
+def test_the_window_treats_pattern_characters_as_literals_like_the_full_query(
+    client, settings, pair, matches
+):
+    DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").update(
+        search_text="\x1econtext.notes\x1fa%b_c.*(x)|\\d\x1e"
+    )
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 1  # one match fills the page
+    body = {**WIDE, "key_value_pairs": [pair]}
+    settings.SEARCH_WINDOW_ROWS = 0
+    full = folders(search(client, body))
+    settings.SEARCH_WINDOW_ROWS = 2000
+    assert folders(search(client, body)) == full
+    if matches is None:
+        assert len(full) == 1
+    else:
+        assert (full == ["eb-m005-20231031-12345"]) is matches
+    assert DataProduct.objects.count() == 15
+
+
+# --- execution_block through its own column and index -----------------------------
+
+
+@pytest.fixture
+def odd_execution_block():
+    """A product whose execution block holds a separator and ends with a newline."""
+    from dpd.metadata import from_ingested_document
+
+    product = from_ingested_document(
+        {"execution_block": "eb-ctl\x1fx.*-20240101-1\n", "files": [], "context": {}}
+    )
+    DataProduct.objects.create(**DataProduct.fields_from(product))
+    return product
+
+
+@pytest.mark.parametrize(
+    ("operator", "value"),
+    [
+        ("contains", "CTL X"),  # the separator is a space in the search text
+        ("contains", "x.*"),
+        ("contains", ".*-2"),
+        ("endsWith", "-1"),
+        ("endsWith", "-1\n"),
+        ("equals", "EB-CTL X.*-20240101-1\n"),
+        ("equals", "eb-ctl x.*-20240101-1"),
+        ("startsWith", "EB-CTL"),
+        ("startsWith", "ctl"),
+        ("doesNotContain", "m00"),
+        ("doesNotEqual", "eb-m005-20231031-12345"),
+        ("isAnyOf", ["eb-m001-20230921-245", "EB-CTL X.*-20240101-1\n", "(", "x|y"]),
+        ("contains", "("),
+        ("contains", "\\"),
+    ],
+)
+def test_execution_block_filters_answer_as_the_search_text_would(
+    anonymous, odd_execution_block, operator, value
+):
+    from dpd import search_text
+
+    shown = {
+        row["uid"] for row in page(anonymous, item("execution_block", operator, value))["data"]
+    }
+    # isAnyOf strips each value, as the grid sends them comma-separated.
+    values = [v.strip() for v in value] if isinstance(value, list) else [value]
+    positive = {"doesNotContain": "contains", "doesNotEqual": "equals", "isAnyOf": "equals"}
+    pattern = search_text.field_pattern("execution_block", positive.get(operator, operator), values)
+    by_text = DataProduct.objects.filter(access_group__isnull=True, search_text__iregex=pattern)
+    if operator.startswith("doesNot"):
+        by_text = DataProduct.objects.filter(access_group__isnull=True).exclude(
+            pk__in=by_text.values("pk")
+        )
+    assert shown == {str(uid) for uid in by_text.values_list("uid", flat=True)}
