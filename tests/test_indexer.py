@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import time
@@ -501,3 +502,19 @@ def test_a_second_run_during_a_first_load_leaves_the_search_indexes(sample_volum
     assert search_indexes() == SEARCH_INDEXES
     assert first.step == second[0].step == "completed"
     assert DataProduct.objects.count() == 15
+
+
+def test_values_that_mean_something_to_copy_are_stored_as_written(tmp_path):
+    # COPY's text format gives tabs, newlines, backslashes and \N a meaning.
+    folder = "eb-odd-20240101-1/tab\there \\N back\\slash 'quoted' ünïcødé"
+    hostile = "line one\nline\ttwo \\N \\. back\\slash \"double\" 'single' \u2028 ünïcødé"
+    text = f"execution_block: eb-odd-20240101-1\ncontext:\n  notes: {json.dumps(hostile)}\n"
+    write_product(tmp_path, folder, text)
+
+    result = index_volume(str(tmp_path), work_unit_depth=1)
+
+    assert result.errors == [] and result.files_added == 1
+    product = DataProduct.objects.get()
+    assert product.dataproduct_file == folder
+    assert product.metadata["context"]["notes"] == hostile
+    assert DataProduct.objects.filter(search_text__contains="back\\slash").exists()
