@@ -107,6 +107,13 @@ def total(products: QuerySet[DataProduct], rows: list[Any], offset: int, limit: 
     return products.count()
 
 
+# The window is first read for a tenth of its size; a pair that matches too
+# few of those products to fill the page from the whole window goes straight
+# to the full query (half the expected matches is the bar, for sampling noise).
+_PROBE_FRACTION = 10
+_PROBE_MARGIN = 2
+
+
 def window_ids(
     candidates: QuerySet[DataProduct], pairs: Sequence[tuple[str, str]], needed: int
 ) -> list[int] | None:
@@ -115,25 +122,50 @@ def window_ids(
     SEARCH_WINDOW_ROWS candidates; None when the window holds fewer than
     `needed` matches (then only the full query knows the answer).
 
-    A query of its own (a subquery in FROM) so that PostgreSQL walks the
-    display-order index: asked the same as one query, its planner trusts the
-    trigram index for any regex and rechecks every candidate. The window
-    decompresses each search text once (`|| ''`; every function reading a
-    stored text would decompress it again), and a plain substring test of
-    each value (it must occur in a matching text) runs before the regular
-    expressions, in a CASE because the planner would otherwise order them
-    by cost and run the expensive ones first (at 100,000 products: 30 -> 14 ms).
+    The window is read in two parts: the first tenth, then the rest, unless
+    the first tenth already filled the page or matched so rarely that the
+    whole window would not (then None at once: a rare value's full query is
+    fast, and reading the whole window for it would cost more than the
+    query). Either way the answer is exact; the probe only decides how fast.
+
+    Each part is a query of its own (a subquery in FROM) so that PostgreSQL
+    walks the display-order index: asked the same as one query, its planner
+    trusts the trigram index for any regex and rechecks every candidate. The
+    window decompresses each search text once (`|| ''`; every function
+    reading a stored text would decompress it again), and a plain substring
+    test of each value (it must occur in a matching text) runs before the
+    regular expressions, in a CASE because the planner would otherwise order
+    them by cost and run the expensive ones first (100,000 products: 30 -> 14 ms).
     """
     window = settings.SEARCH_WINDOW_ROWS
     connection = connections[candidates.db]
     if connection.vendor != "postgresql" or window < needed or not pairs:
         return None
-    prefix = (
+    probe = max(1, window // _PROBE_FRACTION)
+    ids = _matches_in(connection, candidates, pairs, 0, probe, needed)
+    if len(ids) == needed:
+        return ids
+    if len(ids) * _PROBE_FRACTION * _PROBE_MARGIN < needed:
+        return None
+    ids += _matches_in(connection, candidates, pairs, probe, window, needed - len(ids))
+    return ids if len(ids) == needed else None
+
+
+def _matches_in(
+    connection: Any,
+    candidates: QuerySet[DataProduct],
+    pairs: Sequence[tuple[str, str]],
+    start: int,
+    stop: int,
+    limit: int,
+) -> list[int]:
+    """Ids of the first `limit` matches among candidates[start:stop], in display order."""
+    part = (
         candidates.order_by(*DISPLAY_ORDER)
         .annotate(text=_Detoasted("search_text"))
-        .values("id", "text", "date_created", "metadata_file", "uid")[:window]
+        .values("id", "text", "date_created", "metadata_file", "uid")[start:stop]
     )
-    sql, params = prefix.query.sql_with_params()
+    sql, params = part.query.sql_with_params()
     values = [search_text.clean(value) for _, value in pairs if value]
     patterns = [search_text.key_value_pattern(key, value) for key, value in pairs]
     matches = " AND ".join(["w.text ~ %s"] * len(patterns))
@@ -145,9 +177,8 @@ def window_ids(
         "ORDER BY w.date_created DESC, w.metadata_file, w.uid LIMIT %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(query, [*params, *values, *patterns, needed])
-        ids = [pk for (pk,) in cursor.fetchall()]
-    return ids if len(ids) == needed else None
+        cursor.execute(query, [*params, *values, *patterns, limit])
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 class _Detoasted(Func):

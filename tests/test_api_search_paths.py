@@ -116,10 +116,44 @@ def test_a_page_found_among_the_newest_products_skips_the_full_query(client, set
     assert page["total"] == 12
     assert page["more_results"] is True
     sql = [q["sql"] for q in queries.captured_queries]
-    # The window, the rows by id, the total; never the full query's rows.
-    assert len(sql) == 3
-    assert "SELECT w.id FROM" in sql[0]
-    assert "COUNT(*)" in sql[2]
+    # The window's first tenth (one product), its rest, the rows by id, the
+    # total; never the full query's rows.
+    assert len(sql) == 4
+    assert "SELECT w.id FROM" in sql[0] and "LIMIT 1" in sql[0]
+    assert "SELECT w.id FROM" in sql[1] and "OFFSET 1" in sql[1]
+    assert "COUNT(*)" in sql[3]
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_page_found_in_the_window_s_first_tenth_needs_one_window_query(client, settings):
+    settings.SEARCH_WINDOW_ROWS = 40
+    body = {**WIDE, "key_value_pairs": COMMON_PAIR, "start": 0, "count": 4}
+    with CaptureQueriesContext(connection) as queries:
+        page = search(client, body).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == OPEN_IN_ORDER[:4]
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert [("SELECT w.id FROM" in q) for q in sql] == [True, False, False]
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_rare_value_goes_to_the_full_query_after_the_window_s_first_tenth(client, settings):
+    settings.SEARCH_WINDOW_ROWS = 120  # a first tenth of 12: all the open products
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 1
+    body = {**WIDE, "key_value_pairs": ["files:TestDataFile5"]}  # one product of 12
+    with CaptureQueriesContext(connection) as queries:
+        assert folders(search(client, body)) == ["eb-m002-20221212-12345"]
+    sql = [q["sql"] for q in queries.captured_queries]
+    # Found in the first tenth: the page is full without reading further.
+    assert [("SELECT w.id FROM" in q) for q in sql] == [True, False]
+    settings.SEARCH_WINDOW_ROWS = 300
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 30
+    with CaptureQueriesContext(connection) as queries:
+        assert folders(search(client, body)) == ["eb-m002-20221212-12345"]
+    sql = [q["sql"] for q in queries.captured_queries]
+    # One match in the first 30 promises ~10 in 300 (20 with the margin),
+    # short of 30 rows: straight to the full query.
+    assert [("SELECT w.id FROM" in q) for q in sql] == [True, False]
+    assert "~" in sql[1] and "row_json" in sql[1]
 
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
