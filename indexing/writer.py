@@ -22,6 +22,7 @@ from operator import itemgetter
 
 from django.contrib.postgres.indexes import GinIndex
 from django.db import connection, transaction
+from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
 from dpd.models import DataProduct
@@ -92,6 +93,16 @@ class OrmWriter:
         pass
 
 
+def _migrated_index_names() -> set[str]:
+    """The DataProduct indexes that the migrations applied to this database define."""
+    loader = MigrationLoader(connection)
+    label = DataProduct._meta.app_label
+    applied = [key for key in loader.applied_migrations if key[0] == label]
+    state = loader.project_state(nodes=applied, at_end=True)
+    model = state.models[label, DataProduct._meta.model_name]
+    return {index.name for index in model.options.get("indexes", [])}
+
+
 class CopyWriter:
     """COPY into a temporary table, then INSERT ... ON CONFLICT (PostgreSQL).
 
@@ -108,22 +119,23 @@ class CopyWriter:
         self.gin_indexes = [
             index for index in DataProduct._meta.indexes if isinstance(index, GinIndex)
         ]
-        self.dropped = False
+        self.dropped: list[GinIndex] = []  # to build when the run ends
+        self.maintained: list[GinIndex] = []  # kept up to date by the batches
         self.session: list[str] | None = None
         self.wrote = False
 
     def begin(self) -> None:
         """Before the run: drop the GIN indexes of an empty table, or restore missing ones."""
         with transaction.atomic(), connection.cursor() as cursor:
-            missing = self.lock_and_find_missing(cursor)
+            present, missing = self.lock_and_inspect(cursor)
             if DataProduct.objects.exists():
                 self.build(missing)
+                self.maintained = present + missing
                 return
             with connection.schema_editor() as editor:
-                for index in self.gin_indexes:
-                    if index not in missing:
-                        editor.remove_index(DataProduct, index)
-            self.dropped = True
+                for index in present:
+                    editor.remove_index(DataProduct, index)
+            self.dropped = present + missing
 
     def write(self, items: list[Parsed]) -> None:
         quote = connection.ops.quote_name
@@ -174,22 +186,34 @@ class CopyWriter:
         merge what the batches left in their pending lists (searches scan a
         pending list entry by entry)."""
         if self.dropped:
-            self.dropped = False
+            dropped, self.dropped = self.dropped, []
             with transaction.atomic(), connection.cursor() as cursor:
-                self.build(self.lock_and_find_missing(cursor))
+                present, _ = self.lock_and_inspect(cursor)
+                self.build([index for index in dropped if index not in present])
         elif self.wrote:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")
-                for index in self.gin_indexes:
+                for index in self.maintained:
                     cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index.name])
 
-    def lock_and_find_missing(self, cursor) -> list[GinIndex]:
-        """The GIN indexes missing now, under a lock held to the end of the
-        transaction: runs on other volumes share the table and its indexes."""
+    def lock_and_inspect(self, cursor) -> tuple[list[GinIndex], list[GinIndex]]:
+        """The GIN indexes present and missing now, under a lock held to the end
+        of the transaction (a second run, e.g. a leader taking over, may be at
+        it too).
+
+        Only indexes that the applied migrations define can be missing: code
+        deployed before its `migrate` must not create an index the migration
+        will add.
+        """
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GIN_INDEXES_LOCK])
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [self.table])
         existing = {name for (name,) in cursor.fetchall()}
-        return [index for index in self.gin_indexes if index.name not in existing]
+        present = [index for index in self.gin_indexes if index.name in existing]
+        missing = [index for index in self.gin_indexes if index.name not in existing]
+        if missing:
+            migrated = _migrated_index_names()
+            missing = [index for index in missing if index.name in migrated]
+        return present, missing
 
     def build(self, indexes: list[GinIndex]) -> None:
         if not indexes:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.contrib.postgres.indexes import GinIndex
 from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
 
 from dpd.metadata import hashed_folder, product_uid
 from dpd.models import DataProduct
@@ -520,3 +521,22 @@ def test_values_that_mean_something_to_copy_are_stored_as_written(tmp_path):
     assert product.dataproduct_file == folder
     assert product.metadata["context"]["notes"] == hostile
     assert DataProduct.objects.filter(search_text__contains="back\\slash").exists()
+
+
+@postgresql_only
+def test_an_index_whose_migration_has_not_run_is_left_to_migrate(sample_volume):
+    # New code started before `migrate`: the indexer must not create the index
+    # the pending migration adds (the migration would then fail).
+    index_volume()
+    MigrationRecorder(connection).record_unapplied("dpd", "0004_execution_block_trgm")
+    with connection.schema_editor() as editor:
+        for index in DataProduct._meta.indexes:
+            if index.name == "dpd_execution_block_trgm":
+                editor.remove_index(DataProduct, index)
+
+    index_volume()
+
+    assert search_indexes() == SEARCH_INDEXES - {"dpd_execution_block_trgm"}
+    DataProduct.objects.all().delete()
+    index_volume()  # a first load of an empty catalogue builds only what it dropped
+    assert search_indexes() == SEARCH_INDEXES - {"dpd_execution_block_trgm"}
