@@ -32,14 +32,15 @@ from indexing.parsing import Parsed
 WRITER_FIELDS = ["source", "file_mtime_ns", "file_size"]
 STAGING_TABLE = "dpd_index_batch"
 # Memory for merging GIN pending lists (the pg_trgm index on search_text is
-# most of a cold index's database time).
+# most of an incremental run's database time).
 GIN_WORK_MEM = "64MB"
-# SET LOCAL in every batch's transaction. A long GIN pending list merged in
-# large chunks costs less than the default 4 MB list merged in work_mem-sized
-# pieces (cold index of 24,000 products, database CPU: 17.1 s -> 14.3 s).
+# SET LOCAL in every batch's transaction. The pending list keeps its default
+# size (4 MB): a longer one made big loads into a filled catalogue cheaper,
+# but every key:value search scans the pending list entry by entry, so
+# searches during such a load slowed down (bench_indexing). A first load
+# drops the GIN indexes anyway (CopyWriter.begin).
 BATCH_SETTINGS = [
     "synchronous_commit = off",
-    f"gin_pending_list_limit = '{GIN_WORK_MEM}'",
     f"work_mem = '{GIN_WORK_MEM}'",
 ]
 # pg_advisory_xact_lock key serialising the drop and build of the GIN indexes.
