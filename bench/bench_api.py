@@ -91,7 +91,11 @@ SHAPES = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="measure this running server instead of starting one")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5433/bench_h2")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="PostgreSQL database, created when missing (default: $BENCH_DATABASE_URL)",
+    )
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--volume", default="/tmp/dpd-bench-api-volume")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
@@ -101,7 +105,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--download-uid", help="with --url: the product to download")
     parser.add_argument("--download-dir", help="with --url: that product's folder")
     parser.add_argument("--server-pid", type=int, help="with --url: gunicorn master pid")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not args.database_url:
+        parser.error("--database-url (or BENCH_DATABASE_URL) is required")
+    return args
 
 
 # --- the catalogue and the big product -----------------------------------------

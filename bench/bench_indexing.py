@@ -1,7 +1,7 @@
 """Background indexing: search latency during a cold index, and leader takeover time.
 
     flock /tmp/bench.lock .venv/bin/python bench/bench_indexing.py \\
-        [--volume /tmp/h1vol20k] [--database-url postgres://postgres@127.0.0.1:5433/bench_h3] \\
+        --volume ROOT --database-url postgres://USER@HOST:PORT/DBNAME \\
         [--clients 4] [--stale 10]
 
 Every process is real: `manage.py runservice` instances (gunicorn + the
@@ -88,14 +88,25 @@ SHAPE_NAMES = ["dates", "key:value"]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volume", default="/tmp/h1vol20k", help="volume to index (read only)")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5433/bench_h3")
+    parser.add_argument(
+        "--volume",
+        required=True,
+        help="volume to index, read only (bench/make_volume.py ROOT 20000)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="PostgreSQL database, created when missing (default: $BENCH_DATABASE_URL)",
+    )
     parser.add_argument("--clients", type=int, default=4, help="concurrent search clients")
     parser.add_argument("--think", type=float, default=0.05, help="seconds between requests")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="cap of the idle phase")
     parser.add_argument("--stale", type=int, default=10, help="stale limit of the takeover")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers per instance")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not args.database_url:
+        parser.error("--database-url (or BENCH_DATABASE_URL) is required")
+    return args
 
 
 # --- database ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ runs: the last line counts the plans that have one, and the summed median
 execution time of each shape's queries.
 
     .venv/bin/python bench/explain_search.py \
-        [--database-url postgres://postgres@127.0.0.1:5433/bench_h2] [--products 100000]
+        --database-url postgres://USER@HOST:PORT/DBNAME [--products 100000]
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ import bench_api  # noqa: E402  (the catalogue and the request shapes are shared
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5433/bench_h2")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="PostgreSQL database, created when missing (default: $BENCH_DATABASE_URL)",
+    )
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5, help="EXPLAIN ANALYZE runs per query")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not args.database_url:
+        parser.error("--database-url (or BENCH_DATABASE_URL) is required")
+    return args
 
 
 def view_queries(path: str, body: dict) -> tuple[int, list[str]]:
