@@ -42,13 +42,18 @@ class DataProduct(models.Model):
     # API shows the literal "None"); unique so a re-index upserts by file.
     metadata_file = models.CharField(max_length=1024, unique=True, null=True, blank=True)
     dataproduct_file = models.CharField(max_length=1024, null=True, blank=True)
-    date_created = models.DateField(db_index=True)
+    # No index of its own: dpd_display_order leads with it and serves date
+    # ranges; a second one only tempted the planner into BitmapAnd plans that
+    # read ~70,000 entries to narrow a ~1,000-row trigram match.
+    date_created = models.DateField()
     metadata = models.JSONField(help_text="The whole metadata document, as loaded.")
     access_group = models.CharField(
         max_length=255,
         null=True,
         blank=True,
-        db_index=True,
+        # No index: visibility (NULL or the caller's groups) matches about
+        # half the catalogue, so an index never narrows a search; it only
+        # tempted the planner into costly BitmapAnd plans (see date_created).
         help_text='context.access_group; NULL is public, "" hides from everyone.',
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.VOLUME)
