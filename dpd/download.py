@@ -3,8 +3,10 @@
 Everything that can fail cleanly (unknown product, no files, a folder gone
 from the volume, a folder outside it) is decided in `plan_download`, before
 the response starts; once bytes flow, a failure can only cut the stream
-(reference 2.9, 6). The stream holds one chunk at a time whatever the size:
-tar headers come from `TarInfo.tobuf()`, file contents are copied in
+(reference 2.9, 6). The archive's length is known before the first byte
+(`tar_size`, a walk that stats every member), so the response has a
+Content-Length. The stream holds one chunk at a time whatever the size: tar
+headers come from `TarInfo.tobuf()`, file contents are copied in
 STREAM_CHUNK_SIZE pieces, and there is never a temporary archive.
 """
 
@@ -84,8 +86,42 @@ def _outermost(folders: list[str]) -> tuple[str, ...]:
     return tuple(str(folder) for folder in kept)
 
 
-def stream_tar(plan: DownloadPlan, *, chunk_size: int | None = None) -> Iterator[bytes]:
-    """The archive as chunks of about `chunk_size` bytes (default STREAM_CHUNK_SIZE)."""
+def tar_size(plan: DownloadPlan) -> int:
+    """The archive's length in bytes, from a walk of the folders before the
+    stream starts (headers and padding included), so the response can carry
+    a Content-Length: clients show progress and can tell a cut download from
+    a complete one, and the server sends the bytes as they are instead of in
+    chunked framing.
+
+    A folder that changes between this walk and the stream makes the stream
+    cut itself (`stream_tar` with `expected_size`), never send a different
+    length than announced."""
+    total = 0
+    name = plan.folders[0]
+    try:
+        for name, path in _walk(plan):
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
+                total += len(_header(name, info, tarfile.DIRTYPE))
+            elif stat.S_ISLNK(info.st_mode):
+                total += len(_header(name, info, tarfile.SYMTYPE, linkname=os.readlink(path)))
+            elif stat.S_ISREG(info.st_mode):
+                total += len(_header(name, info, tarfile.REGTYPE)) + info.st_size
+                total += -info.st_size % BLOCK
+    except OSError as exc:
+        raise DownloadNotFound(f"File not found: {name} cannot be read") from exc
+    end = 2 * BLOCK
+    return total + end + (-(total + end) % RECORD)
+
+
+def stream_tar(
+    plan: DownloadPlan, *, chunk_size: int | None = None, expected_size: int | None = None
+) -> Iterator[bytes]:
+    """The archive as chunks of about `chunk_size` bytes (default STREAM_CHUNK_SIZE).
+
+    With `expected_size` (what `tar_size` announced) the stream stops with
+    DownloadInterrupted as soon as the folders turn out to hold more or less
+    than that."""
     chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
     pending = bytearray()
     written = 0
@@ -94,6 +130,8 @@ def stream_tar(plan: DownloadPlan, *, chunk_size: int | None = None) -> Iterator
             pieces = _member(name, path, chunk_size)
             for piece in pieces:
                 written += len(piece)
+                if expected_size is not None and written > expected_size - 2 * BLOCK:
+                    raise DownloadInterrupted(f"{name}: the folders changed since the start")
                 if not pending and len(piece) >= chunk_size:
                     yield piece
                     continue
@@ -108,6 +146,14 @@ def stream_tar(plan: DownloadPlan, *, chunk_size: int | None = None) -> Iterator
             raise DownloadInterrupted(f"{name}: {exc}") from exc
     end = 2 * BLOCK
     end += -(written + end) % RECORD  # GNU tar pads the archive to whole records
+    if expected_size is not None and written + end != expected_size:
+        logger.error(
+            "download of %s cut: the folders changed after it began (%d of %d bytes)",
+            plan.filename,
+            written + end,
+            expected_size,
+        )
+        raise DownloadInterrupted("the folders changed after the download began")
     pending += bytes(end)
     yield bytes(pending)
 

@@ -12,6 +12,7 @@ from dpd.api.product_serializers import MISSING_IDENTIFIER
 from dpd.download import DownloadInterrupted
 from dpd.models import DataProduct
 from dpd.services import product_ingest_folder, product_ingest_metadata
+from tests.file_access import as_a_user_without_root_file_access
 from tests.product_fixtures import UID
 
 pytestmark = pytest.mark.usefixtures("upstream_catalogue")
@@ -31,6 +32,7 @@ def members(response) -> dict[str, tarfile.TarInfo]:
     assert response.streaming
     data = b"".join(response.streaming_content)
     assert len(data) % tarfile.RECORDSIZE == 0
+    assert int(response["Content-Length"]) == len(data)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
         found = archive.getmembers()
         names = [member.name for member in found]
@@ -52,7 +54,6 @@ def test_a_download_by_execution_block_sends_the_whole_folder(
     response = download(anonymous, {"execution_block": execution_block})
     assert response["Content-Type"] == "application/x-tar"
     assert response["Content-Disposition"] == f'attachment; filename="{execution_block}.tar"'
-    assert not response.has_header("Content-Length")
     found = members(response)
     on_disk = {execution_block} | {
         str(path.relative_to(upstream_volume))
@@ -253,3 +254,46 @@ def test_a_get_answers_405_with_the_upstream_text(anonymous):
     response = anonymous.get("/download")
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize("change", ["file added", "file grown", "file removed"])
+def test_a_folder_changing_after_the_length_was_announced_cuts_the_tar(
+    anonymous, upstream_volume, settings, caplog, change
+):
+    # The Content-Length comes from a walk before the first byte; a stream that
+    # would send more or less than announced is cut (logged), so the client
+    # sees a short body, never a wrong archive under the announced length.
+    settings.STREAM_CHUNK_SIZE = 512
+    folder = upstream_volume / EB15 / "zz"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"A" * 4096)
+    response = download(anonymous, {"execution_block": EB15})
+    announced = int(response["Content-Length"])
+    # Changes of more than a tar record: smaller ones can fit in the archive's
+    # end padding, and then the archive is whole and exactly as long as announced.
+    if change == "file added":
+        (folder / "b.bin").write_bytes(b"B" * 4 * tarfile.RECORDSIZE)
+    elif change == "file grown":
+        (folder / "a.bin").write_bytes(b"A" * 4 * tarfile.RECORDSIZE)
+    else:
+        (folder / "a.bin").unlink()
+    received = b""
+    with caplog.at_level(logging.ERROR, logger="dpd.download"), pytest.raises(DownloadInterrupted):
+        for chunk in response.streaming_content:
+            received += chunk
+    assert len(received) < announced
+    assert "download of" in caplog.text and EB15 in caplog.text
+
+
+def test_an_unreadable_folder_is_a_404_before_any_byte(anonymous, upstream_volume):
+    folder = upstream_volume / EB15 / "locked"
+    folder.mkdir()
+    (folder / "x.bin").write_bytes(b"x")
+    folder.chmod(0)
+    try:
+        with as_a_user_without_root_file_access():
+            response = download(anonymous, {"execution_block": EB15})
+    finally:
+        folder.chmod(0o755)
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"File not found: {EB15}/locked cannot be read"

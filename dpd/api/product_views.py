@@ -31,7 +31,7 @@ from dpd.api.product_serializers import (
     Unprocessable,
     body_object,
 )
-from dpd.download import DownloadNotFound, plan_download, stream_tar
+from dpd.download import DownloadNotFound, plan_download, stream_tar, tar_size
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
 from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
@@ -176,7 +176,9 @@ class DownloadView(APIView):
             "An uncompressed tar built while it is sent, member names relative to the volume "
             "root, directories as entries, symlinks stored not followed, each file once. "
             "`uid` wins when both identifiers are given. Unknown products, products without "
-            "files and folders gone from the volume are a 404 before any byte is sent."
+            "files and folders gone from the volume are a 404 before any byte is sent. "
+            "`Content-Length` is the archive's exact length; a folder changing during the "
+            "download cuts the stream short of it."
         ),
         request=ProductIdentifierSerializer,
         responses={
@@ -217,9 +219,13 @@ class DownloadView(APIView):
             stem = execution_block
         try:
             plan = plan_download(products, filename=f"{stem}.tar", asked=asked)
+            size = tar_size(plan)
         except DownloadNotFound as exc:
             raise NotFound(str(exc)) from None
-        response = StreamingHttpResponse(stream_tar(plan), content_type="application/x-tar")
+        response = StreamingHttpResponse(
+            stream_tar(plan, expected_size=size), content_type="application/x-tar"
+        )
+        response["Content-Length"] = str(size)
         response["Content-Disposition"] = content_disposition_header(True, plan.filename)
         return response
 
