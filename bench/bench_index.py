@@ -6,7 +6,9 @@ Phases, each repeated and reported as a median:
 - parse-only: one process walks ROOT, reads and CSafeLoader-parses every
   metadata file (the work a naive single-process indexer cannot avoid);
 - cold index: index_volume() into the configured database, DataProduct emptied
-  first (TRUNCATE on PostgreSQL);
+  first (TRUNCATE on PostgreSQL), as `manage.py reindex` runs it (bulk load:
+  search indexes built after the load; --background: kept throughout, as the
+  service's background runs do);
 - settle (not in the ratios): VACUUM (ANALYZE) of the loaded table on PostgreSQL;
 - unchanged re-index: index_volume() again, nothing changed;
 - bare walk+stat: os.scandir over the tree, one stat per metadata file.
@@ -97,6 +99,11 @@ def main() -> None:
     parser.add_argument("root")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--yes", action="store_true", help="empty a non-empty DataProduct table")
+    parser.add_argument(
+        "--background",
+        action="store_true",
+        help="cold index as background runs do it (search indexes kept during the load)",
+    )
     args = parser.parse_args()
     root = os.path.abspath(args.root)
     name = settings.METADATA_FILE_NAME
@@ -107,14 +114,16 @@ def main() -> None:
 
     workers = settings.INDEXING_PARALLEL_WORKERS or os.cpu_count()
     print(f"volume {root}; database {settings.DATABASES['default']['ENGINE']}")
+    mode = "background (search indexes kept)" if args.background else "bulk (manage.py reindex)"
     print(f"workers={workers} batch={settings.INDEXING_BATCH_SIZE} cores={os.cpu_count()}")
+    print(f"cold index mode: {mode}")
     times: dict[str, list[float]] = {"parse": [], "cold": [], "reindex": [], "walk": []}
     products = files = 0
     for run in range(1, args.repeat + 1):
         seconds, files = timed(parse_only, root, name)
         times["parse"].append(seconds)
         empty_catalogue()
-        seconds, cold = timed(index_volume, root)
+        seconds, cold = timed(lambda: index_volume(root, bulk_load=not args.background))
         times["cold"].append(seconds)
         settled, _ = timed(settle)
         seconds, again = timed(index_volume, root)

@@ -93,6 +93,7 @@ def index_volume(
     workers: int | None = None,
     batch_size: int | None = None,
     work_unit_depth: int | None = None,
+    bulk_load: bool = False,
 ) -> IndexResult:
     """Index the volume at `configured_root` (default PERSISTENT_STORAGE_PATH).
 
@@ -100,6 +101,9 @@ def index_volume(
       raises (e.g. lost leadership) aborts the run and propagates.
     - `deadline` is a time.monotonic() value: past it the run stops with
       timed_out=True, step "timeout_partial_completion", and no removals.
+    - `bulk_load`: into an empty catalogue, drop the search indexes for the
+      load and build them at the end (faster; searches meanwhile read every
+      row). For foreground loads (`manage.py reindex`); see CopyWriter.
     - Raises VolumeUnavailable when the root does not exist or is not a directory.
     """
     configured = settings.PERSISTENT_STORAGE_PATH if configured_root is None else configured_root
@@ -116,6 +120,7 @@ def index_volume(
         workers=workers,
         batch_size=batch_size or settings.INDEXING_BATCH_SIZE,
         unit_depth=work_unit_depth or settings.INDEXING_WORK_UNIT_DEPTH,
+        bulk_load=bulk_load,
     )
     return run.execute()
 
@@ -133,6 +138,7 @@ class _Run:
         workers: int,
         batch_size: int,
         unit_depth: int,
+        bulk_load: bool,
     ) -> None:
         self.root = root
         self.configured_root = configured_root
@@ -155,7 +161,7 @@ class _Run:
         self.to_write: list[Parsed] = []
         self.pool: ProcessPoolExecutor | None = None
         self.reported_at = 0
-        self.writer = writer_for_connection()
+        self.writer = writer_for_connection(bulk_load=bulk_load)
         self.json_text = json_as_text()
 
     # --- the steps ----------------------------------------------------------

@@ -274,7 +274,10 @@ def _lead(
     reporter = _ProgressReporter(lease, run, on_progress)
     deadline = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS
     try:
-        result = index_volume(root, on_progress=reporter, deadline=deadline)
+        # The operator's foreground command may bulk-load an empty catalogue;
+        # background runs keep the search indexes for the searches they serve.
+        bulk_load = trigger == IndexRun.Trigger.COMMAND
+        result = index_volume(root, on_progress=reporter, deadline=deadline, bulk_load=bulk_load)
     except Exception as exc:  # recorded on the run: a worker must never crash on a run
         if isinstance(exc, VolumeUnavailable | leader.LostLeadership | DatabaseError):
             logger.error("index run %s failed: %s", run.pk, exc)

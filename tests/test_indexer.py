@@ -410,7 +410,11 @@ def test_a_first_index_builds_the_search_indexes_after_loading_an_empty_catalogu
 ):
     during = []
 
-    index_volume(batch_size=4, on_progress=lambda progress: during.append(search_indexes()))
+    index_volume(
+        batch_size=4,
+        on_progress=lambda progress: during.append(search_indexes()),
+        bulk_load=True,
+    )
 
     assert during[0] == set()  # dropped for the load
     assert search_indexes() == SEARCH_INDEXES
@@ -423,7 +427,7 @@ def test_a_first_index_that_fails_still_leaves_the_search_indexes(sample_volume)
         raise RuntimeError("lost the lease")
 
     with pytest.raises(RuntimeError, match="lost the lease"):
-        index_volume(batch_size=4, on_progress=lose_leadership)
+        index_volume(batch_size=4, on_progress=lose_leadership, bulk_load=True)
 
     assert search_indexes() == SEARCH_INDEXES
 
@@ -440,6 +444,18 @@ def test_a_run_restores_search_indexes_that_a_killed_run_left_dropped(sample_vol
 
     assert search_indexes() == SEARCH_INDEXES
     assert result.files_skipped == 15 and DataProduct.objects.count() == 15
+
+
+@postgresql_only
+def test_a_background_first_index_keeps_the_search_indexes_throughout(sample_volume):
+    # Searches run during background loads; without the trigram index each
+    # key:value search would read every row.
+    during = []
+
+    index_volume(batch_size=4, on_progress=lambda progress: during.append(search_indexes()))
+
+    assert during and all(present == SEARCH_INDEXES for present in during)
+    assert DataProduct.objects.count() == 15
 
 
 @postgresql_only
@@ -465,7 +481,7 @@ def test_a_second_run_during_a_first_load_leaves_the_search_indexes(sample_volum
         if not second and progress.files_added:
             second.append(index_volume())
 
-    first = index_volume(batch_size=4, on_progress=start_a_second_run)
+    first = index_volume(batch_size=4, on_progress=start_a_second_run, bulk_load=True)
 
     assert search_indexes() == SEARCH_INDEXES
     assert first.step == second[0].step == "completed"
@@ -507,5 +523,5 @@ def test_an_index_whose_migration_has_not_run_is_left_to_migrate(sample_volume):
 
     assert search_indexes() == SEARCH_INDEXES - {"dpd_execution_block_trgm"}
     DataProduct.objects.all().delete()
-    index_volume()  # a first load of an empty catalogue builds only what it dropped
+    index_volume(bulk_load=True)  # a first load builds only what it dropped
     assert search_indexes() == SEARCH_INDEXES - {"dpd_execution_block_trgm"}

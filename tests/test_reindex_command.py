@@ -9,9 +9,13 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from dpd.models import DataProduct
+from indexing.models import IndexRun
+from indexing.services import index_run
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +98,33 @@ def test_a_missing_volume_exits_non_zero_from_the_shell(tmp_path):
 
     assert completed.returncode == 1
     assert "does not exist or is not a directory" in completed.stderr
+
+
+@pytest.mark.skipif(
+    not settings.IS_POSTGRESQL, reason="the GIN search indexes exist on PostgreSQL only"
+)
+@pytest.mark.parametrize(
+    ("trigger", "dropped_during_load"),
+    [(IndexRun.Trigger.COMMAND, True), (IndexRun.Trigger.STARTUP, False)],
+)
+def test_only_the_foreground_command_drops_the_search_indexes_for_a_first_load(
+    sample_volume, settings, trigger, dropped_during_load
+):
+    # Background runs serve searches while they load: the trigram index stays.
+    settings.INDEXING_BATCH_SIZE = 4
+    gin = {index.name for index in DataProduct._meta.indexes if isinstance(index, GinIndex)}
+    during = []
+
+    def present() -> set[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = %s",
+                [DataProduct._meta.db_table],
+            )
+            return {name for (name,) in cursor.fetchall()} & gin
+
+    run = index_run(trigger, on_progress=lambda progress: during.append(present()))
+
+    assert run.status == IndexRun.Status.COMPLETED and DataProduct.objects.count() == 15
+    assert (during[0] == set()) is dropped_during_load
+    assert present() == gin
