@@ -8,7 +8,7 @@ Phases, each repeated and reported as a median:
 - cold index: index_volume() into the configured database, DataProduct emptied
   first (TRUNCATE on PostgreSQL), as `manage.py reindex` runs it (bulk load:
   search indexes built after the load; --background: kept throughout, as the
-  service's background runs do);
+  service's background runs do, with their number of parse processes);
 - settle (not in the ratios): VACUUM (ANALYZE) of the loaded table on PostgreSQL;
 - unchanged re-index: index_volume() again, nothing changed;
 - bare walk+stat: os.scandir over the tree, one stat per metadata file.
@@ -40,7 +40,7 @@ from django.core.management.color import no_style  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from dpd.models import DataProduct  # noqa: E402
-from indexing.indexer import index_volume  # noqa: E402
+from indexing.indexer import index_volume, parallel_workers  # noqa: E402
 
 
 def metadata_files(root: str, name: str, with_stat: bool):
@@ -112,7 +112,7 @@ def main() -> None:
     if DataProduct.objects.exists() and not args.yes:
         parser.error("the DataProduct table is not empty; --yes empties it for the cold index")
 
-    workers = settings.INDEXING_PARALLEL_WORKERS or os.cpu_count()
+    workers = parallel_workers(background=args.background)
     print(f"volume {root}; database {settings.DATABASES['default']['ENGINE']}")
     mode = "background (search indexes kept)" if args.background else "bulk (manage.py reindex)"
     print(f"workers={workers} batch={settings.INDEXING_BATCH_SIZE} cores={os.cpu_count()}")
@@ -123,10 +123,12 @@ def main() -> None:
         seconds, files = timed(parse_only, root, name)
         times["parse"].append(seconds)
         empty_catalogue()
-        seconds, cold = timed(lambda: index_volume(root, bulk_load=not args.background))
+        seconds, cold = timed(
+            lambda: index_volume(root, workers=workers, bulk_load=not args.background)
+        )
         times["cold"].append(seconds)
         settled, _ = timed(settle)
-        seconds, again = timed(index_volume, root)
+        seconds, again = timed(lambda: index_volume(root, workers=workers))
         times["reindex"].append(seconds)
         seconds, walked = timed(walk_and_stat, root, name)
         times["walk"].append(seconds)

@@ -10,7 +10,6 @@ that are not configured report their real "off" state, never invented numbers.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from django.apps import apps
@@ -21,6 +20,7 @@ from django.db.models import Count, Max, Q
 from dpd.access import visible_to
 from dpd.models import DataProduct
 from dpd.volume import volume_root
+from indexing.indexer import parallel_workers
 from indexing.status import indexing_status, pv_index_status
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _pv_indexing_unknown() -> dict[str, Any]:
         "index_time_modified": None,
         "indexing_timeout_seconds": settings.INDEXING_TIMEOUT_SECONDS,
         "indexing_batch_size": settings.INDEXING_BATCH_SIZE,
-        "indexing_parallel_workers": settings.INDEXING_PARALLEL_WORKERS or os.cpu_count() or 1,
+        "indexing_parallel_workers": parallel_workers(),
         "indexing_work_unit_depth": settings.INDEXING_WORK_UNIT_DEPTH,
         "last_index_run": None,
     }

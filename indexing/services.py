@@ -30,7 +30,13 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from indexing import leader
-from indexing.indexer import IndexProgress, IndexResult, VolumeUnavailable, index_volume
+from indexing.indexer import (
+    IndexProgress,
+    IndexResult,
+    VolumeUnavailable,
+    index_volume,
+    parallel_workers,
+)
 from indexing.models import IndexingState, IndexRun
 
 logger = logging.getLogger(__name__)
@@ -274,10 +280,17 @@ def _lead(
     reporter = _ProgressReporter(lease, run, on_progress)
     deadline = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS
     try:
-        # The operator's foreground command may bulk-load an empty catalogue;
-        # background runs keep the search indexes for the searches they serve.
-        bulk_load = trigger == IndexRun.Trigger.COMMAND
-        result = index_volume(root, on_progress=reporter, deadline=deadline, bulk_load=bulk_load)
+        # The operator's foreground command may bulk-load an empty catalogue
+        # and takes every core; background runs keep the search indexes and
+        # leave a core to the searches they serve.
+        foreground = trigger == IndexRun.Trigger.COMMAND
+        result = index_volume(
+            root,
+            on_progress=reporter,
+            deadline=deadline,
+            workers=parallel_workers(background=not foreground),
+            bulk_load=foreground,
+        )
     except Exception as exc:  # recorded on the run: a worker must never crash on a run
         if isinstance(exc, VolumeUnavailable | leader.LostLeadership | DatabaseError):
             logger.error("index run %s failed: %s", run.pk, exc)
@@ -345,8 +358,10 @@ def _start_run(
 
 def _started_line(lease: leader.Lease, trigger: str) -> str:
     niceness = os.nice(0)  # background runs yield the CPU (INDEXING_NICENESS)
-    return f"started by {lease.holder} ({trigger})" + (
-        f", CPU niceness {niceness}" if niceness else ""
+    workers = parallel_workers(background=trigger != IndexRun.Trigger.COMMAND)
+    return (
+        f"started by {lease.holder} ({trigger}), {workers} parse "
+        f"process{'es' if workers > 1 else ''}" + (f", CPU niceness {niceness}" if niceness else "")
     )
 
 

@@ -8,7 +8,6 @@ of an exception (the view reports the database itself).
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from django.db import DatabaseError
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from indexing.indexer import parallel_workers
 from indexing.leader import volume_prefix
 from indexing.models import IndexingState, IndexRun
 
@@ -105,8 +105,8 @@ def pv_index_status() -> dict[str, Any]:
         "index_time_modified": None,
         "indexing_timeout_seconds": settings.INDEXING_TIMEOUT_SECONDS,
         "indexing_batch_size": settings.INDEXING_BATCH_SIZE,
-        # 0 configures one worker per core: report the number actually used.
-        "indexing_parallel_workers": settings.INDEXING_PARALLEL_WORKERS or os.cpu_count() or 1,
+        # What the service's (background) runs use, not the 0 that means "auto".
+        "indexing_parallel_workers": parallel_workers(),
         "indexing_work_unit_depth": settings.INDEXING_WORK_UNIT_DEPTH,
         "last_index_run": None,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -128,3 +129,27 @@ def test_only_the_foreground_command_drops_the_search_indexes_for_a_first_load(
     assert run.status == IndexRun.Status.COMPLETED and DataProduct.objects.count() == 15
     assert (during[0] == set()) is dropped_during_load
     assert present() == gin
+
+
+@pytest.mark.parametrize(
+    ("configured", "trigger", "expected"),
+    [
+        (0, IndexRun.Trigger.COMMAND, os.cpu_count()),
+        (0, IndexRun.Trigger.STARTUP, max(1, os.cpu_count() - 1)),
+        (3, IndexRun.Trigger.COMMAND, 3),
+        (3, IndexRun.Trigger.STARTUP, 3),
+    ],
+)
+def test_background_runs_leave_a_core_to_the_api_unless_configured(
+    sample_volume, settings, client, configured, trigger, expected
+):
+    settings.INDEXING_PARALLEL_WORKERS = configured
+
+    run = index_run(trigger)
+
+    assert run.status == IndexRun.Status.COMPLETED
+    processes = f"{expected} parse process{'es' if expected > 1 else ''}"
+    assert f"({trigger}), {processes}" in run.log[0]
+    # /status reports what the service's own (background) runs use.
+    reported = client.get("/status").json()["pv_interface_status"]
+    assert reported["indexing_parallel_workers"] == (configured or max(1, os.cpu_count() - 1))
