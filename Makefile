@@ -16,6 +16,7 @@ venv: $(VENV)/.installed
 ## Set up and serve on http://127.0.0.1:8000 (SQLite, the sample volume, background indexing).
 run: venv
 	$(PY) manage.py migrate --no-input -v0
+	$(PY) manage.py collectstatic --no-input -v0
 	$(PY) manage.py build_sample_volume --synthetic 300
 	$(PY) manage.py reindex
 	$(PY) manage.py runservice
