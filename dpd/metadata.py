@@ -27,6 +27,10 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 # this, or nested deeper, is refused before anything serialises it.
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+# The catalogue's column sizes (dpd.models.DataProduct): a longer value is a
+# clear error for its file, never a failed batch or a 500.
+MAX_NAME_LENGTH = 255  # execution_block, context.access_group
+MAX_PATH_LENGTH = 1024  # metadata_file, dataproduct_file
 
 
 class MetadataError(ValueError):
@@ -143,6 +147,8 @@ def validate_document(document: Any, *, require_files_list: bool) -> str:
         raise MetadataError("execution_block is empty")
     if "/" in execution_block or "\x00" in execution_block:
         raise MetadataError("execution_block must not contain '/' or NUL")
+    if len(execution_block) > MAX_NAME_LENGTH:
+        raise MetadataError(f"execution_block is longer than {MAX_NAME_LENGTH} characters")
     context = document.get("context")
     if context is not None and not isinstance(context, dict):
         raise MetadataError(f"context must be a mapping, not {type(context).__name__}")
@@ -151,6 +157,8 @@ def validate_document(document: Any, *, require_files_list: bool) -> str:
         raise MetadataError(
             f"context.access_group must be a single string, not {type(access_group).__name__}"
         )
+    if access_group is not None and len(access_group) > MAX_NAME_LENGTH:
+        raise MetadataError(f"context.access_group is longer than {MAX_NAME_LENGTH} characters")
     files = document.get("files")
     if require_files_list and files is not None and not isinstance(files, list):
         raise MetadataError(f"files must be a list, not {type(files).__name__}")
@@ -182,6 +190,8 @@ def from_volume_file(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ProductMetadata:
     """A metadata file found on the volume, at a path relative to the root."""
+    if len(relative_metadata_file) > MAX_PATH_LENGTH:
+        raise MetadataError(f"its path is longer than {MAX_PATH_LENGTH} characters")
     document = load_yaml(data, max_bytes=max_bytes)
     execution_block = validate_document(document, require_files_list=True)
     relative_folder = str(PurePosixPath(relative_metadata_file).parent)

@@ -22,6 +22,10 @@ from dpd.volume import volume_root
 
 # Enough rounds to undo any realistic multiple encoding ("%252e%252e" and worse).
 _MAX_DECODE_ROUNDS = 5
+# The file system's limits (Linux NAME_MAX and PATH_MAX, in bytes): a longer
+# name cannot exist, and asking the file system about it is an OSError.
+_MAX_NAME_BYTES = 255
+_MAX_PATH_BYTES = 4096
 
 
 class UnsafePath(ValueError):
@@ -59,6 +63,10 @@ def check_relative_path(raw: str) -> PurePosixPath:
     path = PurePosixPath(raw)
     if not path.parts or str(path) == ".":
         raise UnsafePath("the path is empty")
+    if len(raw.encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES:
+        raise UnsafePath(f"the path is longer than {_MAX_PATH_BYTES} bytes")
+    if any(len(part.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES for part in path.parts):
+        raise UnsafePath(f"a name in the path is longer than {_MAX_NAME_BYTES} bytes")
     return path
 
 
@@ -100,11 +108,17 @@ def product_ingest_folder(relative: str) -> DataProduct:
     real volume root, exactly as the indexer does, so ingesting a folder and
     re-indexing it later never make two products.
     """
-    path, relative_file = _resolve_metadata_file(check_relative_path(relative))
-    with open(path, "rb") as handle:
-        stat = os.fstat(handle.fileno())
-        # Read one byte past the limit so an oversized file is refused, not cut.
-        data = handle.read(settings.METADATA_MAX_BYTES + 1)
+    checked = check_relative_path(relative)
+    try:
+        path, relative_file = _resolve_metadata_file(checked)
+        with open(path, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            # Read one byte past the limit so an oversized file is refused, not cut.
+            data = handle.read(settings.METADATA_MAX_BYTES + 1)
+    except OSError as exc:  # unreadable, a loop of links, ...: the caller's 400
+        raise InvalidMetadataFile(
+            f"cannot read {checked.as_posix()}: {exc.strerror or exc}"
+        ) from None
     try:
         product = from_volume_file(
             data,

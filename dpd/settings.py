@@ -362,6 +362,12 @@ ANNOTATION_MAX_LENGTH = env_int("ANNOTATION_MAX_LENGTH", 10000, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON with a nesting limit (dpd/api/parsers.py); forms for the browsable API.
+    "DEFAULT_PARSER_CLASSES": [
+        "dpd.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Each class checks its own on/off setting at request time (dpd/authentication.py).
     # Token first: its WWW-Authenticate makes a refused anonymous call a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [

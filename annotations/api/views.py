@@ -13,7 +13,6 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError, OperationalError
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +27,7 @@ from annotations.api.serializers import (
 )
 from annotations.models import Annotation
 from dpd.access import principal_name, visible_products
+from dpd.api.parsers import JSONParser
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ParseError, ValidationError
-from rest_framework.parsers import JSONParser
+
+from dpd.api.parsers import JSONParser
 
 MISSING_IDENTIFIER = (
     "Invalid product identifier: DataProductIdentifier must have either a UUID or an "
@@ -86,7 +87,8 @@ def body_object(request) -> dict[str, Any]:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    return kinds.get(type(value), "a number")
 
 
 class StrictCharField(serializers.CharField):

@@ -17,6 +17,9 @@ from rest_framework.exceptions import APIException
 from dpd import search
 
 MAX_KEY_VALUE_PAIRS = 64
+# Offsets past this are past the end of any catalogue: clamped, so an absurd
+# page number answers an empty page, not a database error (bigint overflow).
+MAX_OFFSET = 2**31 - 1
 MAX_FILTER_ITEMS = 64
 
 
@@ -87,7 +90,7 @@ class SearchRequestSerializer(serializers.Serializer):
         size = data.get(
             "count", data.get("limit", settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
         )
-        return offset, min(size, settings.SEARCH_MAX_PAGE_SIZE)
+        return min(offset, MAX_OFFSET), min(size, settings.SEARCH_MAX_PAGE_SIZE)
 
 
 class SearchBadRequest(APIException):
@@ -170,4 +173,4 @@ class FilterRequestSerializer(serializers.Serializer):
         if data.get("page") is None and data.get("pageSize") is None:
             return None
         size = min(data.get("pageSize") or 25, settings.SEARCH_MAX_PAGE_SIZE)
-        return (data.get("page") or 0) * size, size
+        return min((data.get("page") or 0) * size, MAX_OFFSET), size

@@ -15,7 +15,6 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -24,6 +23,7 @@ from rest_framework.views import APIView
 from dpd import search, search_rows
 from dpd.access import visible_products, visible_to
 from dpd.api import column_labels
+from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.api.product_serializers import (
     BoundedJSONParser,
     ErrorSerializer,
@@ -217,13 +217,6 @@ class DataProductSearchView(APIView):
         total = search_rows.total(products, rows, offset, size)
         more = offset + len(rows) < total
         return _rows_response(rows, as_text, total=total, more_results=more)
-
-
-class AnyContentTypeJSONParser(JSONParser):
-    """Upstream reads this endpoint's body as JSON whatever its Content-Type
-    (`await request.json()`), so `curl -d '{...}'` (form-encoded) works too."""
-
-    media_type = "*/*"
 
 
 class FilterDataProductsView(APIView):
