@@ -25,9 +25,9 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import CharField, F, Func, Max, Q, QuerySet, Value
+from django.db.models import CharField, F, Func, JSONField, Max, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Cast, Coalesce, NullIf
 
 from dpd import search_text
 from dpd.models import DataProduct, execution_block_search_text
@@ -431,7 +431,9 @@ def sort_products(
         elif field in _COLUMN_FIELDS:
             primary = F(field)
         elif field in fields:
-            primary = document_value(field)
+            # A JSON null is no value (its row leaves the field out, reference
+            # 4.6), so it sorts with the missing ones: SQL NULL, last.
+            primary = NullIf(document_value(field), Cast(Value("null"), JSONField()))
         else:
             continue
         order = primary.desc(nulls_last=True) if descending else primary.asc(nulls_last=True)

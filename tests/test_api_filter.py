@@ -377,6 +377,18 @@ def test_sorting_by_a_document_field_puts_missing_values_last(anonymous):
     assert all(o is None for o in observers[len(present) :])
 
 
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_a_null_value_sorts_with_the_missing_ones(anonymous, direction):
+    # pb-notebookvr's metadata has `pol_xel: null`: its row leaves the field
+    # out (reference 4.6), so it sorts last like the rows without the field.
+    rows = page(anonymous, sort=[{"field": "obscore.pol_xel", "sort": direction}])["data"]
+    values = [row.get("obscore.pol_xel") for row in rows]
+    present = [value for value in values if value is not None]
+    assert present, "the fixtures have pol_xel values"
+    assert values[: len(present)] == sorted(present, reverse=direction == "desc")
+    assert all(value is None for value in values[len(present) :])
+
+
 def test_an_unknown_sort_field_keeps_the_default_order(anonymous):
     unsorted = folders(page(anonymous))
     assert folders(page(anonymous, sort=[{"field": "nope__x", "sort": "asc"}])) == unsorted
