@@ -139,6 +139,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "dpd.middleware.CorsAllowRequestedHeadersMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "dpd.hardening.RequestBodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -363,6 +364,8 @@ ANNOTATION_MAX_LENGTH = env_int("ANNOTATION_MAX_LENGTH", 10000, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # JSON with a nesting limit (dpd/api/parsers.py); forms for the browsable API.
+    # JSON when no renderer matches Accept, never 406 (dpd/api/negotiation.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "dpd.api.negotiation.JSONFallbackNegotiation",
     "DEFAULT_PARSER_CLASSES": [
         "dpd.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",

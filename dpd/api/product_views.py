@@ -13,8 +13,7 @@ from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotAcceptable, NotFound
-from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -153,21 +152,9 @@ class DataProductMetadataView(APIView):
         return Response(product.nested_document(), headers=product_page_link(request, product.uid))
 
 
-class AnyAcceptNegotiation(DefaultContentNegotiation):
-    """Downloads answer whatever Accept says (a tar, or a JSON error); a client
-    asking for application/x-tar must not get 406."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        try:
-            return super().select_renderer(request, renderers, format_suffix)
-        except NotAcceptable:
-            return renderers[0], renderers[0].media_type
-
-
 class DownloadView(APIView):
     parser_classes = [BoundedJSONParser]
     permission_classes = [ProductReadAccess]
-    content_negotiation_class = AnyAcceptNegotiation
 
     @extend_schema(
         operation_id="download",
