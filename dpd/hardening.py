@@ -22,6 +22,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, reverse
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle
 
+# Oversized bodies up to this size are read and dropped before the 413 (see
+# RequestBodyLimitMiddleware); larger ones are refused without reading them.
+BODY_DRAIN_LIMIT = 64 * 1024 * 1024
+
 
 class RequestBodyLimitMiddleware:
     """413 for a declared body larger than DATA_UPLOAD_MAX_MEMORY_SIZE."""
@@ -36,6 +40,12 @@ class RequestBodyLimitMiddleware:
         except ValueError:
             return JsonResponse({"detail": "Content-Length is not a number."}, status=400)
         if limit is not None and length > limit:
+            if length <= BODY_DRAIN_LIMIT:
+                # Read what the client sends before answering: a server that
+                # closes with the body unread resets the connection, and many
+                # clients (Python's http.client, requests) then never see the 413.
+                while request.read(1 << 16):
+                    pass
             return JsonResponse(
                 {
                     "detail": (

@@ -1,6 +1,39 @@
+import io
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpd.settings")
-application = get_wsgi_application()
+
+
+def read_chunked_bodies(app):
+    """Give Django the body of a request sent with chunked transfer encoding.
+
+    Django reads CONTENT_LENGTH bytes of a request body, so a chunked body
+    (`requests.post(url, data=generator)`, curl `-H 'Transfer-Encoding:
+    chunked'`), which has no Content-Length, reads as empty. The upstream's
+    server reads it. When the WSGI server has decoded the chunks and marks the
+    input as terminated (gunicorn does), the body is read here, at most one
+    byte past DATA_UPLOAD_MAX_MEMORY_SIZE, and handed on with its length: an
+    oversized one then gets hardening's 413 like any other.
+    """
+
+    def application(environ, start_response):
+        if (
+            not environ.get("CONTENT_LENGTH")
+            and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+            and environ.get("wsgi.input_terminated")
+        ):
+            from django.conf import settings
+
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            stream = environ["wsgi.input"]
+            body = stream.read() if limit is None else stream.read(limit + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return app(environ, start_response)
+
+    return application
+
+
+application = read_chunked_bodies(get_wsgi_application())
