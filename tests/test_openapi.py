@@ -1,5 +1,6 @@
 """The OpenAPI schema: served, browsable, complete, and committed without drift."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ def test_the_schema_viewers_are_served_from_our_own_static_files(client, path):
     page = response.content.decode()
     assert "/openapi.json" in page
     assert "drf_spectacular_sidecar" in page  # the bundled assets, no CDN
-    assert "cdn.jsdelivr" not in page and "unpkg.com" not in page
+    assert re.findall(r"(?:src|href)=\"(https?://[^\"]*)", page) == []
+    assert "googleapis" not in page and "cdn.jsdelivr" not in page and "unpkg.com" not in page
 
 
 def test_the_contract_paths_are_documented_without_a_trailing_slash():
