@@ -34,6 +34,9 @@ class AnnotationRevisionInline(admin.TabularInline):
 
 
 class AnnotationAdminForm(forms.ModelForm):
+    # As written, like the pages and the API: no trimming.
+    annotation_text = forms.CharField(widget=forms.Textarea, strip=False)
+
     class Meta:
         model = Annotation
         fields = ["annotation_text"]
@@ -79,6 +82,10 @@ class AnnotationAdmin(admin.ModelAdmin):
         # Annotations are written on product pages or through the API, by their author.
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Deleting an annotation would delete its history: never rewritten.
+        return False
+
     def save_model(self, request: HttpRequest, obj: Annotation, form, change: bool) -> None:
         services.annotation_update(
             annotation_id=obj.annotation_id,
@@ -108,4 +115,7 @@ class AnnotationRevisionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

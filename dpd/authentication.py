@@ -2,7 +2,8 @@
 
 Four ways in, each optional (docs/configuration.md says how to turn each on):
 
-- Django sessions (admin, pages): DRF's SessionAuthentication, always on.
+- Django sessions (admin, pages): DRF's SessionAuthentication, always on;
+  CSRF is checked except on the POSTs that only read (ReadOnlyPost views).
 - Our API tokens (scripts, service accounts): `Authorization: Token <key>`,
   made by `manage.py create_service_account`. A token of a deleted or
   inactive user is refused with 401: a script should learn its key is dead.
@@ -24,9 +25,11 @@ from collections.abc import Callable
 from functools import cached_property
 
 from django.conf import settings
+from drf_spectacular import authentication as drf_spectacular_authentication
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import (
     BaseAuthentication,
+    SessionAuthentication,
     TokenAuthentication,
     get_authorization_header,
 )
@@ -85,6 +88,32 @@ class ExternalUser:
 
     def __str__(self) -> str:
         return self.principal_name or f"{self.source} caller"
+
+
+class ReadOnlyPost:
+    """Mark of a view whose POST only carries a query body and changes nothing
+    (search, filter, metadata, download)."""
+
+    reads_only = True
+
+
+class SessionAuthenticationReadsWithoutCsrf(SessionAuthentication):
+    """Django sessions, with CSRF checked on every state-changing request but
+    not on the POSTs that only read.
+
+    The dashboard, served from the same site, posts its searches with the
+    browser's cookies and no CSRF token; a user who had signed in to the
+    product pages or the admin would get 403 on every grid refresh. A
+    cross-site page can make such a request but cannot read its answer (the
+    same-origin policy; CORS admits only the dashboard's origins), and the
+    request changes nothing, so there is nothing for CSRF to protect.
+    """
+
+    def enforce_csrf(self, request) -> None:
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if getattr(view, "reads_only", False):
+            return
+        super().enforce_csrf(request)
 
 
 class ServiceTokenAuthentication(TokenAuthentication):
@@ -209,3 +238,9 @@ class TrustedHeaderScheme(OpenApiAuthenticationExtension):
             "description": "Set by an authenticating proxy; honoured only from "
             "TRUSTED_PROXY_ADDRESSES.",
         }
+
+
+class SessionCookieScheme(drf_spectacular_authentication.SessionScheme):
+    """drf-spectacular's cookieAuth for our session class (it matches the exact class)."""
+
+    target_class = SessionAuthenticationReadsWithoutCsrf

@@ -377,7 +377,7 @@ REST_FRAMEWORK = {
         "dpd.authentication.ServiceTokenAuthentication",
         "dpd.authentication.DashboardBearerAuthentication",
         "dpd.authentication.TrustedHeaderAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "dpd.authentication.SessionAuthenticationReadsWithoutCsrf",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["dpd.hardening.AnonymousRateThrottle"],
     "NUM_PROXIES": DPD_NUM_PROXIES,

@@ -112,3 +112,34 @@ def test_a_data_products_admin_page_links_to_its_product_page(admin_client_, ann
     html = admin_client_.get(f"/admin/dpd/dataproduct/{product.pk}/change/").content.decode()
 
     assert f'href="/products/{product.uid}/"' in html
+
+
+def test_the_admin_cannot_delete_annotations_or_their_history(admin_client_, annotations):
+    kept, _ = annotations
+    revision = kept.revisions.get()
+
+    pages = [
+        f"/admin/annotations/annotation/{kept.annotation_id}/delete/",
+        f"/admin/annotations/annotationrevision/{revision.pk}/delete/",
+    ]
+    for page in pages:
+        assert admin_client_.post(page, {"post": "yes"}).status_code == 403
+    listed = admin_client_.get("/admin/annotations/annotationrevision/").content.decode()
+
+    assert "delete_selected" not in listed
+    assert Annotation.objects.filter(pk=kept.pk).exists() and kept.revisions.count() == 1
+
+
+def test_an_admin_edit_keeps_the_text_as_written(admin_client_, annotations):
+    # No trimming, as on the pages and through the API.
+    _, other = annotations
+    text = "   indented\nline two   \n"
+
+    response = admin_client_.post(
+        f"/admin/annotations/annotation/{other.annotation_id}/change/",
+        {"annotation_text": text, "revisions-TOTAL_FORMS": "0", "revisions-INITIAL_FORMS": "0"},
+    )
+
+    assert response.status_code == 302
+    other.refresh_from_db()
+    assert other.annotation_text == text

@@ -357,3 +357,15 @@ def test_listing_costs_the_same_queries_for_one_annotation_or_many(member, produ
         assert len(member.get(f"/annotations/{other.uid}").json()) == 8
 
     assert len(many) == len(one)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "raw"),
+    [("application/x-www-form-urlencoded", "annotation_text=x"), ("text/plain", "hello")],
+)
+def test_a_body_that_is_not_json_answers_400_not_415(member, product, content_type, raw):
+    response = member.generic("POST", "/annotation", raw, content_type=content_type)
+
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+    assert not Annotation.objects.exists()

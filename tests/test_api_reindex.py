@@ -53,3 +53,12 @@ def test_a_product_ingested_through_the_api_is_the_same_row_after_a_reindex(cura
     run_requested_index(int(response["Location"].rstrip("/").rsplit("/", 1)[-1]))
     assert DataProduct.objects.count() == 15
     assert DataProduct.objects.get(uid=UID[15]).pk == before.pk
+
+
+def test_a_head_request_starts_nothing(curator):
+    from indexing.models import IndexRun
+
+    response = curator.head("/reindexdataproducts")
+
+    assert response.status_code == 405
+    assert not IndexRun.objects.exists()

@@ -515,3 +515,37 @@ def test_the_annotation_edit_form_refuses_a_post_without_a_csrf_token(products):
     assert response.status_code == 403
     note.refresh_from_db()
     assert note.annotation_text == "original"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/filterdataproducts", {"page": 0, "pageSize": 5}),
+        ("/dataproductsearch", {}),
+        ("/dataproductmetadata", {"execution_block": "eb-none"}),
+        ("/download", {"execution_block": "eb-none"}),
+    ],
+)
+def test_reading_posts_need_no_csrf_token_from_a_signed_in_browser(products, path, body):
+    # The dashboard, on the same site, posts its searches with the browser's
+    # cookies and no CSRF token; a user signed in to the pages must not get 403.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_user("alice"))
+
+    response = client.post(path, body, content_type="application/json")
+
+    assert response.status_code in (200, 404)
+    assert "CSRF" not in response.content.decode()
+
+
+def test_a_signed_in_curators_ingest_without_a_csrf_token_is_refused(products):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_user("curator2", is_staff=True))
+
+    response = client.post(
+        "/ingestnewmetadata", {"execution_block": "eb-csrf-1"}, content_type="application/json"
+    )
+
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    assert not DataProduct.objects.filter(execution_block="eb-csrf-1").exists()

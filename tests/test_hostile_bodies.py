@@ -131,3 +131,47 @@ def test_a_uid_given_as_an_object_is_named_an_object(anonymous):
 
     assert response.status_code == 422
     assert "uid must be a string, not an object" in response.json()["detail"]
+
+
+SURROGATE = '"a\\ud800b"'  # valid JSON, but no UTF-8 text
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "raw"),
+    [
+        ("/dataproductsearch", 422, '{"key_value_pairs": ["context.notes:' + SURROGATE[1:] + "]}"),
+        (
+            "/filterdataproducts",
+            400,
+            '{"filterModel": {"items": [{"field": "execution_block", "operator": "contains",'
+            ' "value": ' + SURROGATE + "}]}}",
+        ),
+        ("/ingestnewmetadata", 422, '{"execution_block": ' + SURROGATE + "}"),
+        (
+            "/annotation",
+            400,
+            '{"data_product_uid": "a0a2a10f-e382-31ba-0949-9a79204dfcad", "annotation_text": '
+            + SURROGATE
+            + "}",
+        ),
+    ],
+    ids=["search", "filter", "ingest", "annotation"],
+)
+def test_an_unpaired_surrogate_is_malformed_json_not_a_500(curator, path, code, raw):
+    response = curator.post(path, raw, content_type="application/json")
+
+    assert response.status_code == code
+    assert "unpaired surrogate" in response.json()["detail"]
+
+
+def test_a_huge_limit_on_the_run_list_is_capped(curator):
+    from indexing.models import IndexRun
+
+    IndexRun.objects.create(
+        trigger=IndexRun.Trigger.API, status=IndexRun.Status.COMPLETED, volume_prefix="dpd_x"
+    )
+
+    response = curator.get("/api/v1/index-runs/?limit=9223372036854775808")
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 1

@@ -27,7 +27,7 @@ from annotations.api.serializers import (
 )
 from annotations.models import Annotation
 from dpd.access import principal_name, visible_products
-from dpd.api.parsers import JSONParser
+from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ _UID = "76fba20e-208c-78d5-7b57-5d81d746dc90"
 
 
 class AnnotationSaveView(AnnotationStoreView):
-    parser_classes = [JSONParser]
+    # A form or text body is read as JSON too, so it is a 400 like any
+    # malformed body (docs/annotations.md), not DRF's 415.
+    parser_classes = [JSONParser, AnyContentTypeJSONParser]
     database_error_message = "Internal server error while saving new annotation."
 
     @extend_schema(

@@ -1,10 +1,13 @@
-"""JSON request parsers: DRF's, with limits that turn hostile bodies into 4xx.
+"""JSON request parsers: DRF's, with checks that turn hostile bodies into 4xx.
 
 Python's json module raises RecursionError (not ValueError, which DRF
 catches) for a document nested about a thousand levels deep, so a 2 KB body
-of brackets was a 500 on every endpoint. Bodies nested deeper than the
-metadata documents may be (dpd.metadata.MAX_DEPTH) are refused as malformed
-JSON before any view code walks them.
+of brackets was a 500 on every endpoint; and it accepts `"\\ud800"`, a
+string no UTF-8 encoder takes, which was a 500 wherever it reached the
+database. Both are refused as malformed JSON before any view code sees the
+document. The depth limit is well above what a metadata document may have
+(dpd.metadata.MAX_DEPTH, 64), so a merely deep document still gets the
+metadata validation's own message.
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ MAX_JSON_DEPTH = 200
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser; too deep a document is a ParseError (400 by default)."""
+    """DRF's JSON parser; too deep a document, or a string with an unpaired
+    surrogate (`"\\ud800"` is valid JSON but no UTF-8 text: PostgreSQL and the
+    response encoder fail on it), is a ParseError (400 by default)."""
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            data = None
-            deep = True
+            problem = f"nested deeper than {MAX_JSON_DEPTH} levels"
         else:
-            deep = nested_deeper_than(data, MAX_JSON_DEPTH)
-        if deep:
-            raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels")
+            problem = _problem(data)
+        if problem:
+            raise ParseError(f"JSON parse error - {problem}")
         return data
 
 
@@ -41,14 +45,27 @@ class AnyContentTypeJSONParser(JSONParser):
     media_type = "*/*"
 
 
-def nested_deeper_than(data: Any, limit: int) -> bool:
+def _problem(data: Any) -> str | None:
+    """What makes a parsed document unusable here, or None."""
     stack = [(data, 0)]
     while stack:
         node, depth = stack.pop()
-        if depth > limit:
-            return True
+        if depth > MAX_JSON_DEPTH:
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
         if isinstance(node, dict):
+            if not all(map(_is_text, node)):
+                return "a key holds an unpaired surrogate (not UTF-8 text)"
             stack.extend((value, depth + 1) for value in node.values())
         elif isinstance(node, list):
             stack.extend((value, depth + 1) for value in node)
-    return False
+        elif isinstance(node, str) and not _is_text(node):
+            return "a string holds an unpaired surrogate (not UTF-8 text)"
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

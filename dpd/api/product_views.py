@@ -30,6 +30,7 @@ from dpd.api.product_serializers import (
     Unprocessable,
     body_object,
 )
+from dpd.authentication import ReadOnlyPost
 from dpd.download import DownloadNotFound, plan_download, stream_tar, tar_size
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
@@ -90,7 +91,7 @@ IDENTIFIER_EXAMPLES = [
 ]
 
 
-class DataProductMetadataView(APIView):
+class DataProductMetadataView(ReadOnlyPost, APIView):
     parser_classes = [BoundedJSONParser]
     permission_classes = [ProductReadAccess]
 
@@ -152,7 +153,7 @@ class DataProductMetadataView(APIView):
         return Response(product.nested_document(), headers=product_page_link(request, product.uid))
 
 
-class DownloadView(APIView):
+class DownloadView(ReadOnlyPost, APIView):
     parser_classes = [BoundedJSONParser]
     permission_classes = [ProductReadAccess]
 
@@ -352,6 +353,8 @@ class IngestNewMetadataView(APIView):
 
 class ReindexDataProductsView(APIView):
     permission_classes = [CanReindex]
+    # GET starts a run (as upstream); HEAD must not (link checkers, proxies).
+    http_method_names = ["get", "options"]
 
     @extend_schema(
         operation_id="reindexdataproducts",

@@ -35,6 +35,7 @@ from dpd.api.search_serializers import (
     SearchRequestSerializer,
 )
 from dpd.api.table_renderers import CSVRenderer, TSVRenderer
+from dpd.authentication import ReadOnlyPost
 from dpd.models import DataProduct
 from dpd.status import api_status
 
@@ -142,7 +143,7 @@ class StatusView(APIView):
         return Response(api_status())
 
 
-class DataProductSearchView(APIView):
+class DataProductSearchView(ReadOnlyPost, APIView):
     parser_classes = [BoundedJSONParser]
     renderer_classes = TABLE_RENDERERS
 
@@ -219,7 +220,7 @@ class DataProductSearchView(APIView):
         return _rows_response(rows, as_text, total=total, more_results=more)
 
 
-class FilterDataProductsView(APIView):
+class FilterDataProductsView(ReadOnlyPost, APIView):
     parser_classes = [JSONParser, AnyContentTypeJSONParser]
     renderer_classes = TABLE_RENDERERS
 

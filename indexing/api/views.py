@@ -19,7 +19,10 @@ from indexing.models import IndexRun
 
 class TimestampedPagination(LimitOffsetPagination):
     """A page with the server's time, so a polling client can tell which runs
-    ended (terminal_timestamp) after it loaded the page."""
+    ended (terminal_timestamp) after it loaded the page. `limit` is capped
+    (a huge one was a database error)."""
+
+    max_limit = 200
 
     def get_paginated_response(self, data: list[Any]) -> Response:
         response = super().get_paginated_response(data)
