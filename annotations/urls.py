@@ -1,9 +1,27 @@
 """Server-rendered pages, mounted under /products/ (dpd/urls.py)."""
 
+import uuid
+
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
 from annotations import views
+
+
+class AnyUuidConverter:
+    """A uid as the API takes it: 32 hex digits, hyphens optional, any case
+    (Django's `uuid` converter takes only the lowercase hyphenated form)."""
+
+    regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+    def to_python(self, value: str) -> uuid.UUID:
+        return uuid.UUID(value)
+
+    def to_url(self, value: uuid.UUID) -> str:
+        return str(value)
+
+
+register_converter(AnyUuidConverter, "anyuuid")
 
 urlpatterns = [
     path(
@@ -16,6 +34,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(next_page="pages-login"), name="pages-logout"),
     path("annotations/recent/", views.recent_annotations, name="annotations-recent"),
     path("annotations/<int:annotation_id>/edit/", views.annotation_edit, name="annotation-edit"),
-    path("<uuid:uid>/", views.product_page, name="product-page"),
-    path("<uuid:uid>/annotations/", views.annotation_add, name="annotation-add"),
+    path("<anyuuid:uid>/", views.product_page, name="product-page"),
+    path("<anyuuid:uid>/annotations/", views.annotation_add, name="annotation-add"),
 ]

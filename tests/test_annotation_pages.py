@@ -351,3 +351,27 @@ def test_the_recent_page_costs_the_same_queries_for_few_or_many_products(member)
         member.get("/products/annotations/recent/")
 
     assert len(many) == len(few)
+
+
+def test_a_product_page_takes_the_uid_forms_the_api_takes(member, product):
+    # Upper case, or without hyphens: the same product, as in the API.
+    for written in (str(product.uid).upper(), product.uid.hex):
+        response = member.get(f"/products/{written}/")
+        assert response.status_code == 200
+        assert product.execution_block in response.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/products/not-a-uid/", "/products/annotations/abc/edit/"])
+def test_a_mistyped_page_address_is_an_html_404_page(member, path):
+    response = member.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    assert "Not found" in response.content.decode()
+
+
+def test_an_unknown_api_path_is_still_a_json_404(member):
+    response = member.get("/no-such-endpoint")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
