@@ -19,6 +19,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle
 
@@ -113,11 +114,10 @@ class LoginThrottleMiddleware:
         key = _failures_key(client_address(request))
         if cache.get(key, 0) >= limit:
             seconds = settings.DPD_LOGIN_LOCKOUT_SECONDS
-            response = HttpResponse(
-                f"Too many failed logins from this address; try again in {seconds} seconds.\n",
-                status=429,
-                content_type="text/plain; charset=utf-8",
-            )
+            # An HTML page, like the login forms it stands in for.
+            message = f"Too many failed logins from this address; try again in {seconds} seconds."
+            context = {"status": 429, "title": "Too many attempts", "message": message}
+            response = render(request, "annotations/refused.html", context, status=429)
             response["Retry-After"] = str(seconds)
             return response
         response = self.get_response(request)

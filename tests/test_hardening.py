@@ -107,6 +107,7 @@ def test_password_guessing_is_refused_after_the_failure_limit(admin_user, settin
     assert refused.status_code == 429
     assert refused["Retry-After"] == "300"
     assert "Too many failed logins" in refused.content.decode()
+    assert refused["Content-Type"].startswith("text/html")
     # Someone else, elsewhere, can still sign in.
     assert (
         login(APIClient(REMOTE_ADDR="192.0.2.1"), "correct horse battery", path).status_code == 302
