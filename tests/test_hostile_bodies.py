@@ -175,3 +175,17 @@ def test_a_huge_limit_on_the_run_list_is_capped(curator):
 
     assert response.status_code == 200
     assert len(response.json()["results"]) == 1
+
+
+@pytest.mark.parametrize("cookie", ["0\x00\x80\x80\x80", "abc\x00defgh", "ABCDEFGH;--'"])
+def test_a_session_cookie_django_could_not_have_made_is_no_session(cookie):
+    from django.test import Client
+
+    client = Client()
+    client.cookies["sessionid"] = cookie
+
+    posted = client.post("/annotation", {"annotation_text": "x"}, content_type="application/json")
+    searched = client.post("/filterdataproducts", {}, content_type="application/json")
+
+    assert posted.status_code == 401  # no identity, not a database error
+    assert searched.status_code == 200 and len(searched.json()) == 12
