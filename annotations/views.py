@@ -16,7 +16,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from annotations import services
 from annotations.forms import AnnotationForm
@@ -74,8 +74,12 @@ def product_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
 
 
 @login_required(login_url=PAGES_LOGIN_URL)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def annotation_add(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
+    if request.method == "GET":
+        # The address a form with errors is shown at: reloading it from the
+        # address bar leads back to the product page, not to a blank 405.
+        return redirect("product-page", uid=uid)
     products = visible_products(request)
     product = products.filter(uid=uid).first()
     if product is None:

@@ -375,3 +375,12 @@ def test_an_unknown_api_path_is_still_a_json_404(member):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+def test_opening_the_add_address_leads_back_to_the_product_page(member, product):
+    # A form with errors is shown at /products/<uid>/annotations/; entering
+    # that address again must not give a blank 405.
+    response = member.get(f"/products/{product.uid}/annotations/")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/products/{product.uid}/"
