@@ -100,14 +100,12 @@ def tar_size(plan: DownloadPlan) -> int:
     name = plan.folders[0]
     try:
         for name, path in _walk(plan):
-            info = os.lstat(path)
-            if stat.S_ISDIR(info.st_mode):
-                total += len(_header(name, info, tarfile.DIRTYPE))
-            elif stat.S_ISLNK(info.st_mode):
-                total += len(_header(name, info, tarfile.SYMTYPE, linkname=os.readlink(path)))
-            elif stat.S_ISREG(info.st_mode):
-                total += len(_header(name, info, tarfile.REGTYPE)) + info.st_size
-                total += -info.st_size % BLOCK
+            info, kind, linkname = _entry(path)
+            if kind is None:
+                continue
+            total += len(_header(name, info, kind, linkname))
+            if kind == tarfile.REGTYPE:
+                total += info.st_size + -info.st_size % BLOCK
     except OSError as exc:
         raise DownloadNotFound(f"File not found: {name} cannot be read") from exc
     end = 2 * BLOCK
@@ -179,15 +177,27 @@ def _walk_dir(name: str, path: Path) -> Iterator[tuple[str, Path]]:
             yield from _walk_dir(child, Path(entry.path))
 
 
-def _member(name: str, path: Path, chunk_size: int) -> Iterator[bytes]:
-    """One tar member: header, then for a regular file its bytes padded to a block."""
+def _entry(path: Path) -> tuple[os.stat_result, bytes | None, str]:
+    """(lstat, tar member type or None when not sent, link target): which
+    entries an archive holds, for `tar_size` and `_member` alike, so the
+    announced length and the stream cannot disagree on it."""
     info = os.lstat(path)
     if stat.S_ISDIR(info.st_mode):
-        yield _header(name, info, tarfile.DIRTYPE)
-    elif stat.S_ISLNK(info.st_mode):
-        yield _header(name, info, tarfile.SYMTYPE, linkname=os.readlink(path))
-    elif stat.S_ISREG(info.st_mode):
+        return info, tarfile.DIRTYPE, ""
+    if stat.S_ISLNK(info.st_mode):
+        return info, tarfile.SYMTYPE, os.readlink(path)
+    if stat.S_ISREG(info.st_mode):
+        return info, tarfile.REGTYPE, ""
+    return info, None, ""
+
+
+def _member(name: str, path: Path, chunk_size: int) -> Iterator[bytes]:
+    """One tar member: header, then for a regular file its bytes padded to a block."""
+    info, kind, linkname = _entry(path)
+    if kind == tarfile.REGTYPE:
         yield from _file(name, path, chunk_size)
+    elif kind is not None:
+        yield _header(name, info, kind, linkname)
     else:
         logger.info("download: skipping %s (not a file, directory or symlink)", name)
 
