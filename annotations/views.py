@@ -22,6 +22,7 @@ from annotations import services
 from annotations.forms import AnnotationForm
 from annotations.models import Annotation
 from annotations.presentation import product_summary
+from annotations.refusal import refusal_page
 from dpd.access import principal_name, visible_products
 from dpd.models import DataProduct
 
@@ -30,12 +31,6 @@ from dpd.models import DataProduct
 PAGES_LOGIN_URL = reverse_lazy("pages-login")
 RECENT_PER_PAGE = 25
 NO_PRODUCT = "There is no data product with this uid, or you may not see it."
-
-
-def _refused(request: HttpRequest, status: int, message: str) -> HttpResponse:
-    title = {403: "Not allowed", 404: "Not found"}.get(status, "Refused")
-    context = {"status": status, "title": title, "message": message}
-    return render(request, "annotations/refused.html", context, status=status)
 
 
 def _can_edit(request: HttpRequest, annotation: Annotation) -> bool:
@@ -69,7 +64,7 @@ def _render_product(
 def product_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     product = visible_products(request).filter(uid=uid).first()
     if product is None:
-        return _refused(request, 404, NO_PRODUCT)
+        return refusal_page(request, 404, NO_PRODUCT)
     return _render_product(request, product, AnnotationForm())
 
 
@@ -83,7 +78,7 @@ def annotation_add(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     products = visible_products(request)
     product = products.filter(uid=uid).first()
     if product is None:
-        return _refused(request, 404, NO_PRODUCT)
+        return refusal_page(request, 404, NO_PRODUCT)
     form = AnnotationForm(request.POST)
     if not form.is_valid():
         return _render_product(request, product, form, status=400)
@@ -109,9 +104,9 @@ def annotation_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
     try:
         annotation = services.annotation_editable(annotation_id, **rules)
     except services.AnnotationNotFound:
-        return _refused(request, 404, "There is no such annotation, or you may not see it.")
+        return refusal_page(request, 404, "There is no such annotation, or you may not see it.")
     except services.NotAnnotationAuthor as exc:
-        return _refused(request, 403, exc.message)
+        return refusal_page(request, 403, exc.message)
     status = 200
     if request.method == "POST":
         form = AnnotationForm(request.POST)

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle
+
+from annotations.refusal import refusal_page
 
 # Oversized bodies up to this size are read and dropped before the 413 (see
 # RequestBodyLimitMiddleware); larger ones are refused without reading them.
@@ -116,8 +117,7 @@ class LoginThrottleMiddleware:
             seconds = settings.DPD_LOGIN_LOCKOUT_SECONDS
             # An HTML page, like the login forms it stands in for.
             message = f"Too many failed logins from this address; try again in {seconds} seconds."
-            context = {"status": 429, "title": "Too many attempts", "message": message}
-            response = render(request, "annotations/refused.html", context, status=429)
+            response = refusal_page(request, 429, message)
             response["Retry-After"] = str(seconds)
             return response
         response = self.get_response(request)

@@ -8,12 +8,12 @@ from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import render
 from rest_framework import status
 from rest_framework.exceptions import MethodNotAllowed, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from annotations.refusal import refusal_page
 from dpd.api.product_serializers import BoundedJSONParser, Unprocessable
 
 # Where the server-rendered pages live (dpd/urls.py).
@@ -80,8 +80,7 @@ def json_not_found(request, exception=None) -> HttpResponse:
     """JSON for the API; the pages' own HTML 404 under /products/ (people
     follow those links, e.g. with a mistyped uid)."""
     if request.path.startswith(PAGES_PREFIX):
-        context = {"status": 404, "title": "Not found", "message": "There is no such page."}
-        return render(request, "annotations/refused.html", context, status=404)
+        return refusal_page(request, 404, "There is no such page.")
     return JsonResponse({"detail": "Not Found"}, status=404)
 
 

@@ -1,0 +1,14 @@
+"""The HTML refusal page of the server-rendered pages (403, 404, 429), shared
+by the pages' views, the project's 404 handler and the login lockout."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+TITLES = {403: "Not allowed", 404: "Not found", 429: "Too many attempts"}
+
+
+def refusal_page(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    context = {"status": status, "title": TITLES.get(status, "Refused"), "message": message}
+    return render(request, "annotations/refused.html", context, status=status)
