@@ -20,8 +20,7 @@ from django.db.models import Count, Max, Q
 from dpd.access import visible_to
 from dpd.models import DataProduct
 from dpd.volume import volume_root
-from indexing.indexer import parallel_workers
-from indexing.status import indexing_status, pv_index_status
+from indexing.status import indexing_status, pv_index_config, pv_index_status
 
 logger = logging.getLogger(__name__)
 
@@ -68,19 +67,6 @@ def _catalogue_counts() -> dict[str, Any]:
     )
 
 
-def _pv_indexing_unknown() -> dict[str, Any]:
-    """The configuration part of pv_interface_status, when the run history is unreadable."""
-    return {
-        "last_index_duration": None,
-        "index_time_modified": None,
-        "indexing_timeout_seconds": settings.INDEXING_TIMEOUT_SECONDS,
-        "indexing_batch_size": settings.INDEXING_BATCH_SIZE,
-        "indexing_parallel_workers": parallel_workers(),
-        "indexing_work_unit_depth": settings.INDEXING_WORK_UNIT_DEPTH,
-        "last_index_run": None,
-    }
-
-
 def _dlm_interface_status() -> dict[str, Any]:
     """Off state; the DLM bridge reports its probes here once it is enabled."""
     return {
@@ -100,7 +86,7 @@ def api_status() -> dict[str, Any]:
         db_error = f"Database not available: {type(exc).__name__}"
         counts = {"total": None, "on_volume": None, "last_update": None}
 
-    indexing, pv_indexing = dict(_INDEXING_UNKNOWN), _pv_indexing_unknown()
+    indexing, pv_indexing = dict(_INDEXING_UNKNOWN), pv_index_config()
     if db_error is None:
         try:
             indexing, pv_indexing = indexing_status(), pv_index_status()

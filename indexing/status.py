@@ -97,10 +97,11 @@ def indexing_status() -> dict[str, Any]:
     return block
 
 
-def pv_index_status() -> dict[str, Any]:
-    """The indexing fields of `pv_interface_status`, from the last run that
-    finished indexing (completed or timed out)."""
-    block: dict[str, Any] = {
+def pv_index_config() -> dict[str, Any]:
+    """The indexing fields of `pv_interface_status` with no run known: the
+    configuration, and nulls where the last run's figures go (also what
+    /status shows when the database cannot be read)."""
+    return {
         "last_index_duration": None,
         "index_time_modified": None,
         "indexing_timeout_seconds": settings.INDEXING_TIMEOUT_SECONDS,
@@ -110,6 +111,12 @@ def pv_index_status() -> dict[str, Any]:
         "indexing_work_unit_depth": settings.INDEXING_WORK_UNIT_DEPTH,
         "last_index_run": None,
     }
+
+
+def pv_index_status() -> dict[str, Any]:
+    """The indexing fields of `pv_interface_status`, from the last run that
+    finished indexing (completed or timed out)."""
+    block = pv_index_config()
     try:
         run = (
             IndexRun.objects.filter(
