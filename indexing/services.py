@@ -280,16 +280,12 @@ def _lead(
     reporter = _ProgressReporter(lease, run, on_progress)
     deadline = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS
     try:
-        # The operator's foreground command may bulk-load an empty catalogue
-        # and takes every core; background runs keep the search indexes and
-        # leave a core to the searches they serve.
-        foreground = trigger == IndexRun.Trigger.COMMAND
         result = index_volume(
             root,
             on_progress=reporter,
             deadline=deadline,
-            workers=parallel_workers(background=not foreground),
-            bulk_load=foreground,
+            workers=_workers(trigger),
+            bulk_load=_foreground(trigger),
         )
     except Exception as exc:  # recorded on the run: a worker must never crash on a run
         if isinstance(exc, VolumeUnavailable | leader.LostLeadership | DatabaseError):
@@ -356,9 +352,20 @@ def _start_run(
     return candidate
 
 
+def _foreground(trigger: str) -> bool:
+    """The operator's `manage.py reindex`: it may bulk-load an empty catalogue
+    and takes every core; background runs keep the search indexes and leave a
+    core to the searches they serve."""
+    return trigger == IndexRun.Trigger.COMMAND
+
+
+def _workers(trigger: str) -> int:
+    return parallel_workers(background=not _foreground(trigger))
+
+
 def _started_line(lease: leader.Lease, trigger: str) -> str:
     niceness = os.nice(0)  # background runs yield the CPU (INDEXING_NICENESS)
-    workers = parallel_workers(background=trigger != IndexRun.Trigger.COMMAND)
+    workers = _workers(trigger)
     return (
         f"started by {lease.holder} ({trigger}), {workers} parse "
         f"process{'es' if workers > 1 else ''}" + (f", CPU niceness {niceness}" if niceness else "")
