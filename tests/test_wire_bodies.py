@@ -56,18 +56,19 @@ def request(port: int, method: str, path: str, body=None, headers=None, **option
         conn.close()
 
 
+def post_search(port: int, body, **options):
+    """POST a JSON body to /dataproductsearch; an iterator body with
+    encode_chunked=True goes out chunked, without Content-Length."""
+    return request(
+        port, "POST", "/dataproductsearch", body, {"Content-Type": "application/json"}, **options
+    )
+
+
 def test_a_chunked_json_body_is_read_like_any_other(server):
     text = json.dumps(WIDE).encode()
     pieces = iter([text[:10], text[10:]])  # a generator body: sent chunked
 
-    status, _, body = request(
-        server,
-        "POST",
-        "/dataproductsearch",
-        pieces,
-        {"Content-Type": "application/json"},
-        encode_chunked=True,
-    )
+    status, _, body = post_search(server, pieces, encode_chunked=True)
 
     assert status == 200, body
     assert len(json.loads(body)) == 12
@@ -77,14 +78,7 @@ def test_an_oversized_chunked_body_is_a_413(server, settings):
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     pieces = iter([b'{"padding": "', b"x" * (limit + 10), b'"}'])
 
-    status, _, body = request(
-        server,
-        "POST",
-        "/dataproductsearch",
-        pieces,
-        {"Content-Type": "application/json"},
-        encode_chunked=True,
-    )
+    status, _, body = post_search(server, pieces, encode_chunked=True)
 
     assert status == 413
     assert str(limit) in json.loads(body)["detail"]
@@ -93,9 +87,7 @@ def test_an_oversized_chunked_body_is_a_413(server, settings):
 def test_a_20_mb_body_gets_a_413_the_client_can_read(server):
     body = b'{"padding": "' + b"x" * (20 * 1024 * 1024) + b'"}'
 
-    status, content_type, answer = request(
-        server, "POST", "/dataproductsearch", body, {"Content-Type": "application/json"}
-    )
+    status, content_type, answer = post_search(server, body)
 
     assert status == 413
     assert content_type == "application/json"
