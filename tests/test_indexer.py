@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.contrib.postgres.indexes import GinIndex
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -18,6 +17,7 @@ from dpd.models import DataProduct
 from dpd.sample_volume import build_sample_volume
 from indexing import indexer
 from indexing.indexer import VolumeUnavailable, index_volume
+from tests.catalogue_indexes import SEARCH_INDEXES, search_indexes
 from tests.conftest import UPSTREAM_ROOT
 from tests.file_access import as_a_user_without_root_file_access
 from tests.test_metadata import EXPECTED, REJECTED
@@ -391,17 +391,6 @@ def test_progress_is_reported_after_every_written_batch(sample_volume):
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the GIN indexes exist on PostgreSQL only"
 )
-# The GIN indexes (metadata containment, search text and execution block trigrams).
-SEARCH_INDEXES = {index.name for index in DataProduct._meta.indexes if isinstance(index, GinIndex)}
-
-
-def search_indexes() -> set[str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexname = ANY(%s)",
-            [DataProduct._meta.db_table, list(SEARCH_INDEXES)],
-        )
-        return {name for (name,) in cursor.fetchall()}
 
 
 @postgresql_only

@@ -10,13 +10,12 @@ import sys
 
 import pytest
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from dpd.models import DataProduct
 from indexing.models import IndexRun
 from indexing.services import index_run
+from tests.catalogue_indexes import SEARCH_INDEXES, search_indexes
 
 pytestmark = pytest.mark.django_db
 
@@ -113,22 +112,13 @@ def test_only_the_foreground_command_drops_the_search_indexes_for_a_first_load(
 ):
     # Background runs serve searches while they load: the trigram index stays.
     settings.INDEXING_BATCH_SIZE = 4
-    gin = {index.name for index in DataProduct._meta.indexes if isinstance(index, GinIndex)}
     during = []
 
-    def present() -> set[str]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT indexname FROM pg_indexes WHERE tablename = %s",
-                [DataProduct._meta.db_table],
-            )
-            return {name for (name,) in cursor.fetchall()} & gin
-
-    run = index_run(trigger, on_progress=lambda progress: during.append(present()))
+    run = index_run(trigger, on_progress=lambda progress: during.append(search_indexes()))
 
     assert run.status == IndexRun.Status.COMPLETED and DataProduct.objects.count() == 15
     assert (during[0] == set()) is dropped_during_load
-    assert present() == gin
+    assert search_indexes() == SEARCH_INDEXES
 
 
 @pytest.mark.parametrize(
