@@ -41,10 +41,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import bench_database  # noqa: E402  (bench/, the script's own folder)
 
 GIB = 1024**3
 MIB = 1024**2
@@ -91,11 +93,7 @@ SHAPES = {
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="measure this running server instead of starting one")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL"),
-        help="PostgreSQL database, created when missing (default: $BENCH_DATABASE_URL)",
-    )
+    bench_database.add_database_url(parser)
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--volume", default="/tmp/dpd-bench-api-volume")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
@@ -105,24 +103,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--download-uid", help="with --url: the product to download")
     parser.add_argument("--download-dir", help="with --url: that product's folder")
     parser.add_argument("--server-pid", type=int, help="with --url: gunicorn master pid")
-    args = parser.parse_args()
-    if not args.database_url:
-        parser.error("--database-url (or BENCH_DATABASE_URL) is required")
-    return args
+    return bench_database.parse_args(parser)
 
 
 # --- the catalogue and the big product -----------------------------------------
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
-            conn.execute(f'create database "{name}"')
 
 
 def fill_catalogue(products: int) -> None:
@@ -396,7 +380,7 @@ def main() -> None:
     url = args.url
     try:
         if url is None:
-            ensure_database(args.database_url)
+            bench_database.ensure_database(args.database_url)
             volume = Path(args.volume)
             volume.mkdir(parents=True, exist_ok=True)
             env = {

@@ -51,8 +51,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+import bench_database
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,32 +94,16 @@ def parse_args() -> argparse.Namespace:
         required=True,
         help="volume to index, read only (bench/make_volume.py ROOT 20000)",
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL"),
-        help="PostgreSQL database, created when missing (default: $BENCH_DATABASE_URL)",
-    )
+    bench_database.add_database_url(parser)
     parser.add_argument("--clients", type=int, default=4, help="concurrent search clients")
     parser.add_argument("--think", type=float, default=0.05, help="seconds between requests")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="cap of the idle phase")
     parser.add_argument("--stale", type=int, default=10, help="stale limit of the takeover")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers per instance")
-    args = parser.parse_args()
-    if not args.database_url:
-        parser.error("--database-url (or BENCH_DATABASE_URL) is required")
-    return args
+    return bench_database.parse_args(parser)
 
 
 # --- database ----------------------------------------------------------------------
-
-
-def ensure_database(url: str) -> None:
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
-            conn.execute(f'create database "{name}"')
 
 
 def empty_tables(url: str) -> None:
@@ -415,7 +400,7 @@ def main() -> None:
     if not volume.is_dir():
         raise SystemExit(f"{volume} is not a directory (python bench/make_volume.py ROOT 20000)")
     expected = metadata_files(volume)
-    ensure_database(args.database_url)
+    bench_database.ensure_database(args.database_url)
     env = {
         **os.environ,
         "DATABASE_URL": args.database_url,

@@ -28,22 +28,16 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-import bench_api  # noqa: E402  (the catalogue and the request shapes are shared)
+import bench_api  # noqa: E402
+import bench_database  # noqa: E402  (the catalogue and the request shapes are shared)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("BENCH_DATABASE_URL"),
-        help="PostgreSQL database, created when missing (default: $BENCH_DATABASE_URL)",
-    )
+    bench_database.add_database_url(parser)
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5, help="EXPLAIN ANALYZE runs per query")
-    args = parser.parse_args()
-    if not args.database_url:
-        parser.error("--database-url (or BENCH_DATABASE_URL) is required")
-    return args
+    return bench_database.parse_args(parser)
 
 
 def view_queries(path: str, body: dict) -> tuple[int, list[str]]:
@@ -77,7 +71,7 @@ def main() -> None:
     os.environ["DATABASE_URL"] = args.database_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "dpd.settings"
     os.environ["DPD_THROTTLE_ANON_RATE"] = ""
-    bench_api.ensure_database(args.database_url)
+    bench_database.ensure_database(args.database_url)
     import django
 
     django.setup()
