@@ -115,6 +115,7 @@ def fill_catalogue(products: int) -> None:
 
     from django.core.management import call_command
     from django.db import connection
+    from django.db.models import Q
 
     from dpd.metadata import from_volume_file
     from dpd.models import DataProduct
@@ -123,11 +124,19 @@ def fill_catalogue(products: int) -> None:
     call_command("migrate", verbosity=0, skip_checks=True)
     existing = DataProduct.objects.exclude(execution_block=BIG_EB).count()
     # Rows from before a derived column existed (NULL row_json) are rebuilt.
-    if existing == products and not DataProduct.objects.filter(row_json__isnull=True).exists():
+    stale = DataProduct.objects.filter(Q(row_json__isnull=True) | Q(search_signature__isnull=True))
+    if existing == products and not stale.exists():
         print(f"catalogue: reusing {existing} products")
         return
     started = time.perf_counter()
     DataProduct.objects.all().delete()
+    with connection.cursor() as cursor:
+        # Compressed as the indexer writes them (indexing/writer.py).
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        if cursor.fetchone()[0]:
+            cursor.execute("SET default_toast_compression = 'lz4'")
     rng = random.Random(0)
     batch = []
     for index in range(products):

@@ -11,7 +11,15 @@ from django.db import models
 from django.db.models.functions import Replace
 
 from dpd.metadata import NO_FOLDER, ProductMetadata, flatten
-from dpd.search_text import GS, RS, US, build_search_text, row_field_types
+from dpd.search_text import (
+    GS,
+    RS,
+    SIGNATURE_BITS,
+    US,
+    build_search_text,
+    row_field_types,
+    signature,
+)
 
 
 def execution_block_search_text() -> models.Func:
@@ -23,6 +31,17 @@ def execution_block_search_text() -> models.Func:
     for separator in (GS, RS, US):
         expression = Replace(expression, models.Value(separator), models.Value(" "))
     return expression
+
+
+class SignatureField(models.Field):
+    """dpd.search_text.signature(): a bit string of fixed width on PostgreSQL,
+    where the key:value window tests it with `&`; its text elsewhere (SQLite
+    has no window and never tests it)."""
+
+    description = "Search text signature"
+
+    def db_type(self, connection) -> str:
+        return f"bit({SIGNATURE_BITS})" if connection.vendor == "postgresql" else "text"
 
 
 class DataProductQuerySet(models.QuerySet):
@@ -65,6 +84,9 @@ class DataProduct(models.Model):
     # Derived from the row by fields_from (dpd/search_text.py): what search and
     # filter match with a trigram index instead of reading every document.
     search_text = models.TextField(default="", editable=False)
+    # signature(search_text): the bigram buckets the key:value window tests
+    # before reading a search text. NULL (rows written by hand) passes.
+    search_signature = SignatureField(null=True, editable=False)
     # {flattened field: number|string|boolean|list}: the grid config's columns.
     field_types = models.JSONField(default=dict, editable=False)
     # The flattened row as JSON object text, without the fields that depend on
@@ -119,6 +141,7 @@ class DataProduct(models.Model):
         }
         row = cls(**fields).flat_row()
         fields["search_text"] = build_search_text(row)
+        fields["search_signature"] = signature(fields["search_text"])
         fields["field_types"] = row_field_types(row)
         fields["row_json"] = stored_row_json(row)
         return fields
@@ -138,6 +161,7 @@ class DataProduct(models.Model):
         """Recompute the derived search columns after editing the row in place."""
         row = self.flat_row()
         self.search_text = build_search_text(row)
+        self.search_signature = signature(self.search_text)
         self.field_types = row_field_types(row)
         self.row_json = stored_row_json(row)
 

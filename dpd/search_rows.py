@@ -9,11 +9,12 @@ Two ways to write a page:
   these texts: no document is decoded, flattened or encoded per request,
   which was most of a date-range search's time (~12 ms per 100 rows).
 
-And one way to find a key:value page faster (`window_ids`, PostgreSQL): the
+And one way to find a key:value page faster (`window_rows`, PostgreSQL): the
 trigram index narrows a pair with common values to thousands of candidates,
 each rechecked against its search text before the newest can be picked; the
 newest matches are usually among the newest products, so the first
-SEARCH_WINDOW_ROWS products in display order are tried first. When they hold
+SEARCH_WINDOW_ROWS products in display order are tried first, ruled out by
+their search signature where they can be (dpd.search_text). When they hold
 the whole page, it is the page (they are a prefix of the display order);
 otherwise the caller runs the full query.
 """
@@ -21,12 +22,13 @@ otherwise the caller runs the full query.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Func, QuerySet, TextField
+from django.db.models import QuerySet
 
 from dpd import search_text
 from dpd.models import DataProduct, row_json_text
@@ -39,7 +41,7 @@ def page_rows(products: QuerySet[DataProduct], offset: int, limit: int) -> list[
     sorted result, so it is unique across pages (reference 4.5 [rec])."""
     rows = []
     # The derived search columns are for the database, not for the rows.
-    products = products.defer("search_text", "field_types", "row_json")
+    products = products.defer("search_text", "search_signature", "field_types", "row_json")
     for position, product in enumerate(products[offset : offset + limit], start=offset + 1):
         row = product.flat_row()
         row["id"] = position
@@ -55,12 +57,16 @@ def page_texts(products: QuerySet[DataProduct], offset: int, limit: int) -> list
     return _spliced(stored, offset)
 
 
-def rows_by_ids(ids: Sequence[int], offset: int, *, as_text: bool) -> list[Any]:
-    """Rows of the products `ids`, in that order, positions counted from offset."""
+def window_page(found: list[tuple[int, str | None]], offset: int, *, as_text: bool) -> list[Any]:
+    """The page of what window_rows() found, from `offset` on: the JSON texts
+    it read along, or rows rendered from the products."""
+    found = found[offset:]
     if as_text:
-        by_pk = dict(DataProduct.objects.filter(pk__in=ids).values_list("pk", "row_json"))
-        return _spliced([(pk, by_pk[pk]) for pk in ids], offset)
-    products = DataProduct.objects.filter(pk__in=ids).defer("search_text", "field_types")
+        return _spliced(found, offset)
+    ids = [pk for pk, _ in found]
+    products = DataProduct.objects.filter(pk__in=ids).defer(
+        "search_text", "search_signature", "field_types", "row_json"
+    )
     by_pk = {product.pk: product for product in products}
     rows = []
     for position, pk in enumerate(ids, start=offset + 1):
@@ -70,7 +76,7 @@ def rows_by_ids(ids: Sequence[int], offset: int, *, as_text: bool) -> list[Any]:
     return rows
 
 
-def _spliced(stored: list[tuple[int, str]], offset: int) -> list[str]:
+def _spliced(stored: list[tuple[int, str | None]], offset: int) -> list[str]:
     store = json.dumps(settings.PVCNAME, ensure_ascii=False)
     # Rows written before row_json existed are rendered from their documents.
     missing = {pk for pk, text in stored if not text}
@@ -107,82 +113,79 @@ def total(products: QuerySet[DataProduct], rows: list[Any], offset: int, limit: 
     return products.count()
 
 
-# The window is first read for a tenth of its size; a pair that matches too
-# few of those products to fill the page from the whole window goes straight
-# to the full query (half the expected matches is the bar, for sampling noise).
-_PROBE_FRACTION = 10
-_PROBE_MARGIN = 2
-
-
-def window_ids(
+def window_rows(
     candidates: QuerySet[DataProduct], pairs: Sequence[tuple[str, str]], needed: int
-) -> list[int] | None:
-    """The ids of the first `needed` products of `candidates` (in display
-    order) that match every key:value pair, looking only at the first
+) -> list[tuple[int, str | None]] | None:
+    """(id, row_json) of the first `needed` products of `candidates` (in
+    display order) that match every key:value pair, looking only at the first
     SEARCH_WINDOW_ROWS candidates; None when the window holds fewer than
-    `needed` matches (then only the full query knows the answer).
-
-    The window is read in two parts: the first tenth, then the rest, unless
-    the first tenth already filled the page or matched so rarely that the
-    whole window would not (then None at once: a rare value's full query is
-    fast, and reading the whole window for it would cost more than the
-    query). Either way the answer is exact; the probe only decides how fast.
-
-    Each part is a query of its own (a subquery in FROM) so that PostgreSQL
-    walks the display-order index: asked the same as one query, its planner
-    trusts the trigram index for any regex and rechecks every candidate. The
-    window decompresses each search text once (`|| ''`; every function
-    reading a stored text would decompress it again), and a plain substring
-    test of each value (it must occur in a matching text) runs before the
-    regular expressions, in a CASE because the planner would otherwise order
-    them by cost and run the expensive ones first (100,000 products: 30 -> 14 ms).
-    """
+    `needed` matches (then only the full query knows the answer)."""
     window = settings.SEARCH_WINDOW_ROWS
     connection = connections[candidates.db]
     if connection.vendor != "postgresql" or window < needed or not pairs:
         return None
-    probe = max(1, window // _PROBE_FRACTION)
-    ids = _matches_in(connection, candidates, pairs, 0, probe, needed)
-    if len(ids) == needed:
-        return ids
-    if len(ids) * _PROBE_FRACTION * _PROBE_MARGIN < needed:
-        return None
-    ids += _matches_in(connection, candidates, pairs, probe, window, needed - len(ids))
-    return ids if len(ids) == needed else None
+    rows = _matches_in(connection, candidates, pairs, window, needed)
+    return rows if len(rows) == needed else None
+
+
+# Rows read beyond what the page still needs, for the ones the patterns reject.
+_CHUNK_SLACK = 16
 
 
 def _matches_in(
     connection: Any,
     candidates: QuerySet[DataProduct],
     pairs: Sequence[tuple[str, str]],
-    start: int,
-    stop: int,
+    window: int,
     limit: int,
-) -> list[int]:
-    """Ids of the first `limit` matches among candidates[start:stop], in display order."""
-    part = (
-        candidates.order_by(*DISPLAY_ORDER)
-        .annotate(text=_Detoasted("search_text"))
-        .values("id", "text", "date_created", "metadata_file", "uid")[start:stop]
-    )
+) -> list[tuple[int, str | None]]:
+    """(id, row_json) of the first `limit` matches among candidates[:window].
+
+    The window is a subquery in FROM so that PostgreSQL walks the display-order
+    index (asked as one query, its planner trusts the trigram index for any
+    regex and rechecks thousands of candidates). Only products whose search
+    signature holds every bucket of the pairs' bigrams leave the database
+    (dpd.search_text.signature_mask: 100,000 products, two common pairs,
+    17 -> ~2 ms of SQL); their search texts are tested with the pairs'
+    patterns here, with Python's `re` (the patterns read the same in both),
+    a few microseconds each against PostgreSQL's ~17. Rows are read in
+    chunks a little larger than what is missing, until the window ends. A
+    rare pair costs a walk of the window's signatures (~2 ms at the default
+    size) before the full query runs.
+    """
+    part = candidates.order_by(*DISPLAY_ORDER).values(
+        "id",
+        "search_text",
+        "row_json",
+        "search_signature",
+        "date_created",
+        "metadata_file",
+        "uid",
+    )[:window]
     sql, params = part.query.sql_with_params()
-    values = [search_text.clean(value) for _, value in pairs if value]
-    patterns = [search_text.key_value_pattern(key, value) for key, value in pairs]
-    matches = " AND ".join(["w.text ~ %s"] * len(patterns))
-    if values:
-        substrings = " AND ".join(["strpos(w.text, %s) > 0"] * len(values))
-        matches = f"CASE WHEN {substrings} THEN {matches} ELSE false END"
+    bits = f"bit({search_text.SIGNATURE_BITS})"
     query = (
-        f"SELECT w.id FROM ({sql}) w WHERE {matches} "
-        "ORDER BY w.date_created DESC, w.metadata_file, w.uid LIMIT %s"
+        f"SELECT w.id, w.search_text, w.row_json FROM ({sql}) w "
+        "WHERE w.search_signature IS NULL "
+        f"OR (w.search_signature & %s::{bits}) = %s::{bits} "
+        "ORDER BY w.date_created DESC, w.metadata_file, w.uid LIMIT %s OFFSET %s"
     )
+    mask = search_text.signature_mask(pairs)
+    patterns = [re.compile(search_text.key_value_pattern(key, value)) for key, value in pairs]
+    matches: list[tuple[int, str | None]] = []
+    read = 0
+    chunk = limit + _CHUNK_SLACK
     with connection.cursor() as cursor:
-        cursor.execute(query, [*params, *values, *patterns, limit])
-        return [pk for (pk,) in cursor.fetchall()]
-
-
-class _Detoasted(Func):
-    """A text column read once into memory (PostgreSQL)."""
-
-    template = "(%(expressions)s || '')"
-    output_field = TextField()
+        while len(matches) < limit:
+            cursor.execute(query, [*params, mask, mask, chunk, read])
+            rows = cursor.fetchall()
+            matches += [
+                (pk, row_json)
+                for pk, text, row_json in rows
+                if all(pattern.search(text) for pattern in patterns)
+            ]
+            if len(rows) < chunk:
+                break
+            read += len(rows)
+            chunk *= 2  # the patterns reject many: read faster
+    return matches[:limit]

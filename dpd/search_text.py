@@ -19,8 +19,10 @@ Values are `str(value)` of what PyYAML loaded, as upstream compares them
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator, Mapping
+import struct
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from dpd.metadata import flatten
@@ -101,10 +103,15 @@ def literal(text: str) -> str:
 
 def key_value_pattern(key: str, value: str) -> str:
     """Some field (row or list element) whose name contains `key` and whose value
-    contains `value`; an empty value needs a non-empty field value (reference 3.3)."""
-    name = f"{_NAME_CHARS}{literal(key)}{_NAME_CHARS}" if key else _NAME_CHARS
+    contains `value`; an empty value needs a non-empty field value (reference 3.3).
+
+    The pattern starts with the key itself: a name is the only part of the
+    text followed by US before any other separator, so the key found there is
+    inside a name. Starting from a literal, not from a separator class, lets
+    Python's `re` jump to its occurrences (23 -> 4.5 us per search text).
+    """
     value_part = f"{_VALUE_CHARS}{literal(value)}" if value else f"[^{GS}{RS}]"
-    return f"[{GS}{RS}]{name}{US}{value_part}"
+    return f"{literal(key)}{_NAME_CHARS}{US}{value_part}"
 
 
 def field_pattern(field: str, operator: str, values: list[str]) -> str:
@@ -138,3 +145,58 @@ def value_pattern(operator: str, values: list[str]) -> str:
         raise ValueError(f"unknown pattern operator {operator!r}")
     start, end = anchors[operator]
     return f"{start}({alternatives}){end}"
+
+
+# --- Signatures ------------------------------------------------------------------
+# Which of SIGNATURE_BITS buckets the byte pairs (UTF-8 bigrams) of a search
+# text fall in. A key:value pair can only match a text that holds its key and
+# its value, so every bigram of both, so all their buckets: a 256-byte bit
+# string stored inline with the row rules most products out without reading
+# their ~2.7 KB search text (TOAST, decompression and a regular expression,
+# ~17 us each in PostgreSQL). It is a necessary condition, never a match:
+# what passes is still tested with the pattern.
+
+SIGNATURE_BITS = 2048
+_BUCKET_SHIFT = 32 - (SIGNATURE_BITS.bit_length() - 1)
+
+
+@functools.cache
+def _bucket_bits() -> tuple[list[int], list[int]]:
+    """Each bigram's bucket (Fibonacci hashing of its 16 bits), and each
+    bucket's bit as an integer (bucket 0 is the leftmost bit)."""
+    buckets = [((gram * 0x9E3779B1) & 0xFFFFFFFF) >> _BUCKET_SHIFT for gram in range(1 << 16)]
+    bits = [1 << (SIGNATURE_BITS - 1 - bucket) for bucket in range(SIGNATURE_BITS)]
+    return buckets, bits
+
+
+def _bigrams(data: bytes) -> set[int]:
+    """Every pair of adjacent bytes as a 16-bit number (two C-level unpacks:
+    the even and the odd offsets)."""
+    if len(data) < 2:
+        return set()
+    grams = set(struct.unpack_from(f"<{len(data) // 2}H", data))
+    grams.update(struct.unpack_from(f"<{(len(data) - 1) // 2}H", data, 1))
+    return grams
+
+
+def _bit_string(grams: Iterable[int]) -> str:
+    """The buckets of `grams` as PostgreSQL bit-string input (`x` and hex digits)."""
+    buckets, bits = _bucket_bits()
+    value = sum(map(bits.__getitem__, set(map(buckets.__getitem__, grams))))
+    return f"x{value:0{SIGNATURE_BITS // 4}x}"
+
+
+def signature(text: str) -> str:
+    """The signature of a search text (DataProduct.search_signature)."""
+    return _bit_string(_bigrams(text.encode()))
+
+
+def signature_mask(pairs: Iterable[tuple[str, str]]) -> str:
+    """The buckets that a product's signature must all hold to match every
+    key:value pair: the bigrams of each key and value as the text holds them
+    (cleaned), none across two of them."""
+    grams: set[int] = set()
+    for key, value in pairs:
+        grams |= _bigrams(clean(key).encode())
+        grams |= _bigrams(clean(value).encode())
+    return _bit_string(grams)

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from dpd.metadata import from_volume_file
 from dpd.models import DataProduct
+from dpd.search_text import signature
 from tests.test_api_filter import item, page
 from tests.test_api_search import OPEN_IN_ORDER, WIDE, folders, search
 
@@ -84,6 +85,7 @@ def test_filter_rows_are_spliced_the_same_way(client):
     assert page["total"] == 12
 
 
+WINDOW_SQL = "SELECT w.id, w.search_text, w.row_json FROM"  # a part of the window
 COMMON_PAIR = ["interface:ska-data-product-meta"]  # every product has it
 RARE_PAIR = ["files:TestDataFile5"]  # one open product
 TWO_PAIRS = ["execution_block:eb-", "files:TestDataFile"]
@@ -116,44 +118,11 @@ def test_a_page_found_among_the_newest_products_skips_the_full_query(client, set
     assert page["total"] == 12
     assert page["more_results"] is True
     sql = [q["sql"] for q in queries.captured_queries]
-    # The window's first tenth (one product), its rest, the rows by id, the
-    # total; never the full query's rows.
-    assert len(sql) == 4
-    assert "SELECT w.id FROM" in sql[0] and "LIMIT 1" in sql[0]
-    assert "SELECT w.id FROM" in sql[1] and "OFFSET 1" in sql[1]
-    assert "COUNT(*)" in sql[3]
-
-
-@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
-def test_a_page_found_in_the_window_s_first_tenth_needs_one_window_query(client, settings):
-    settings.SEARCH_WINDOW_ROWS = 40
-    body = {**WIDE, "key_value_pairs": COMMON_PAIR, "start": 0, "count": 4}
-    with CaptureQueriesContext(connection) as queries:
-        page = search(client, body).json()
-    assert [row["dataproduct_file"] for row in page["data"]] == OPEN_IN_ORDER[:4]
-    sql = [q["sql"] for q in queries.captured_queries]
-    assert [("SELECT w.id FROM" in q) for q in sql] == [True, False, False]
-
-
-@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
-def test_a_rare_value_goes_to_the_full_query_after_the_window_s_first_tenth(client, settings):
-    settings.SEARCH_WINDOW_ROWS = 120  # a first tenth of 12: all the open products
-    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 1
-    body = {**WIDE, "key_value_pairs": ["files:TestDataFile5"]}  # one product of 12
-    with CaptureQueriesContext(connection) as queries:
-        assert folders(search(client, body)) == ["eb-m002-20221212-12345"]
-    sql = [q["sql"] for q in queries.captured_queries]
-    # Found in the first tenth: the page is full without reading further.
-    assert [("SELECT w.id FROM" in q) for q in sql] == [True, False]
-    settings.SEARCH_WINDOW_ROWS = 300
-    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 30
-    with CaptureQueriesContext(connection) as queries:
-        assert folders(search(client, body)) == ["eb-m002-20221212-12345"]
-    sql = [q["sql"] for q in queries.captured_queries]
-    # One match in the first 30 promises ~10 in 300 (20 with the margin),
-    # short of 30 rows: straight to the full query.
-    assert [("SELECT w.id FROM" in q) for q in sql] == [True, False]
-    assert "~" in sql[1] and "row_json" in sql[1]
+    # The window, which reads the rows along, and the total; never the full
+    # query's rows.
+    assert len(sql) == 2
+    assert WINDOW_SQL in sql[0] and "LIMIT 4" in sql[0]
+    assert "COUNT(*)" in sql[1]
 
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
@@ -166,9 +135,40 @@ def test_a_page_not_all_in_the_window_runs_the_full_query(client, settings):
     assert page["total"] == 1
     sql = [q["sql"] for q in queries.captured_queries]
     assert len(sql) == 3
-    assert "SELECT w.id FROM" in sql[0]
+    assert WINDOW_SQL in sql[0]
     assert '"row_json"' in sql[1] and "~" in sql[1]
     assert "COUNT(*)" in sql[2]
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_matches_among_many_the_patterns_reject_are_read_in_growing_chunks(
+    client, settings, monkeypatch
+):
+    """Every open product's text holds "notes" and "needle", every other one
+    in the same field: the signatures pass them all, the patterns half."""
+    from dpd import search_rows
+
+    monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
+    for n, product in enumerate(products):
+        text = "\x1econtext.notes\x1fa needle\x1e"
+        if n % 2 == 0:
+            text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
+        DataProduct.objects.filter(pk=product.pk).update(
+            search_text=text, search_signature=signature(text)
+        )
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
+    body = {**WIDE, "key_value_pairs": ["notes:needle"]}
+    settings.SEARCH_WINDOW_ROWS = 0
+    full = folders(search(client, body))
+    assert full == OPEN_IN_ORDER[1::2][:4]
+    settings.SEARCH_WINDOW_ROWS = 2000
+    with CaptureQueriesContext(connection) as queries:
+        assert folders(search(client, body)) == full
+    window = [q["sql"] for q in queries.captured_queries if WINDOW_SQL in q["sql"]]
+    # 4 rows (2 matches), then 8 from offset 4 (the other 2 of 6 left).
+    assert len(window) == 2
+    assert "LIMIT 4 OFFSET 0" in window[0] and "LIMIT 8 OFFSET 4" in window[1]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -178,9 +178,13 @@ def test_products_written_by_the_indexer_answer_from_their_stored_rows(client, s
     DataProduct.objects.all().delete()
     index_volume(workers=2, batch_size=4)  # the COPY writer on PostgreSQL
     assert not DataProduct.objects.filter(row_json__isnull=True).exists()
+    assert not DataProduct.objects.filter(search_signature__isnull=True).exists()
     products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
     expected = [{**p.flat_row(), "id": n} for n, p in enumerate(products, start=1)]
     assert search(client, WIDE).json() == expected
+    # The signatures the workers computed pass every product of a common pair.
+    body = {**WIDE, "key_value_pairs": ["interface:ska-data-product-meta"]}
+    assert search(client, body).json() == expected
 
 
 @pytest.mark.parametrize(
@@ -199,8 +203,9 @@ def test_products_written_by_the_indexer_answer_from_their_stored_rows(client, s
 def test_the_window_treats_pattern_characters_as_literals_like_the_full_query(
     client, settings, pair, matches
 ):
+    text = "\x1econtext.notes\x1fa%b_c.*(x)|\\d\x1e"
     DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").update(
-        search_text="\x1econtext.notes\x1fa%b_c.*(x)|\\d\x1e"
+        search_text=text, search_signature=signature(text)
     )
     settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 1  # one match fills the page
     body = {**WIDE, "key_value_pairs": [pair]}

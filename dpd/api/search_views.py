@@ -208,9 +208,9 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         as_text = _wants_json(request)
         page = serializer.page()
         offset, size = page or (0, settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
-        ids = search_rows.window_ids(candidates, data["pairs"], offset + size)
-        if ids is not None:
-            rows = search_rows.rows_by_ids(ids[offset:], offset, as_text=as_text)
+        found = search_rows.window_rows(candidates, data["pairs"], offset + size)
+        if found is not None:
+            rows = search_rows.window_page(found, offset, as_text=as_text)
         else:
             rows = search_rows.fetch_page(products, offset, size, as_text=as_text)
         if page is None:
