@@ -321,10 +321,28 @@ def test_accept_tsv_gives_tab_separated_rows(client):
 def test_the_number_of_queries_does_not_grow_with_the_rows(client, django_assert_num_queries):
     with django_assert_num_queries(1):
         search(client, WIDE)
-    with django_assert_num_queries(2):  # a full page: the rows, then the total
+    # Paged: the ids of the matches (the page and, up to 1,000 of them, the
+    # total), then the page's rows.
+    with django_assert_num_queries(2):
         search(client, {**WIDE, "start": 0, "count": 5})
-    with django_assert_num_queries(1):  # a short page is the last: its total is known
+    with django_assert_num_queries(2):
         search(client, {**WIDE, "start": 0, "count": 50})
+
+
+def test_past_a_thousand_matches_the_total_is_counted(
+    client, django_assert_num_queries, monkeypatch
+):
+    from dpd import search_rows
+
+    monkeypatch.setattr(search_rows, "COUNTED_IDS", 4)
+    with django_assert_num_queries(3):  # the ids, the page's rows, COUNT(*)
+        page = search(client, {**WIDE, "start": 2, "count": 3}).json()
+    assert page["total"] == 12
+    assert [row["id"] for row in page["data"]] == [3, 4, 5]
+    # A page beyond the ids read: the page itself, then the total.
+    page = search(client, {**WIDE, "start": 6, "count": 3}).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == OPEN_IN_ORDER[6:9]
+    assert (page["total"], page["more_results"]) == (12, True)
 
 
 @pytest.mark.parametrize(

@@ -211,11 +211,14 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         found = search_rows.window_rows(candidates, data["pairs"], offset + size)
         if found is not None:
             rows = search_rows.window_page(found, offset, as_text=as_text)
-        else:
+            if page is not None:
+                total = search_rows.total(products, rows, offset, size)
+        elif page is None:
             rows = search_rows.fetch_page(products, offset, size, as_text=as_text)
+        else:
+            rows, total = search_rows.counted_page(products, offset, size, as_text=as_text)
         if page is None:
             return _rows_response(rows, as_text)
-        total = search_rows.total(products, rows, offset, size)
         more = offset + len(rows) < total
         return _rows_response(rows, as_text, total=total, more_results=more)
 
@@ -307,8 +310,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
                 search_rows.fetch_page(products, 0, limit, as_text=as_text), as_text
             )
         offset, size = page
-        rows = search_rows.fetch_page(products, offset, size, as_text=as_text)
-        total = search_rows.total(products, rows, offset, size)
+        rows, total = search_rows.counted_page(products, offset, size, as_text=as_text)
         return _rows_response(rows, as_text, total=total)
 
 
