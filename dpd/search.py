@@ -18,8 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.apps import apps
@@ -242,8 +243,14 @@ def document_value(field: str) -> KeyTransform:
 class _FilterBuilder:
     """Turns filter items into Q objects; number comparisons need aliases."""
 
-    fields: dict[str, str]
     aliases: dict[str, Any]
+
+    @cached_property
+    def fields(self) -> dict[str, str]:
+        """The field catalogue, read only for a field that needs it: filters
+        and sorts on the columns every product has (the dashboard's usual
+        request) skip its index probe."""
+        return catalogue_fields()
 
     def item_q(self, item: Any) -> Q | None:
         """The condition of one item, or None when it is to be ignored (unknown
@@ -263,8 +270,8 @@ class _FilterBuilder:
             return self._annotation_q(operator, value)
         if field == "date_created":
             return self._date_q(operator, value)
-        if field not in self.fields:
-            return None
+        if field != "execution_block" and field not in self.fields:
+            return None  # execution_block: every product has one (a string)
         if operator in _NUMBER_OPERATORS:
             return self._number_q(field, operator, value)
         if operator in _VALUELESS:
@@ -398,7 +405,7 @@ def filter_products(
 ) -> QuerySet[DataProduct]:
     """The grid's rows: filterModel items combined with its logicOperator, ANDed
     with the search-panel items, sorted (reference 3.5, 3.6 [rec])."""
-    builder = _FilterBuilder(fields=catalogue_fields(), aliases={})
+    builder = _FilterBuilder(aliases={})
     grid_conditions = [q for q in map(builder.item_q, filter_items) if q is not None]
     panel_conditions = [q for q in map(builder.item_q, panel_items) if q is not None]
     combined = Q()
@@ -411,11 +418,13 @@ def filter_products(
         combined &= q
     if builder.aliases:
         products = products.alias(**builder.aliases)
-    return sort_products(products.filter(combined), sort_model, builder.fields)
+    return sort_products(products.filter(combined), sort_model, lambda: builder.fields)
 
 
 def sort_products(
-    products: QuerySet[DataProduct], sort_model: list[Any], fields: dict[str, str]
+    products: QuerySet[DataProduct],
+    sort_model: list[Any],
+    fields: Callable[[], dict[str, str]],
 ) -> QuerySet[DataProduct]:
     """The first usable sortModel entry, missing values last, then the display
     order as tie-break; no usable entry gives the display order."""
@@ -430,7 +439,7 @@ def sort_products(
             primary = F("date_created")
         elif field in _COLUMN_FIELDS:
             primary = F(field)
-        elif field in fields:
+        elif field in fields():
             # A JSON null is no value (its row leaves the field out, reference
             # 4.6), so it sorts with the missing ones: SQL NULL, last.
             primary = NullIf(document_value(field), Cast(Value("null"), JSONField()))

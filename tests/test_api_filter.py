@@ -115,6 +115,25 @@ def test_execution_block_contains_finds_only_that_product(anonymous):
     assert result["total"] == 1
 
 
+def test_the_dashboards_usual_request_runs_two_queries(anonymous, django_assert_num_queries):
+    # execution_block, the date panel and the date sort need no field
+    # catalogue: the matches' ids (the page and the total), the page's rows.
+    with django_assert_num_queries(2):
+        result = page(
+            anonymous,
+            item("execution_block", "contains", "eb-m00"),
+            panel=[item("date_created", "onOrAfter", "2019-01-01")],
+            sort=[{"field": "date_created", "sort": "desc"}],
+            size=3,
+        )
+    assert folders(result) == [
+        "eb-m005-20231031-12345",
+        "eb-m001-20230921-245",
+        "eb-m001-20221212-12345",
+    ]
+    assert result["total"] == 6
+
+
 def test_the_dashboards_request_gives_a_page_and_the_total(anonymous):
     body = {
         "filterModel": {
