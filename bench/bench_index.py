@@ -36,6 +36,7 @@ django.setup()
 
 import yaml  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.core.management.color import no_style  # noqa: E402
 from django.db import connection  # noqa: E402
 
@@ -109,6 +110,7 @@ def main() -> None:
     name = settings.METADATA_FILE_NAME
     if not os.path.isdir(root):
         parser.error(f"{root} is not a directory")
+    call_command("migrate", verbosity=0)  # a new database, or one from older code
     if DataProduct.objects.exists() and not args.yes:
         parser.error("the DataProduct table is not empty; --yes empties it for the cold index")
 

@@ -169,34 +169,35 @@ def _bucket_bits() -> tuple[list[int], list[int]]:
     return buckets, bits
 
 
-def _bigrams(data: bytes) -> set[int]:
-    """Every pair of adjacent bytes as a 16-bit number (two C-level unpacks:
-    the even and the odd offsets)."""
+def _buckets(data: bytes) -> set[int]:
+    """The buckets of every pair of adjacent bytes, read as 16-bit numbers by
+    two C-level unpacks (even and odd offsets) and mapped without a Python loop."""
     if len(data) < 2:
         return set()
-    grams = set(struct.unpack_from(f"<{len(data) // 2}H", data))
-    grams.update(struct.unpack_from(f"<{(len(data) - 1) // 2}H", data, 1))
-    return grams
+    bucket_of, _ = _bucket_bits()
+    found = set(map(bucket_of.__getitem__, struct.unpack_from(f"<{len(data) // 2}H", data)))
+    odd = struct.unpack_from(f"<{(len(data) - 1) // 2}H", data, 1)
+    found.update(map(bucket_of.__getitem__, odd))
+    return found
 
 
-def _bit_string(grams: Iterable[int]) -> str:
-    """The buckets of `grams` as PostgreSQL bit-string input (`x` and hex digits)."""
-    buckets, bits = _bucket_bits()
-    value = sum(map(bits.__getitem__, set(map(buckets.__getitem__, grams))))
-    return f"x{value:0{SIGNATURE_BITS // 4}x}"
+def _bit_string(buckets: set[int]) -> str:
+    """Buckets as PostgreSQL bit-string input (`x` and hex digits)."""
+    _, bit_of = _bucket_bits()
+    return f"x{sum(map(bit_of.__getitem__, buckets)):0{SIGNATURE_BITS // 4}x}"
 
 
 def signature(text: str) -> str:
     """The signature of a search text (DataProduct.search_signature)."""
-    return _bit_string(_bigrams(text.encode()))
+    return _bit_string(_buckets(text.encode()))
 
 
 def signature_mask(pairs: Iterable[tuple[str, str]]) -> str:
     """The buckets that a product's signature must all hold to match every
-    key:value pair: the bigrams of each key and value as the text holds them
-    (cleaned), none across two of them."""
-    grams: set[int] = set()
+    key:value pair: the byte pairs of each key and value as the text holds
+    them (cleaned), none across two of them."""
+    buckets: set[int] = set()
     for key, value in pairs:
-        grams |= _bigrams(clean(key).encode())
-        grams |= _bigrams(clean(value).encode())
-    return _bit_string(grams)
+        buckets |= _buckets(clean(key).encode())
+        buckets |= _buckets(clean(value).encode())
+    return _bit_string(buckets)
