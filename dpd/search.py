@@ -436,8 +436,13 @@ def sort_products(
             continue
         descending = direction == "desc"
         if field == "date_created":
-            primary = F("date_created")
-        elif field in _COLUMN_FIELDS:
+            # Never NULL: no NULLS LAST, which would keep PostgreSQL from
+            # reading dpd_display_order in order (the dashboard's default
+            # sort: a sort of every visible product, 40 ms at 100,000).
+            if descending:
+                return products.in_display_order()
+            return products.order_by("date_created", "metadata_file", "uid")
+        if field in _COLUMN_FIELDS:
             primary = F(field)
         elif field in fields():
             # A JSON null is no value (its row leaves the field out, reference

@@ -68,7 +68,7 @@ def window_page(found: list[tuple[int, str | None]], offset: int, *, as_text: bo
 
 def _rows_by_ids(ids: Sequence[int], offset: int, *, as_text: bool) -> list[Any]:
     """Rows of the products `ids`, in that order, positions counted from offset."""
-    products = DataProduct.objects.filter(pk__in=ids)
+    products = DataProduct.objects.filter(pk__in=ids).order_by()  # put in order here
     if as_text:
         by_pk = dict(products.values_list("pk", "row_json"))
         return _spliced([(pk, by_pk[pk]) for pk in ids], offset)

@@ -388,6 +388,17 @@ def test_sorting_by_a_column_ascending(anonymous):
     assert shown[-1] == "eb-test-20230401-12345"
 
 
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_sorting_by_date_breaks_ties_by_metadata_file_then_uid(anonymous, direction):
+    shown = folders(page(anonymous, sort=[{"field": "date_created", "sort": direction}]))
+    products = DataProduct.objects.filter(access_group__isnull=True)
+    by_date = sorted(products, key=lambda p: (p.metadata_file, str(p.uid)))
+    by_date.sort(key=lambda p: p.date_created, reverse=direction == "desc")
+    assert shown == [p.dataproduct_file for p in by_date]
+    # Two products of 2024-02-01 and two of 2022-12-12: the ties are ordered.
+    assert shown.index("eb-m001-20221212-12345") < shown.index("eb-m002-20221212-12345")
+
+
 def test_sorting_by_a_document_field_puts_missing_values_last(anonymous):
     rows = page(anonymous, sort=[{"field": "context.observer", "sort": "desc"}])["data"]
     observers = [row.get("context.observer") for row in rows]
