@@ -150,14 +150,20 @@ def window_rows(
 ) -> list[tuple[int, str | None]] | None:
     """(id, row_json) of the first `needed` products of `candidates` (in
     display order) that match every key:value pair, looking only at the first
-    SEARCH_WINDOW_ROWS candidates; None when the window holds fewer than
-    `needed` matches (then only the full query knows the answer)."""
+    SEARCH_WINDOW_ROWS candidates; fewer when the window held every candidate
+    (a catalogue or date range smaller than the window, e.g. while a first
+    index fills it: that is the whole answer); None when the window holds
+    fewer than `needed` matches and more candidates follow it (then only the
+    full query knows the answer)."""
     window = settings.SEARCH_WINDOW_ROWS
     connection = connections[candidates.db]
     if connection.vendor != "postgresql" or window < needed or not pairs:
         return None
     rows = _matches_in(connection, candidates, pairs, window, needed)
-    return rows if len(rows) == needed else None
+    if len(rows) == needed:
+        return rows
+    beyond = candidates.order_by(*DISPLAY_ORDER)[window : window + 1]
+    return None if beyond.exists() else rows
 
 
 # Rows read beyond what the page still needs, for the ones the patterns reject.

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from dpd.metadata import from_volume_file
 from dpd.models import DataProduct
+from dpd.search_text import signature
 
 pytestmark = pytest.mark.usefixtures("indexed_sample")
 
@@ -134,8 +135,9 @@ def test_a_zero_value_matches_unlike_upstream(client):
 
 
 def test_a_value_keeps_its_second_colon(client):
+    text = "\x1econtext.notes\x1fsee http://example.org/x\x1e"
     DataProduct.objects.filter(execution_block="eb-m005-20231031-12345").update(
-        search_text="\x1econtext.notes\x1fsee http://example.org/x\x1e"
+        search_text=text, search_signature=signature(text)
     )
     body = {**WIDE, "key_value_pairs": ["notes:http://example.org"]}
     assert folders(search(client, body)) == ["eb-m005-20231031-12345"]

@@ -134,12 +134,32 @@ def test_a_page_not_all_in_the_window_runs_the_full_query(client, settings):
     assert [row["dataproduct_file"] for row in page["data"]] == ["eb-m002-20221212-12345"]
     assert page["total"] == 1
     sql = [q["sql"] for q in queries.captured_queries]
-    # The window; the full query's ids, all of them (the page and the total
-    # at once, no COUNT); the page's rows by id.
-    assert len(sql) == 3
+    # The window; whether candidates follow it (they do); the full query's
+    # ids, all of them (the page and the total at once, no COUNT); the
+    # page's rows by id.
+    assert len(sql) == 4
     assert WINDOW_SQL in sql[0]
-    assert "~" in sql[1] and '"row_json"' not in sql[1]
-    assert '"row_json"' in sql[2] and "~" not in sql[2]
+    assert "OFFSET 5" in sql[1] and "~" not in sql[1]
+    assert "~" in sql[2] and '"row_json"' not in sql[2]
+    assert '"row_json"' in sql[3] and "~" not in sql[3]
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_window_holding_every_candidate_is_the_whole_answer(client, settings):
+    settings.SEARCH_WINDOW_ROWS = 12  # the open products, all of them
+    body = {**WIDE, "key_value_pairs": RARE_PAIR, "start": 0, "count": 5}
+    with CaptureQueriesContext(connection) as queries:
+        page = search(client, body).json()
+    assert [row["dataproduct_file"] for row in page["data"]] == ["eb-m002-20221212-12345"]
+    assert (page["total"], page["more_results"]) == (1, False)
+    sql = [q["sql"] for q in queries.captured_queries]
+    # The window, and the check that no candidate follows it: no full query.
+    assert len(sql) == 2
+    assert WINDOW_SQL in sql[0] and "OFFSET 12" in sql[1]
+    settings.SEARCH_WINDOW_ROWS = 11  # one open product left out: the full query runs
+    with CaptureQueriesContext(connection) as queries:
+        assert search(client, body).json() == page
+    assert any("~" in q["sql"] and WINDOW_SQL not in q["sql"] for q in queries.captured_queries)
 
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
