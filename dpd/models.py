@@ -105,6 +105,15 @@ class DataProduct(models.Model):
             models.Index(
                 fields=["-date_created", "metadata_file", "uid"], name="dpd_display_order"
             ),
+            # The same order for the open products alone: /dataproductsearch
+            # and anonymous grids walk it without visiting the hidden rows in
+            # between (100,000 products: the key:value window reads 1,137
+            # rows instead of 2,276, 1.7 -> 1.0 ms).
+            models.Index(
+                fields=["-date_created", "metadata_file", "uid"],
+                condition=models.Q(access_group__isnull=True),
+                name="dpd_open_display_order",
+            ),
             # PostgreSQL only (see the migration): key:value containment filters.
             GinIndex(fields=["metadata"], opclasses=["jsonb_path_ops"], name="dpd_metadata_gin"),
             # PostgreSQL only (see the migration): substring search and filters.
