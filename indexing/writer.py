@@ -50,6 +50,14 @@ GIN_BUILD_MEM = "256MB"
 # Compressing the large documents and search texts with lz4 instead of pglz
 # (17.1 s -> 15.6 s); only where the server was built with it.
 BATCH_SETTINGS_LZ4 = ["default_toast_compression = 'lz4'"]
+# A catalogue that grows during a run (a first index above all) is planned
+# with the statistics of a smaller table until autovacuum analyzes it again
+# (a minute or more later): searches meanwhile read it with plans made for a
+# few rows. A batch that brings the rows written since the last ANALYZE to
+# this share of the rows then known analyzes the table (bench_indexing,
+# search p99 during a first index of 24,000 files: 39 -> 33 ms).
+ANALYZE_GROWTH = 0.5
+ANALYZE_MIN_ROWS = 500
 
 
 def writer_for_connection(*, bulk_load: bool = False) -> OrmWriter | CopyWriter:
@@ -129,11 +137,15 @@ class CopyWriter:
         self.maintained: list[GinIndex] = []  # kept up to date by the batches
         self.session: list[str] | None = None
         self.wrote = False
+        self.analyzed_rows = 0  # the table's rows at its last ANALYZE (estimated)
+        self.written = 0  # rows written since
 
     def begin(self) -> None:
         """Before the run: drop the GIN indexes of an empty table for a bulk
         load, else restore any missing ones."""
         with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [self.table])
+            self.analyzed_rows = max(0, int(cursor.fetchone()[0]))  # -1: never analyzed
             present, missing = self.lock_and_inspect(cursor)
             if not self.bulk_load or DataProduct.objects.exists():
                 self.build(missing)
@@ -186,7 +198,19 @@ class CopyWriter:
             )
             # ON COMMIT DROP is not enough inside a caller's transaction (a savepoint).
             cursor.execute(f"DROP TABLE {STAGING_TABLE}")
+            self.written += len(items)
+            if not self.dropped and self.written >= max(
+                ANALYZE_MIN_ROWS, ANALYZE_GROWTH * self.analyzed_rows
+            ):
+                self.analyze(cursor, table)
         self.wrote = True
+
+    def analyze(self, cursor, table: str) -> None:
+        """ANALYZE, unless autovacuum (or another run) holds the table's
+        statistics lock: never wait for it inside a batch."""
+        cursor.execute(f"ANALYZE (SKIP_LOCKED) {table}")
+        self.analyzed_rows += self.written
+        self.written = 0
 
     def finish(self) -> None:
         """After the run, even a failed one: build the dropped GIN indexes, or
@@ -197,6 +221,8 @@ class CopyWriter:
             with transaction.atomic(), connection.cursor() as cursor:
                 present, _ = self.lock_and_inspect(cursor)
                 self.build([index for index in dropped if index not in present])
+                # A first load: the planner knows the table from the start.
+                self.analyze(cursor, connection.ops.quote_name(self.table))
         elif self.wrote:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")

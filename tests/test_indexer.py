@@ -410,6 +410,36 @@ def test_a_first_index_builds_the_search_indexes_after_loading_an_empty_catalogu
     assert DataProduct.objects.filter(search_text__contains="AIV_person_1").exists()
 
 
+def planner_rows() -> float:
+    """The catalogue's size as the planner knows it (pg_class.reltuples, set by ANALYZE)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'dpd_dataproduct'")
+        return cursor.fetchone()[0]
+
+
+@postgresql_only
+def test_a_first_index_leaves_the_planner_knowing_the_catalogue(sample_volume):
+    index_volume(batch_size=4, bulk_load=True)
+    assert planner_rows() == 15
+
+
+@postgresql_only
+def test_the_planner_follows_a_catalogue_growing_during_a_background_run(
+    sample_volume, monkeypatch
+):
+    from indexing import writer
+
+    monkeypatch.setattr(writer, "ANALYZE_MIN_ROWS", 4)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE dpd_dataproduct")  # empty; ANALYZE outlives rollbacks
+    assert planner_rows() == 0
+    during = []
+    index_volume(batch_size=4, on_progress=lambda progress: during.append(planner_rows()))
+    # Analyzed at 4 rows (the minimum), then each time the table grew by half.
+    assert 4 in during and 8 in during
+    assert planner_rows() == 12  # 15 is not half as many again as 12
+
+
 @postgresql_only
 def test_a_first_index_that_fails_still_leaves_the_search_indexes(sample_volume):
     def lose_leadership(progress):
