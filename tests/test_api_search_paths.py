@@ -86,6 +86,13 @@ def test_filter_rows_are_spliced_the_same_way(client):
 
 
 WINDOW_SQL = "SELECT w.id, w.search_text, w.row_json FROM"  # a part of the window
+
+
+def catalogue_sql(queries: CaptureQueriesContext) -> list[str]:
+    """The statements that read the catalogue (no savepoints or settings)."""
+    return [q["sql"] for q in queries.captured_queries if "dpd_dataproduct" in q["sql"]]
+
+
 COMMON_PAIR = ["interface:ska-data-product-meta"]  # every product has it
 RARE_PAIR = ["files:TestDataFile5"]  # one open product
 TWO_PAIRS = ["execution_block:eb-", "files:TestDataFile"]
@@ -117,7 +124,7 @@ def test_a_page_found_among_the_newest_products_skips_the_full_query(client, set
     assert [row["id"] for row in page["data"]] == [2, 3, 4]
     assert page["total"] == 12
     assert page["more_results"] is True
-    sql = [q["sql"] for q in queries.captured_queries]
+    sql = catalogue_sql(queries)
     # The window, which reads the rows along, and the total; never the full
     # query's rows.
     assert len(sql) == 2
@@ -133,7 +140,7 @@ def test_a_page_not_all_in_the_window_runs_the_full_query(client, settings):
         page = search(client, body).json()
     assert [row["dataproduct_file"] for row in page["data"]] == ["eb-m002-20221212-12345"]
     assert page["total"] == 1
-    sql = [q["sql"] for q in queries.captured_queries]
+    sql = catalogue_sql(queries)
     # The window; whether candidates follow it (they do); the full query's
     # ids, all of them (the page and the total at once, no COUNT); the
     # page's rows by id.
@@ -145,6 +152,31 @@ def test_a_page_not_all_in_the_window_runs_the_full_query(client, settings):
 
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_the_window_walks_the_display_order_however_small_the_catalogue(client, settings):
+    """PostgreSQL's costs prefer sorting a small table; the window must not
+    (it stops after the page's matches, which the planner cannot know)."""
+    plans = []
+
+    def explain_window(execute, sql, params, many, context):
+        if WINDOW_SQL in sql and not sql.startswith("EXPLAIN"):
+            with context["connection"].cursor() as cursor:
+                cursor.execute("EXPLAIN " + sql, params)
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+        return execute(sql, params, many, context)
+
+    settings.SEARCH_WINDOW_ROWS = 2000
+    with connection.cursor() as cursor:
+        # As PostgreSQL costs a catalogue of a few thousand products: reading
+        # rows in index order looks dearer than reading them all and sorting.
+        cursor.execute("SET LOCAL random_page_cost = 1000")
+    with connection.execute_wrapper(explain_window):
+        search(client, {**WIDE, "key_value_pairs": COMMON_PAIR})
+    (plan,) = plans
+    assert "Index Scan using dpd_open_display_order" in plan
+    assert "Sort" not in plan
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
 def test_a_window_holding_every_candidate_is_the_whole_answer(client, settings):
     settings.SEARCH_WINDOW_ROWS = 12  # the open products, all of them
     body = {**WIDE, "key_value_pairs": RARE_PAIR, "start": 0, "count": 5}
@@ -152,7 +184,7 @@ def test_a_window_holding_every_candidate_is_the_whole_answer(client, settings):
         page = search(client, body).json()
     assert [row["dataproduct_file"] for row in page["data"]] == ["eb-m002-20221212-12345"]
     assert (page["total"], page["more_results"]) == (1, False)
-    sql = [q["sql"] for q in queries.captured_queries]
+    sql = catalogue_sql(queries)
     # The window, and the check that no candidate follows it: no full query.
     assert len(sql) == 2
     assert WINDOW_SQL in sql[0] and "OFFSET 12" in sql[1]
