@@ -213,7 +213,12 @@ def _matches_in(
     matches: list[tuple[int, str | None]] = []
     read = 0
     chunk = limit + _CHUNK_SLACK
+    outermost = not connection.in_atomic_block
     with transaction.atomic(using=candidates.db), connection.cursor() as cursor:
+        if outermost:
+            # One snapshot for every chunk: products indexed meanwhile cannot
+            # shift the offsets (and repeat or skip a row).
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # The walk must follow the display-order index and stop early, which
         # the planner cannot see: below ~15,000 products its costs prefer
         # reading and sorting every candidate (mid-way through a first index,

@@ -198,19 +198,11 @@ def test_a_window_holding_every_candidate_is_the_whole_answer(client, settings):
 def test_matches_among_many_the_patterns_reject_are_read_in_growing_chunks(
     client, settings, monkeypatch
 ):
-    """Every open product's text holds "notes" and "needle", every other one
-    in the same field: the signatures pass them all, the patterns half."""
+    """The signatures pass every open product, the patterns half of them."""
     from dpd import search_rows
 
     monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
-    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
-    for n, product in enumerate(products):
-        text = "\x1econtext.notes\x1fa needle\x1e"
-        if n % 2 == 0:
-            text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
-        DataProduct.objects.filter(pk=product.pk).update(
-            search_text=text, search_signature=signature(text)
-        )
+    _needles_in_every_other_product()
     settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
     body = {**WIDE, "key_value_pairs": ["notes:needle"]}
     settings.SEARCH_WINDOW_ROWS = 0
@@ -223,6 +215,60 @@ def test_matches_among_many_the_patterns_reject_are_read_in_growing_chunks(
     # 4 rows (2 matches), then 8 from offset 4 (the other 2 of 6 left).
     assert len(window) == 2
     assert "LIMIT 4 OFFSET 0" in window[0] and "LIMIT 8 OFFSET 4" in window[1]
+
+
+def _needles_in_every_other_product() -> None:
+    """Every open product's text holds "notes" and "needle", every other one
+    in the same field: the signatures pass them all, the patterns half."""
+    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
+    for n, product in enumerate(products):
+        text = "\x1econtext.notes\x1fa needle\x1e"
+        if n % 2 == 0:
+            text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
+        DataProduct.objects.filter(pk=product.pk).update(
+            search_text=text, search_signature=signature(text)
+        )
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_product_indexed_between_two_chunks_repeats_no_row(client, settings, monkeypatch):
+    import psycopg
+
+    from dpd import search_rows
+
+    monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
+    _needles_in_every_other_product()
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
+    body = {**WIDE, "key_value_pairs": ["notes:needle"]}
+    settings.SEARCH_WINDOW_ROWS = 0
+    expected = folders(search(client, body))
+    text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
+    copied = DataProduct.objects.filter(access_group__isnull=True).first().pk
+    committed = []
+
+    def index_a_newer_product(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if WINDOW_SQL in sql and not committed:
+            # Another process commits a product newer than all, passing the
+            # signature test and failing the pattern, after the first chunk.
+            with psycopg.connect(**connection.get_connection_params()) as other:
+                other.execute(
+                    "INSERT INTO dpd_dataproduct (uid, execution_block, metadata_file, "
+                    "dataproduct_file, date_created, metadata, access_group, source, "
+                    "indexed_at, search_text, search_signature, field_types, row_json) "
+                    "SELECT gen_random_uuid(), execution_block, 'new/ska-data-product.yaml', "
+                    "'new', '2030-01-01', metadata, NULL, source, now(), %s, %s::bit(2048), "
+                    "field_types, row_json FROM dpd_dataproduct WHERE id = %s",
+                    [text, signature(text), copied],
+                )
+            committed.append(True)
+        return result
+
+    settings.SEARCH_WINDOW_ROWS = 2000
+    with connection.execute_wrapper(index_a_newer_product):
+        assert folders(search(client, body)) == expected
+    assert committed and DataProduct.objects.filter(dataproduct_file="new").exists()
 
 
 @pytest.mark.django_db(transaction=True)
