@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -33,16 +33,20 @@ from django.db.models import QuerySet
 from dpd import search_text
 from dpd.models import DataProduct, row_json_text
 
-DISPLAY_ORDER = ("-date_created", "metadata_file", "uid")
+# The derived search columns are for the database, not for the rows.
+_SEARCH_COLUMNS = ("search_text", "search_signature", "field_types", "row_json")
 
 
 def page_rows(products: QuerySet[DataProduct], offset: int, limit: int) -> list[dict[str, Any]]:
     """Flattened rows of one page; `id` is the 1-based position in the whole
     sorted result, so it is unique across pages (reference 4.5 [rec])."""
+    return _positioned(products.defer(*_SEARCH_COLUMNS)[offset : offset + limit], offset)
+
+
+def _positioned(products: Iterable[DataProduct], offset: int) -> list[dict[str, Any]]:
+    """Each product's flattened row with its position, counted from offset."""
     rows = []
-    # The derived search columns are for the database, not for the rows.
-    products = products.defer("search_text", "search_signature", "field_types", "row_json")
-    for position, product in enumerate(products[offset : offset + limit], start=offset + 1):
+    for position, product in enumerate(products, start=offset + 1):
         row = product.flat_row()
         row["id"] = position
         rows.append(row)
@@ -72,14 +76,8 @@ def _rows_by_ids(ids: Sequence[int], offset: int, *, as_text: bool) -> list[Any]
     if as_text:
         by_pk = dict(products.values_list("pk", "row_json"))
         return _spliced([(pk, by_pk[pk]) for pk in ids], offset)
-    products = products.defer("search_text", "search_signature", "field_types", "row_json")
-    by_pk = {product.pk: product for product in products}
-    rows = []
-    for position, pk in enumerate(ids, start=offset + 1):
-        row = by_pk[pk].flat_row()
-        row["id"] = position
-        rows.append(row)
-    return rows
+    by_pk = {product.pk: product for product in products.defer(*_SEARCH_COLUMNS)}
+    return _positioned([by_pk[pk] for pk in ids], offset)
 
 
 def _spliced(stored: list[tuple[int, str | None]], offset: int) -> list[str]:
@@ -162,7 +160,7 @@ def window_rows(
     rows = _matches_in(connection, candidates, pairs, window, needed)
     if len(rows) == needed:
         return rows
-    beyond = candidates.order_by(*DISPLAY_ORDER)[window : window + 1]
+    beyond = candidates.in_display_order()[window : window + 1]
     return None if beyond.exists() else rows
 
 
@@ -191,7 +189,7 @@ def _matches_in(
     rare pair costs a walk of the window's signatures (~2 ms at the default
     size) before the full query runs.
     """
-    part = candidates.order_by(*DISPLAY_ORDER).values(
+    part = candidates.in_display_order().values(
         "id",
         "search_text",
         "row_json",
