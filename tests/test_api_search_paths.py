@@ -196,17 +196,10 @@ def test_a_window_holding_every_candidate_is_the_whole_answer(client, settings):
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
 def test_matches_among_many_the_patterns_reject_are_read_in_growing_chunks(
-    client, settings, monkeypatch
+    client, settings, needle_search
 ):
     """The signatures pass every open product, the patterns half of them."""
-    from dpd import search_rows
-
-    monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
-    _needles_in_every_other_product()
-    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
-    body = {**WIDE, "key_value_pairs": ["notes:needle"]}
-    settings.SEARCH_WINDOW_ROWS = 0
-    full = folders(search(client, body))
+    body, full = needle_search
     assert full == OPEN_IN_ORDER[1::2][:4]
     settings.SEARCH_WINDOW_ROWS = 2000
     with CaptureQueriesContext(connection) as queries:
@@ -217,9 +210,15 @@ def test_matches_among_many_the_patterns_reject_are_read_in_growing_chunks(
     assert "LIMIT 4 OFFSET 0" in window[0] and "LIMIT 8 OFFSET 4" in window[1]
 
 
-def _needles_in_every_other_product() -> None:
+@pytest.fixture
+def needle_search(client, settings, monkeypatch) -> tuple[dict, list[str]]:
     """Every open product's text holds "notes" and "needle", every other one
-    in the same field: the signatures pass them all, the patterns half."""
+    in the same field: the signatures pass them all, the patterns half. The
+    window reads chunks of exactly what is missing; pages of 4. Gives the
+    search body and the full query's answer."""
+    from dpd import search_rows
+
+    monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
     products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
     for n, product in enumerate(products):
         text = "\x1econtext.notes\x1fa needle\x1e"
@@ -228,21 +227,18 @@ def _needles_in_every_other_product() -> None:
         DataProduct.objects.filter(pk=product.pk).update(
             search_text=text, search_signature=signature(text)
         )
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
+    body = {**WIDE, "key_value_pairs": ["notes:needle"]}
+    settings.SEARCH_WINDOW_ROWS = 0
+    return body, folders(search(client, body))
 
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
 @pytest.mark.django_db(transaction=True)
-def test_a_product_indexed_between_two_chunks_repeats_no_row(client, settings, monkeypatch):
+def test_a_product_indexed_between_two_chunks_repeats_no_row(client, settings, needle_search):
     import psycopg
 
-    from dpd import search_rows
-
-    monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
-    _needles_in_every_other_product()
-    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
-    body = {**WIDE, "key_value_pairs": ["notes:needle"]}
-    settings.SEARCH_WINDOW_ROWS = 0
-    expected = folders(search(client, body))
+    body, expected = needle_search
     text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
     copied = DataProduct.objects.filter(access_group__isnull=True).first().pk
     committed = []
