@@ -202,13 +202,13 @@ class CopyWriter:
             if not self.dropped and self.written >= max(
                 ANALYZE_MIN_ROWS, ANALYZE_GROWTH * self.analyzed_rows
             ):
-                self.analyze(cursor, table)
+                self.analyze(cursor)
         self.wrote = True
 
-    def analyze(self, cursor, table: str) -> None:
+    def analyze(self, cursor) -> None:
         """ANALYZE, unless autovacuum (or another run) holds the table's
         statistics lock: never wait for it inside a batch."""
-        cursor.execute(f"ANALYZE (SKIP_LOCKED) {table}")
+        cursor.execute(f"ANALYZE (SKIP_LOCKED) {connection.ops.quote_name(self.table)}")
         self.analyzed_rows += self.written
         self.written = 0
 
@@ -222,7 +222,7 @@ class CopyWriter:
                 present, _ = self.lock_and_inspect(cursor)
                 self.build([index for index in dropped if index not in present])
                 # A first load: the planner knows the table from the start.
-                self.analyze(cursor, connection.ops.quote_name(self.table))
+                self.analyze(cursor)
         elif self.wrote:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")
