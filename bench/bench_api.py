@@ -120,6 +120,7 @@ def fill_catalogue(products: int) -> None:
     from dpd.metadata import from_volume_file
     from dpd.models import DataProduct
     from dpd.synthetic import PRODUCT_TYPES, render_document
+    from indexing.writer import has_lz4
 
     call_command("migrate", verbosity=0, skip_checks=True)
     existing = DataProduct.objects.exclude(execution_block=BIG_EB).count()
@@ -131,11 +132,7 @@ def fill_catalogue(products: int) -> None:
     started = time.perf_counter()
     DataProduct.objects.all().delete()
     with connection.cursor() as cursor:
-        # Compressed as the indexer writes them (indexing/writer.py).
-        cursor.execute(
-            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
-        )
-        if cursor.fetchone()[0]:
+        if has_lz4(cursor):  # compressed as the indexer writes them
             cursor.execute("SET default_toast_compression = 'lz4'")
     rng = random.Random(0)
     batch = []

@@ -60,6 +60,15 @@ ANALYZE_GROWTH = 0.5
 ANALYZE_MIN_ROWS = 500
 
 
+def has_lz4(cursor) -> bool:
+    """Whether the server can compress stored values with lz4 (built with it)."""
+    cursor.execute(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+    )
+    (available,) = cursor.fetchone() or (False,)
+    return bool(available)
+
+
 def writer_for_connection(*, bulk_load: bool = False) -> OrmWriter | CopyWriter:
     """The fastest writer the default database supports (`bulk_load`: see CopyWriter)."""
     if connection.vendor == "postgresql":
@@ -174,12 +183,8 @@ class CopyWriter:
         source = DataProduct.Source.VOLUME.value
         with connection.cursor() as cursor:
             if self.session is None:
-                cursor.execute(
-                    "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
-                    "WHERE name = 'default_toast_compression'"
-                )
-                (has_lz4,) = cursor.fetchone() or (False,)
-                self.session = [*BATCH_SETTINGS, *(BATCH_SETTINGS_LZ4 if has_lz4 else [])]
+                lz4 = BATCH_SETTINGS_LZ4 if has_lz4(cursor) else []
+                self.session = [*BATCH_SETTINGS, *lz4]
             for setting in self.session:
                 cursor.execute(f"SET LOCAL {setting}")
             # Typed like the table's columns, no constraints, gone at commit.
