@@ -208,6 +208,23 @@ def test_pages_follow_each_other_and_ids_are_positions(anonymous):
     assert third["total"] == 12
 
 
+def test_a_refused_body_leaves_nothing_behind_for_the_next_request(anonymous):
+    # One validating serializer serves every request of a process.
+    first = page(anonymous, item("execution_block", "contains", "m001"), size=1)
+    refused = grid(anonymous, {"sortModel": [{"sort": "asc"}], "pageSize": "many"})
+    again = page(anonymous, item("execution_block", "contains", "m001"), size=1)
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "detail": "sortModel: 0: field: This field is required.",
+        "errors": {
+            "sortModel": {"0": {"field": ["This field is required."]}},
+            "pageSize": ["A valid integer is required."],
+        },
+    }
+    assert again == first
+    assert again["total"] == 2
+
+
 def test_a_page_past_the_end_is_empty_with_the_true_total(anonymous):
     result = grid(anonymous, {"page": 9, "pageSize": 5}).json()
     assert result == {"data": [], "total": 12}

@@ -233,6 +233,31 @@ def test_wrong_types_answer_422_with_a_detail(client, body):
     assert response.json()["detail"]
 
 
+def test_a_refused_body_leaves_nothing_behind_for_the_next_request(client):
+    # One validating serializer serves every request of a process.
+    body = {**WIDE, "key_value_pairs": ["execution_block:m001"], "start": 0, "count": 1}
+    first = search(client, body)
+    refused = search(client, {**WIDE, "key_value_pairs": ["execution_block:m001", 7]})
+    again = search(client, body)
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "detail": "key_value_pairs: 1: Not a valid string.",
+        "errors": {"key_value_pairs": {"1": ["Not a valid string."]}},
+    }
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert again.json()["total"] == 2
+
+
+def test_a_null_body_says_no_data_was_provided(client):
+    response = client.post("/dataproductsearch", "null", content_type="application/json")
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "No data provided",
+        "errors": {"non_field_errors": ["No data provided"]},
+    }
+
+
 def test_a_twenty_megabyte_body_answers_413_in_json(client):
     body = json.dumps({"key_value_pairs": ["a:" + "x" * (20 * 1024 * 1024)]})
     response = client.post("/dataproductsearch", body, content_type="application/json")

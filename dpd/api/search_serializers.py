@@ -8,11 +8,12 @@ upstream (a 500 on bad bodies, 8.2 #24), and answers 400 here (2.4 [rec]).
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Any, Self
 
 from django.conf import settings
 from rest_framework import serializers
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 
 from dpd import search
 
@@ -21,6 +22,31 @@ MAX_KEY_VALUE_PAIRS = 64
 # page number answers an empty page, not a database error (bigint overflow).
 MAX_OFFSET = 2**31 - 1
 MAX_FILTER_ITEMS = 64
+
+
+# A request body validated by one instance of its class per process. DRF
+# deep-copies a serializer's declared fields, nested serializers and theirs
+# included, whenever one is created: 0.65 ms of the grid's ~7 ms filter
+# request at 100,000 products (96 us validating with a prebuilt instance).
+# Validating keeps nothing on the instance (run_validation returns what it
+# validated), so one instance serves every request; a body that fails is
+# validated again by a new one, whose errors are exactly what is_valid()
+# reports. (A comment, not a docstring: the schema would show a docstring as
+# every subclass's description.)
+class RequestBodySerializer(serializers.Serializer):
+    @classmethod
+    def validated(cls, data: Any) -> dict[str, Any]:
+        try:
+            return cls._prototype().run_validation(data)
+        except ValidationError:
+            serializer = cls(data=data)
+            serializer.is_valid()
+            raise ValidationError(serializer.errors) from None
+
+    @classmethod
+    @cache
+    def _prototype(cls) -> Self:
+        return cls()
 
 
 class _Text(serializers.CharField):
@@ -38,7 +64,7 @@ class _Text(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class SearchRequestSerializer(serializers.Serializer):
+class SearchRequestSerializer(RequestBodySerializer):
     start_date = _Text(
         required=False,
         allow_null=True,
@@ -81,10 +107,10 @@ class SearchRequestSerializer(serializers.Serializer):
             raise SearchBadRequest(str(exc)) from None
         return attrs
 
-    def page(self) -> tuple[int, int] | None:
-        """(offset, size) when the caller asked for paging, the size capped."""
-        data = self.validated_data
-        if not any(name in self.initial_data for name in ("start", "count", "offset", "limit")):
+    @staticmethod
+    def page(body: dict[str, Any], data: dict[str, Any]) -> tuple[int, int] | None:
+        """(offset, size) when the body asked for paging, the size capped."""
+        if not any(name in body for name in ("start", "count", "offset", "limit")):
             return None
         offset = data.get("start", data.get("offset", 0))
         size = data.get(
@@ -158,7 +184,7 @@ class SortItemSerializer(serializers.Serializer):
     )
 
 
-class FilterRequestSerializer(serializers.Serializer):
+class FilterRequestSerializer(RequestBodySerializer):
     filterModel = FilterModelSerializer(required=False, allow_null=True)
     searchPanelOptions = FilterModelSerializer(required=False, allow_null=True)
     sortModel = serializers.ListField(
@@ -167,9 +193,9 @@ class FilterRequestSerializer(serializers.Serializer):
     page = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     pageSize = serializers.IntegerField(required=False, allow_null=True, min_value=1)
 
-    def page_bounds(self) -> tuple[int, int] | None:
+    @staticmethod
+    def page_bounds(data: dict[str, Any]) -> tuple[int, int] | None:
         """(offset, size) when page or pageSize was sent; pageSize is capped."""
-        data = self.validated_data
         if data.get("page") is None and data.get("pageSize") is None:
             return None
         size = min(data.get("pageSize") or 25, settings.SEARCH_MAX_PAGE_SIZE)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -192,10 +192,11 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         ],
     )
     def post(self, request):
-        serializer = SearchRequestSerializer(data=json_body(request))
-        if not serializer.is_valid():
-            raise Unprocessable(serializer.errors)
-        data = serializer.validated_data
+        body = json_body(request)
+        try:
+            data = SearchRequestSerializer.validated(body)
+        except ValidationError as exc:
+            raise Unprocessable(exc.detail) from None
         candidates = search.search_candidates(
             # Scripts see open products only, whoever calls (reference 1.6).
             DataProduct.objects.filter(visible_to(frozenset())),
@@ -206,7 +207,7 @@ class DataProductSearchView(ReadOnlyPost, APIView):
             candidates, start_date=None, end_date=None, pairs=data["pairs"]
         )
         as_text = _wants_json(request)
-        page = serializer.page()
+        page = SearchRequestSerializer.page(body, data)
         offset, size = page or (0, settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
         found = search_rows.window_rows(candidates, data["pairs"], offset + size)
         if found is not None:
@@ -290,9 +291,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
         data = request.data
         if request.stream is None:  # DRF's mark of an empty body
             raise ParseError(MISSING_FILTER_BODY)
-        serializer = FilterRequestSerializer(data=data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = FilterRequestSerializer.validated(data)
         grid = data.get("filterModel") or {}
         panel = data.get("searchPanelOptions") or {}
         products = search.filter_products(
@@ -303,7 +302,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             sort_model=data.get("sortModel") or [],
         )
         as_text = _wants_json(request)
-        page = serializer.page_bounds()
+        page = FilterRequestSerializer.page_bounds(data)
         if page is None:
             limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
             return _rows_response(
