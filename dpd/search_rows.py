@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import QuerySet
 
@@ -62,21 +63,17 @@ def page_texts(products: QuerySet[DataProduct], offset: int, limit: int) -> list
 
 
 def window_page(found: list[tuple[int, str | None]], offset: int, *, as_text: bool) -> list[Any]:
-    """The page of what window_rows() found, from `offset` on: the JSON texts
-    it read along, or rows rendered from the products."""
-    found = found[offset:]
-    if as_text:
-        return _spliced(found, offset)
-    return _rows_by_ids([pk for pk, _ in found], offset, as_text=False)
+    """The page of what window_rows() found, from `offset` on."""
+    return _page_from(found[offset:], offset, as_text=as_text)
 
 
-def _rows_by_ids(ids: Sequence[int], offset: int, *, as_text: bool) -> list[Any]:
-    """Rows of the products `ids`, in that order, positions counted from offset."""
-    products = DataProduct.objects.filter(pk__in=ids).order_by()  # put in order here
+def _page_from(stored: list[tuple[int, str | None]], offset: int, *, as_text: bool) -> list[Any]:
+    """Rows of a page read as (id, row_json), positions counted from offset:
+    the JSON texts read along, or rows rendered from the products."""
     if as_text:
-        by_pk = dict(products.values_list("pk", "row_json"))
-        return _spliced([(pk, by_pk[pk]) for pk in ids], offset)
-    by_pk = {product.pk: product for product in products.defer(*_SEARCH_COLUMNS)}
+        return _spliced(stored, offset)
+    ids = [pk for pk, _ in stored]
+    by_pk = {p.pk: p for p in DataProduct.objects.filter(pk__in=ids).defer(*_SEARCH_COLUMNS)}
     return _positioned([by_pk[pk] for pk in ids], offset)
 
 
@@ -116,8 +113,7 @@ def total(products: QuerySet[DataProduct], rows: list[Any], offset: int, limit: 
     return products.count()
 
 
-# A page with its total starts from the ids of at most this many matches, in
-# order (cheap columns, no row text).
+# A page with its total starts from the first this many matches, in order.
 COUNTED_IDS = 1000
 
 
@@ -126,21 +122,66 @@ def counted_page(
 ) -> tuple[list[Any], int]:
     """A page and the number of all matching products.
 
-    When the ids read are all the matches, they give the page and the total
-    in one pass: a selective filter (a substring of execution_block, say)
-    rechecks its candidates once, not a second time for COUNT(*) (100,000
-    products, the grid's paged filter: two ~3 ms queries become one). With
-    more matches, the ids still hold the page unless it lies beyond them, and
-    only the total is counted.
+    The first COUNTED_IDS + 1 matches give the page and, when that is all of
+    them, the total: a selective filter (a substring of execution_block, say)
+    rechecks its candidates once, not a second time for COUNT(*). With more
+    matches, they still hold the page unless it lies beyond them, and only the
+    total is counted.
     """
-    ids = list(products.values_list("pk", flat=True)[: COUNTED_IDS + 1])
-    if len(ids) <= COUNTED_IDS:
-        return _rows_by_ids(ids[offset : offset + limit], offset, as_text=as_text), len(ids)
-    if offset + limit <= len(ids):
-        rows = _rows_by_ids(ids[offset : offset + limit], offset, as_text=as_text)
+    stored, counted = _page_among_first(products, offset, limit)
+    if counted <= COUNTED_IDS:
+        return _page_from(stored, offset, as_text=as_text), counted
+    if offset + limit <= counted:
+        rows = _page_from(stored, offset, as_text=as_text)
     else:
         rows = fetch_page(products, offset, limit, as_text=as_text)
     return rows, total(products, rows, offset, limit)
+
+
+def _page_among_first(
+    products: QuerySet[DataProduct], offset: int, limit: int
+) -> tuple[list[tuple[int, str | None]], int]:
+    """(id, row_json) of the page, and how many of the first COUNTED_IDS + 1
+    matches there are.
+
+    On PostgreSQL one statement does both: a cursor over the matches skips to
+    the page, reads it and counts the rest without reading their texts (one
+    round trip and one compiled query where the ids and then the page's rows
+    took two: the grid's paged filter at 100,000 products, 4.8 -> 4.0 ms).
+    The cursor lives in the simple query's transaction, planned as a query
+    whose every row is read (cursor_tuple_fraction), as the count needs.
+    """
+    first = products[: COUNTED_IDS + 1]
+    connection = connections[products.db]
+    if connection.vendor != "postgresql":
+        ids = list(first.values_list("pk", flat=True))
+        page = ids[offset : offset + limit]
+        texts = dict(DataProduct.objects.filter(pk__in=page).values_list("pk", "row_json"))
+        return [(pk, texts[pk]) for pk in page], len(ids)
+    try:
+        sql, params = first.values_list("pk", "row_json").query.sql_with_params()
+    except EmptyResultSet:  # a filter that no product can pass (Django runs no query)
+        return [], 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SET LOCAL cursor_tuple_fraction TO 1; "
+            f"DECLARE dpd_page NO SCROLL CURSOR FOR {sql}; "
+            f"MOVE {int(offset)} IN dpd_page; "
+            f"FETCH {int(limit)} FROM dpd_page; "
+            "MOVE ALL IN dpd_page; "
+            "CLOSE dpd_page; "
+            # Within a caller's transaction the setting would outlive the read.
+            "SET LOCAL cursor_tuple_fraction TO DEFAULT",
+            params,
+        )
+        cursor.nextset()  # past SET
+        cursor.nextset()  # past DECLARE
+        skipped = cursor.rowcount
+        cursor.nextset()
+        page = cursor.fetchall()
+        cursor.nextset()
+        rest = cursor.rowcount
+    return page, skipped + len(page) + rest
 
 
 def window_rows(

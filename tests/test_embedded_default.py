@@ -8,6 +8,7 @@ fails here, not on a user's first `make run`.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,3 +51,26 @@ def test_make_run_steps_work_on_a_fresh_sqlite_file(tmp_path):
         "from dpd.models import DataProduct; print(DataProduct.objects.count())",
     )
     assert int(shown.stdout.split()[-1]) >= 15
+
+    # Pages with their totals take another path than on PostgreSQL.
+    asked = manage(env, "shell", "-c", PAGED_REQUESTS)
+    assert asked.returncode == 0, asked.stderr
+    grid, search, open_products = json.loads(asked.stdout.splitlines()[-1])
+    assert grid == [open_products, [3, 4]]
+    assert search == [open_products, [2, 3, 4], True]
+
+
+PAGED_REQUESTS = """
+import json
+from django.test import Client
+from dpd.models import DataProduct
+client = Client()
+grid = client.post("/filterdataproducts", {"page": 1, "pageSize": 2}, "application/json").json()
+body = {"start_date": "", "end_date": "", "start": 1, "count": 3}
+search = client.post("/dataproductsearch", body, "application/json").json()
+print(json.dumps([
+    [grid["total"], [row["id"] for row in grid["data"]]],
+    [search["total"], [row["id"] for row in search["data"]], search["more_results"]],
+    DataProduct.objects.filter(access_group__isnull=True).count(),
+]))
+"""
