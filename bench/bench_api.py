@@ -4,7 +4,8 @@ Without --url it fills a throwaway PostgreSQL database with synthetic products
 (bulk_create of DataProduct.fields_from rows, reused when already the right
 size and every derived column is filled: after a migration that adds one, the
 first run rebuilds it), writes a 2 GiB product folder under a bench volume, and
-serves both with gunicorn (the production WSGI server) on 127.0.0.1. It then
+serves both with gunicorn (the production WSGI server, as many sync workers as
+`manage.py runservice` starts) on 127.0.0.1. It then
 measures:
 
 - p50/p99 latency and requests/s of three search shapes (date range only; two
@@ -96,7 +97,12 @@ def parse_args() -> argparse.Namespace:
     bench_database.add_database_url(parser)
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--volume", default="/tmp/dpd-bench-api-volume")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="gunicorn workers (2, as `manage.py runservice` starts it; docs/api.md has 2-8)",
+    )
     parser.add_argument("--requests", type=int, default=400, help="requests per shape and level")
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per shape and level")
     parser.add_argument("--download-gib", type=float, default=2.0)
