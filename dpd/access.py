@@ -42,6 +42,8 @@ def visible_to(groups: frozenset[str] | None) -> Q:
     """Products visible to a caller in `groups` (None: staff, everything)."""
     if groups is None:
         return Q()
+    if not groups:  # the anonymous majority: no empty IN () for the ORM to drop
+        return Q(access_group__isnull=True)
     return Q(access_group__isnull=True) | Q(access_group__in=groups)
 
 
