@@ -409,10 +409,6 @@ def main() -> None:
 
             django.setup()
             fill_catalogue(args.products)
-            big_folder = write_big_product(volume, args.download_gib)
-            from dpd.services import product_ingest_folder
-
-            uid = str(product_ingest_folder(BIG_EB).uid)
             from django.db import connections
 
             connections.close_all()
@@ -433,6 +429,14 @@ def main() -> None:
                     f"errors={result['errors']} p50={result['p50_ms']:.1f} ms "
                     f"p99={result['p99_ms']:.1f} ms rps={result['rps']:.1f}"
                 )
+
+        if args.url is None:
+            # Written after the searches: 2 GiB of dirty pages that the kernel
+            # may start writing back stall a search run that follows it.
+            big_folder = write_big_product(volume, args.download_gib)
+            from dpd.services import product_ingest_folder
+
+            uid = str(product_ingest_folder(BIG_EB).uid)
 
         ratio = growth = float("nan")
         if uid and big_folder is not None:
