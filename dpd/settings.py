@@ -198,6 +198,17 @@ else:
         "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
     )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # DATABASE_RANDOM_PAGE_COST: what the planner charges for reading a heap
+    # page out of order; PostgreSQL's default, 4, prices a disk seek. The
+    # catalogue's pages are in memory, and at 4 the planner preferred ANDing a
+    # 35,000-row date bitmap (3.2 ms) to rechecking 669 cached rows (0.7 ms):
+    # the grid's filter at 100,000 products, 2.3 -> 4.8 ms once its indexes
+    # were freshly built (docs/api.md). Empty: the server's own setting.
+    if os.environ.get("DATABASE_RANDOM_PAGE_COST", "1.1").strip():
+        _page_cost = env_float("DATABASE_RANDOM_PAGE_COST", 1.1, minimum=0.0)
+        _options = DATABASES["default"]["OPTIONS"]
+        _options["options"] = f"{_options.get('options', '')} -c random_page_cost={_page_cost}"
+        _options["options"] = _options["options"].strip()
 IS_POSTGRESQL = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -179,6 +179,14 @@ def test_the_window_walks_the_display_order_however_small_the_catalogue(client, 
         assert cursor.fetchone() == ("on",)
 
 
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL setting")
+def test_the_planner_prices_a_cached_page_as_configured():
+    # DATABASE_RANDOM_PAGE_COST, unset here: 1.1, not PostgreSQL's 4 (a disk seek).
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW random_page_cost")
+        assert cursor.fetchone() == ("1.1",)
+
+
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the cursor is PostgreSQL's")
 def test_paged_answers_leave_the_callers_transaction_as_it_was(client):
     # The test runs in a transaction, as a caller's code might.

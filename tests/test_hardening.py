@@ -247,6 +247,14 @@ def test_a_fresh_clone_runs_with_no_configuration_and_debug_off():
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL setting")
+def test_a_random_page_cost_that_is_not_a_number_refuses_to_start():
+    result = manage("check", DATABASE_RANDOM_PAGE_COST="cheap")
+    assert result.returncode != 0
+    assert "DATABASE_RANDOM_PAGE_COST='cheap' is not a number" in result.stderr
+
+
 # --- Search and filter input never reaches the ORM as lookups ---------------------------
 
 
