@@ -193,6 +193,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
+    if DATABASES["default"]["OPTIONS"].get("server_side_binding"):
+        # Searches send a read with its settings as one simple query
+        # (dpd.search_rows), which needs psycopg's client-side binding.
+        raise ImproperlyConfigured(
+            "DATABASE_URL asks for server_side_binding, which the search queries cannot use"
+        )
     # Fail fast when the server is unreachable; the API answers 503 instead of hanging.
     DATABASES["default"]["OPTIONS"].setdefault(
         "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)

@@ -249,6 +249,16 @@ def test_a_fresh_clone_runs_with_no_configuration_and_debug_off():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL setting")
+def test_server_side_binding_refuses_to_start():
+    url = os.environ["DATABASE_URL"]
+    url += ("&" if "?" in url else "?") + "server_side_binding=true"
+    result = manage("check", DATABASE_URL=url)
+    assert result.returncode != 0
+    assert "server_side_binding" in result.stderr and "ImproperlyConfigured" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL setting")
 def test_a_random_page_cost_that_is_not_a_number_refuses_to_start():
     result = manage("check", DATABASE_RANDOM_PAGE_COST="cheap")
     assert result.returncode != 0
