@@ -162,19 +162,15 @@ def _page_among_first(
         sql, params = first.values_list("pk", "row_json").query.sql_with_params()
     except EmptyResultSet:  # a filter that no product can pass (Django runs no query)
         return [], 0
+    statements = (
+        f"DECLARE dpd_page NO SCROLL CURSOR FOR {sql}; "
+        f"MOVE {int(offset)} IN dpd_page; "
+        f"FETCH {int(limit)} FROM dpd_page; "
+        "MOVE ALL IN dpd_page; "
+        "CLOSE dpd_page"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SET LOCAL cursor_tuple_fraction TO 1; "
-            f"DECLARE dpd_page NO SCROLL CURSOR FOR {sql}; "
-            f"MOVE {int(offset)} IN dpd_page; "
-            f"FETCH {int(limit)} FROM dpd_page; "
-            "MOVE ALL IN dpd_page; "
-            "CLOSE dpd_page; "
-            # Within a caller's transaction the setting would outlive the read.
-            "SET LOCAL cursor_tuple_fraction TO DEFAULT",
-            params,
-        )
-        cursor.nextset()  # past SET
+        _execute_with(cursor, "cursor_tuple_fraction", "1", statements, params)
         cursor.nextset()  # past DECLARE
         skipped = cursor.rowcount
         cursor.nextset()
@@ -236,11 +232,9 @@ def _matches_in(
     The walk must follow the display-order index and stop early, which the
     planner cannot see: below ~15,000 products its costs prefer reading and
     sorting every candidate (mid-way through a first index, 20 ms instead of
-    2). Sorting is made a last resort for the read alone: PostgreSQL runs the
-    statements of one simple query in one transaction, so the setting sent
-    with it ends with it (psycopg's client-side binding, Django's default,
-    sends a statement with its parameters as a simple query). One round
-    trip, where a transaction to scope the setting took four more (~0.3 ms).
+    2). Sorting is made a last resort for the read alone (_execute_with):
+    one round trip, where a transaction to scope the setting took four more
+    (~0.3 ms).
     """
     part = candidates.in_display_order().values(
         "id",
@@ -254,21 +248,17 @@ def _matches_in(
     sql, params = part.query.sql_with_params()
     bits = f"bit({search_text.SIGNATURE_BITS})"
     query = (
-        "SELECT set_config('enable_sort', 'off', true); "
         f"SELECT w.id, w.search_text, w.row_json FROM ({sql}) w "
         "WHERE w.search_signature IS NULL "
         f"OR (w.search_signature & %s::{bits}) = %s::{bits} "
-        "ORDER BY w.date_created DESC, w.metadata_file, w.uid LIMIT %s; "
-        # Within a caller's transaction the setting would outlive the read.
-        "SET LOCAL enable_sort TO DEFAULT"
+        "ORDER BY w.date_created DESC, w.metadata_file, w.uid LIMIT %s"
     )
     mask = search_text.signature_mask(pairs)
     patterns = [re.compile(search_text.key_value_pattern(key, value)) for key, value in pairs]
     read = limit + _CHUNK_SLACK
     with connection.cursor() as cursor:
         while True:
-            cursor.execute(query, [*params, mask, mask, read])
-            cursor.nextset()  # past set_config's row
+            _execute_with(cursor, "enable_sort", "off", query, [*params, mask, mask, read])
             rows = cursor.fetchall()
             matches = [
                 (pk, row_json)
@@ -278,3 +268,19 @@ def _matches_in(
             if len(matches) >= limit or len(rows) < read:
                 return matches[:limit]
             read *= 2  # the patterns reject many: read faster
+
+
+def _execute_with(cursor: Any, setting: str, value: str, statements: str, params: Any) -> None:
+    """Run `statements` with a planner setting for them alone, in one round
+    trip, the cursor left on the first statement's result.
+
+    PostgreSQL runs the statements of one simple query in one transaction, so
+    the setting sent with them ends with them; within a caller's transaction
+    it is reset at their end instead of outliving them. psycopg's client-side
+    binding (Django's default; settings refuses the other) sends statements
+    with their parameters as a simple query.
+    """
+    cursor.execute(
+        f"SET LOCAL {setting} TO {value}; {statements}; SET LOCAL {setting} TO DEFAULT", params
+    )
+    cursor.nextset()  # past SET
