@@ -28,8 +28,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-import bench_api  # noqa: E402
-import bench_database  # noqa: E402  (the catalogue and the request shapes are shared)
+import bench_api  # noqa: E402  (the catalogue and the request shapes are shared)
+import bench_database  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -27,8 +27,6 @@ def read_chunked_bodies(app):
             and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
             and environ.get("wsgi.input_terminated")
         ):
-            from django.conf import settings
-
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             stream = environ["wsgi.input"]
             body = stream.read() if limit is None else stream.read(limit + 1)
