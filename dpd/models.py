@@ -8,7 +8,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
-from django.db.models.functions import Replace
 
 from dpd.metadata import NO_FOLDER, ProductMetadata, flatten
 from dpd.search_text import (
@@ -22,15 +21,24 @@ from dpd.search_text import (
 )
 
 
-def execution_block_search_text() -> models.Func:
+class ExecutionBlockSearchText(models.Func):
     """execution_block as the search text holds it (separators made spaces,
     dpd.search_text.clean): grid filters on this, the dashboard's first
     column, match it through a trigram index of its own, a short text
-    instead of the whole search text of every candidate."""
-    expression: Any = models.F("execution_block")
-    for separator in (GS, RS, US):
-        expression = Replace(expression, models.Value(separator), models.Value(" "))
-    return expression
+    instead of the whole search text of every candidate.
+
+    One expression with its SQL written out, not a chain of three Replace()
+    of two Value()s each: the ORM copies every node of an expression each
+    time a query resolves it, and the chain was a third of the time it took
+    to build and compile the grid's execution_block filter (0.74 -> 0.48 ms).
+    PostgreSQL reads the same expression as the index's.
+    """
+
+    template = f"REPLACE(REPLACE(REPLACE(%(expressions)s, '{GS}', ' '), '{RS}', ' '), '{US}', ' ')"
+    output_field = models.TextField()
+
+    def __init__(self) -> None:
+        super().__init__(models.F("execution_block"))
 
 
 class SignatureField(models.Field):
@@ -120,7 +128,7 @@ class DataProduct(models.Model):
             GinIndex(OpClass("search_text", name="gin_trgm_ops"), name="dpd_search_text_trgm"),
             # PostgreSQL only (see the migration): grid filters on execution_block.
             GinIndex(
-                OpClass(execution_block_search_text(), name="gin_trgm_ops"),
+                OpClass(ExecutionBlockSearchText(), name="gin_trgm_ops"),
                 name="dpd_execution_block_trgm",
             ),
         ]

@@ -31,7 +31,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 
 from dpd import search_text
-from dpd.models import DataProduct, execution_block_search_text
+from dpd.models import DataProduct, ExecutionBlockSearchText
 
 DEFAULT_START_DATE = dt.date(2020, 1, 1)
 DEFAULT_END_DATE = dt.date(2100, 1, 1)
@@ -307,7 +307,7 @@ class _FilterBuilder:
     def _execution_block_q(self, operator: str, values: list[str]) -> Q:
         """The same test on the execution_block column (every product has one,
         the same text as its row field), through its own trigram index."""
-        self.aliases["_execution_block_text"] = execution_block_search_text()
+        self.aliases["_execution_block_text"] = ExecutionBlockSearchText()
         return Q(_execution_block_text__iregex=search_text.value_pattern(operator, values))
 
     def _number_q(self, field: str, operator: str, value: Any) -> Q | None:

@@ -391,3 +391,30 @@ def test_execution_block_filters_answer_as_the_search_text_would(
             pk__in=by_text.values("pk")
         )
     assert shown == {str(uid) for uid in by_text.values_list("uid", flat=True)}
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL index")
+def test_execution_block_filters_read_their_trigram_index(anonymous):
+    """The filter's expression must be the index's, or every grid filter on
+    the first column reads the whole table (the planner matches expressions,
+    not names)."""
+    plans = []
+
+    def explain_page(execute, sql, params, many, context):
+        if "DECLARE dpd_page" in sql:
+            read = sql.split("CURSOR FOR ", 1)[1].split("; MOVE", 1)[0]
+            with context["connection"].cursor() as cursor:
+                cursor.execute("EXPLAIN " + read, params)
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+        return execute(sql, params, many, context)
+
+    with connection.cursor() as cursor:
+        # Twenty products: only a plan that can neither read the table nor
+        # the open products' index (rolled back with the test) shows whether
+        # the trigram index serves the filter.
+        cursor.execute("SET LOCAL enable_seqscan = off; DROP INDEX dpd_open_display_order")
+    for operator in ("contains", "equals", "startsWith", "endsWith"):
+        with connection.execute_wrapper(explain_page):
+            page(anonymous, item("execution_block", operator, "m00"))
+    assert len(plans) == 4
+    assert all("Bitmap Index Scan on dpd_execution_block_trgm" in plan for plan in plans), plans

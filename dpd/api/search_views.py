@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -203,9 +204,14 @@ class DataProductSearchView(ReadOnlyPost, APIView):
             start_date=data["start_bound"],
             end_date=data["end_bound"],
         )
-        products = search.search_products(
-            candidates, start_date=None, end_date=None, pairs=data["pairs"]
-        )
+
+        def matching() -> QuerySet[DataProduct]:
+            # Built only when the window is not the answer: building it costs
+            # as much as the window's own query (~0.2 ms).
+            return search.search_products(
+                candidates, start_date=None, end_date=None, pairs=data["pairs"]
+            )
+
         as_text = _wants_json(request)
         page = SearchRequestSerializer.page(body, data)
         offset, size = page or (0, settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
@@ -213,11 +219,11 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         if found is not None:
             rows = search_rows.window_page(found, offset, as_text=as_text)
             if page is not None:
-                total = search_rows.total(products, rows, offset, size)
+                total = search_rows.total(matching(), rows, offset, size)
         elif page is None:
-            rows = search_rows.fetch_page(products, offset, size, as_text=as_text)
+            rows = search_rows.fetch_page(matching(), offset, size, as_text=as_text)
         else:
-            rows, total = search_rows.counted_page(products, offset, size, as_text=as_text)
+            rows, total = search_rows.counted_page(matching(), offset, size, as_text=as_text)
         if page is None:
             return _rows_response(rows, as_text)
         more = offset + len(rows) < total
