@@ -1,0 +1,76 @@
+"""The service's PostgreSQL connections outlive requests (CONN_MAX_AGE); one
+the server has closed since the last request (a restart, a failover,
+pg_terminate_backend, an idle timeout) is replaced before a request uses it,
+so that request answers as usual instead of 503.
+
+Served by gunicorn in a process of its own: Django's test client turns off
+the per-request connection handling these tests are about, and the live
+server closes every connection after each request."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from tests.service_processes import Process, Service, database_url, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="PostgreSQL sessions")
+
+APPLICATION = "dpd-web-under-test"
+
+
+@pytest.fixture
+def web(transactional_db, tmp_path):
+    """One gunicorn worker whose sessions carry their own application_name."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{database_url(connection.settings_dict)}?application_name={APPLICATION}",
+        "PERSISTENT_STORAGE_PATH": str(tmp_path),
+        "INDEXING_ON_STARTUP": "false",
+    }
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "dpd.wsgi", "--bind", f"127.0.0.1:{port}"]
+    process = Process("gunicorn", [*argv, "--workers", "1"], env, tmp_path)
+    try:
+        service = Service(process, f"http://127.0.0.1:{port}")
+        service.wait_ready()
+        yield service
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def admin():
+    """A session of its own, as an administrator's."""
+    import psycopg
+
+    with psycopg.connect(database_url(connection.settings_dict), autocommit=True) as session:
+        yield session
+
+
+def _sessions(admin) -> set[int]:
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [APPLICATION]
+    ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def test_a_request_after_the_server_closed_the_connection_answers_as_usual(web, admin):
+    assert web.post_json("/dataproductsearch", {}) == 200
+    (first,) = _sessions(admin)
+    admin.execute("SELECT pg_terminate_backend(%s)", [first])
+    wait_for(lambda: first not in _sessions(admin), timeout=10, what="the session to end")
+
+    assert web.post_json("/dataproductsearch", {}) == 200
+    assert len(_sessions(admin) - {first}) == 1
+
+
+def test_a_connection_the_server_keeps_is_reused(web, admin):
+    assert web.post_json("/dataproductsearch", {}) == 200
+    (first,) = _sessions(admin)
+    assert web.post_json("/dataproductsearch", {}) == 200
+    assert _sessions(admin) == {first}
