@@ -11,7 +11,9 @@ measures:
 - p50/p99 latency and requests/s of three search shapes (date range only; two
   key:value pairs; a filter-model request with paging) at 1 and 16 concurrent
   clients (threads, one http.client connection per request, bounded by count
-  and by time);
+  and by time), with the CPU time the hypervisor stole from this machine
+  during each level (/proc/stat; a stolen stall delays every request in
+  flight);
 - /download throughput of the 2 GiB product as a ratio to
   `tar -cf - DIR | cat > /dev/null` on the same folder (page cache warm for both);
 - growth of the gunicorn workers' RSS (VmRSS) during that download.
@@ -263,6 +265,7 @@ def measure_shape(url: str, path: str, body: dict, clients: int, total: int, cap
 
     for _ in range(3):  # warm caches and connections
         request(url, "POST", path, body)
+    stolen = steal_ms()
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
@@ -270,6 +273,7 @@ def measure_shape(url: str, path: str, body: dict, clients: int, total: int, cap
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    stolen = steal_ms() - stolen
     latencies.sort()
     return {
         "n": len(latencies),
@@ -277,7 +281,25 @@ def measure_shape(url: str, path: str, body: dict, clients: int, total: int, cap
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "rps": len(latencies) / wall,
+        "steal_ms": stolen,
     }
+
+
+def steal_ms() -> float:
+    """CPU time the hypervisor gave to other guests so far (all CPUs, Linux's
+    /proc/stat, 10 ms ticks); nan where it is not reported.
+
+    On a virtual machine every process stops while it is stolen, so a stall
+    of 10-20 ms delays all 16 requests in flight at once: with 1,600
+    requests, one such stall is the p99 (docs/api.md). Printed with each
+    level so that a run can be read for it.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) * 1000 / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def worker_pids(master: int) -> list[int]:
@@ -427,7 +449,8 @@ def main() -> None:
                 print(
                     f"search {name:15s} clients={clients:2d} n={result['n']:4d} "
                     f"errors={result['errors']} p50={result['p50_ms']:.1f} ms "
-                    f"p99={result['p99_ms']:.1f} ms rps={result['rps']:.1f}"
+                    f"p99={result['p99_ms']:.1f} ms rps={result['rps']:.1f} "
+                    f"steal={result['steal_ms']:.0f} ms"
                 )
 
         if args.url is None:
