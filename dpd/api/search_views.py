@@ -206,8 +206,8 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         )
 
         def matching() -> QuerySet[DataProduct]:
-            # Built only when the window is not the answer: building it costs
-            # as much as the window's own query (~0.2 ms).
+            # Built only when the window is not the whole answer: building the
+            # pairs' conditions is ~0.16 ms of ORM work per request.
             return search.search_products(
                 candidates, start_date=None, end_date=None, pairs=data["pairs"]
             )
