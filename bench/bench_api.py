@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 import bench_database  # noqa: E402  (bench/, the script's own folder)
 
+from dpd.web_server import gunicorn_command  # noqa: E402
+
 GIB = 1024**3
 MIB = 1024**2
 BIG_EB = "eb-benchdownload-20240101-00001"
@@ -197,22 +199,9 @@ def free_port() -> int:
 
 def start_gunicorn(env: dict[str, str], workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    server = subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
-            "dpd.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--timeout",
-            "300",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    options = ("--timeout", "300", "--log-level", "warning")
+    argv = gunicorn_command(f"127.0.0.1:{port}", workers, *options)
+    server = subprocess.Popen(argv, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:

@@ -10,12 +10,12 @@ server closes every connection after each request."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from dpd.web_server import gunicorn_command
 from tests.service_processes import Process, Service, database_url, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="PostgreSQL sessions")
@@ -33,8 +33,7 @@ def web(transactional_db, tmp_path):
         "INDEXING_ON_STARTUP": "false",
     }
     port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "dpd.wsgi", "--bind", f"127.0.0.1:{port}"]
-    process = Process("gunicorn", [*argv, "--workers", "1"], env, tmp_path)
+    process = Process("gunicorn", gunicorn_command(f"127.0.0.1:{port}", 1), env, tmp_path)
     try:
         service = Service(process, f"http://127.0.0.1:{port}")
         service.wait_ready()

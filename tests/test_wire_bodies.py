@@ -7,11 +7,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import sys
+import socket
 
 import pytest
 from django.db import connection
 
+from dpd.web_server import gunicorn_command
 from tests.service_processes import Process, database_url, free_port, wait_for
 
 WIDE = {"start_date": "2001-12-12", "end_date": "2032-12-12"}
@@ -29,8 +30,7 @@ def server(transactional_db, upstream_catalogue, tmp_path, settings):
         "DPD_THROTTLE_ANON_RATE": "",
         "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE": str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE),
     }
-    argv = [sys.executable, "-m", "gunicorn", "dpd.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"]
-    process = Process("gunicorn", argv, env, tmp_path)
+    process = Process("gunicorn", gunicorn_command(f"127.0.0.1:{port}", 1), env, tmp_path)
 
     def answers() -> bool:
         assert process.alive(), process.output()
@@ -92,3 +92,40 @@ def test_a_20_mb_body_gets_a_413_the_client_can_read(server):
     assert status == 413
     assert content_type == "application/json"
     assert "limit" in json.loads(answer)["detail"]
+
+
+# --- Requests gunicorn refuses before Django sees them ------------------------------
+
+
+def raw_exchange(port: int, sent: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are; the answer's status, headers and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(sent)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("sent", "status", "says"),
+    [
+        (b"GET /status?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 400, "too large"),
+        (b"GET /status HTTP/1.1\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431, "fields size"),
+        (b"GET /status HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 120 + b"\r\n", 431, "headers fields"),
+        (b"HELLO\r\n\r\n", 400, "HELLO"),
+        (b"GET /status HTTP/1.1\r\nHost: a\r\nBad Header: 1\r\n\r\n", 400, "Bad Header"),
+    ],
+    ids=["long-request-line", "huge-header", "many-headers", "garbage", "bad-name"],
+)
+def test_requests_the_server_refuses_are_answered_in_json(server, sent, status, says):
+    """The API's errors are JSON, also the ones gunicorn answers itself."""
+    answered, headers, body = raw_exchange(server, sent)
+
+    assert answered == status, body
+    assert headers["Content-Type"] == "application/json"
+    assert int(headers["Content-Length"]) == len(body)
+    assert says.lower() in json.loads(body)["detail"].lower()

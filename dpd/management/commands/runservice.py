@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from dpd.supervisor import Supervisor
+from dpd.web_server import gunicorn_command
 
 
 class Command(BaseCommand):
@@ -25,8 +26,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, bind: str, workers: int, grace: float, **options):
-        web = [sys.executable, "-m", "gunicorn", "dpd.wsgi", "--bind", bind]
-        web += ["--workers", str(workers), "--access-logfile", "-"]
+        web = gunicorn_command(bind, workers, "--access-logfile", "-")
         worker = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"]
         supervisor = Supervisor(
             {"web": web, "worker": worker},
