@@ -31,7 +31,7 @@ urlpatterns = [
         ),
         name="pages-login",
     ),
-    path("logout/", auth_views.LogoutView.as_view(next_page="pages-login"), name="pages-logout"),
+    path("logout/", views.LogoutPage.as_view(), name="pages-logout"),
     path("annotations/recent/", views.recent_annotations, name="annotations-recent"),
     path("annotations/<int:annotation_id>/edit/", views.annotation_edit, name="annotation-edit"),
     path("<anyuuid:uid>/", views.product_page, name="product-page"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -144,3 +145,18 @@ def recent_annotations(request: HttpRequest) -> HttpResponse:
     for annotation in page:
         annotation.product = products.get(annotation.data_product_uid)
     return render(request, "annotations/recent.html", {"page": page})
+
+
+class LogoutPage(auth_views.LogoutView):
+    """Django's logout logs out on POST only (a GET that did could be set off
+    by any other site); a GET, from a link or a typed address, gets a page
+    with the logout button instead of an empty 405."""
+
+    http_method_names = ["get", "head", "post", "options"]
+    next_page = "pages-login"
+    template_name = "annotations/logout.html"
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect(self.next_page)
+        return super().get(request, *args, **kwargs)

@@ -93,6 +93,31 @@ def test_a_member_who_is_not_staff_logs_in_through_the_pages_login_form(member_u
     assert "eb-m001-20230921-245" in response.content.decode()
 
 
+def test_opening_the_logout_address_asks_before_logging_out(member, product):
+    """A link or a typed address (GET) shows a page with the logout button;
+    only its POST, with the CSRF token, logs out (a GET that logged out
+    could be triggered by any other site)."""
+    asked = member.get("/products/logout/")
+
+    assert asked.status_code == 200
+    assert asked["Content-Type"].startswith("text/html")
+    text = asked.content.decode()
+    assert 'action="/products/logout/"' in text and 'name="csrfmiddlewaretoken"' in text
+    assert page(member, product)  # still signed in
+
+    logged_out = member.post("/products/logout/", follow=True)
+
+    assert logged_out.redirect_chain[-1][0] == "/products/login/"
+    assert member.get(product.get_absolute_url()).status_code == 302
+
+
+def test_the_logout_address_sends_a_visitor_who_is_not_signed_in_to_the_login_form(db):
+    response = Client().get("/products/logout/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/products/login/"
+
+
 def test_the_product_page_shows_key_metadata_and_the_files(member, team_product):
     html = page(member, team_product)
 

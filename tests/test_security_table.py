@@ -231,6 +231,7 @@ PROBES: dict[str, Callable] = {
         hidden=(404,),
     ),
     "GET /products/login/": public("GET", "/products/login/"),
+    "GET /products/logout/": action(lambda c, w: c.get("/products/logout/"), allowed=(200,)),
     "POST /products/logout/": public("POST", "/products/logout/", ok=(200, 302)),
     "GET /admin/": action(lambda c, w: c.get("/admin/"), allowed=(200,)),
     "GET /schema": public("GET", "/schema"),
