@@ -2,7 +2,7 @@
 
 gunicorn refuses some requests before Django sees them (a request line longer
 than limit_request_line, too many or too large headers, a malformed request
-line or header, an unsupported transfer coding) and answers them with an HTML
+line or header, an unknown transfer coding) and answers them with an HTML
 page of its own. Every other error of the API is `{"detail": ...}` JSON
 (dpd.api.exceptions), which scripts and the dashboard parse; the worker here
 writes gunicorn's refusals the same way, with gunicorn's status and message.
@@ -14,10 +14,12 @@ production runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
+from http import HTTPStatus
 
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
@@ -41,8 +43,11 @@ def gunicorn_command(bind: str, workers: int, *options: str) -> list[str]:
 
 
 def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's util.write_error, with a JSON body instead of an HTML page."""
+    """gunicorn's util.write_error, with a JSON body instead of an HTML page
+    (and the status's own reason phrase: gunicorn sends "501 Bad Request")."""
     body = json.dumps({"detail": mesg or reason}).encode()
+    with contextlib.suppress(ValueError):
+        reason = HTTPStatus(status_int).phrase
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"

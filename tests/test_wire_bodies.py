@@ -1,6 +1,7 @@
 """Request bodies as they arrive over a real socket, through gunicorn (the
 production server), where Django's test client cannot go: chunked bodies,
-and oversized ones, whose 413 the client must be able to read."""
+oversized ones, whose 413 the client must be able to read, and requests
+gunicorn refuses before Django sees them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import http.client
 import json
 import os
 import socket
+from http import HTTPStatus
 
 import pytest
 from django.db import connection
@@ -107,7 +109,9 @@ def raw_exchange(port: int, sent: bytes) -> tuple[int, dict[str, str], bytes]:
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in header_lines)
-    return int(status_line.split()[1]), headers, body
+    _, status, reason = status_line.split(" ", 2)
+    assert reason == HTTPStatus(int(status)).phrase, status_line
+    return int(status), headers, body
 
 
 @pytest.mark.parametrize(
@@ -118,8 +122,13 @@ def raw_exchange(port: int, sent: bytes) -> tuple[int, dict[str, str], bytes]:
         (b"GET /status HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 120 + b"\r\n", 431, "headers fields"),
         (b"HELLO\r\n\r\n", 400, "HELLO"),
         (b"GET /status HTTP/1.1\r\nHost: a\r\nBad Header: 1\r\n\r\n", 400, "Bad Header"),
+        (
+            b"POST /dataproductsearch HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: foo\r\n\r\n",
+            501,
+            "transfer coding",
+        ),
     ],
-    ids=["long-request-line", "huge-header", "many-headers", "garbage", "bad-name"],
+    ids=["long-request-line", "huge-header", "many-headers", "garbage", "bad-name", "coding"],
 )
 def test_requests_the_server_refuses_are_answered_in_json(server, sent, status, says):
     """The API's errors are JSON, also the ones gunicorn answers itself."""
