@@ -1,5 +1,6 @@
 import gc
 import io
+import json
 import os
 from importlib import import_module
 
@@ -18,7 +19,11 @@ def read_chunked_bodies(app):
     server reads it. When the WSGI server has decoded the chunks and marks the
     input as terminated (gunicorn does), the body is read here, at most one
     byte past DATA_UPLOAD_MAX_MEMORY_SIZE, and handed on with its length: an
-    oversized one then gets hardening's 413 like any other.
+    oversized one then gets hardening's 413 like any other. A body the server
+    cannot decode (a chunk size that is not hexadecimal, a chunk without its
+    CRLF, the client gone mid-body: gunicorn raises an IOError while it is
+    read) is a 400 answered here; gunicorn would close the connection
+    without a word.
     """
 
     def application(environ, start_response):
@@ -29,12 +34,22 @@ def read_chunked_bodies(app):
         ):
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             stream = environ["wsgi.input"]
-            body = stream.read() if limit is None else stream.read(limit + 1)
+            try:
+                body = stream.read() if limit is None else stream.read(limit + 1)
+            except OSError as exc:
+                return _bad_request(start_response, f"Malformed chunked request body: {exc}")
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         return app(environ, start_response)
 
     return application
+
+
+def _bad_request(start_response, detail: str) -> list[bytes]:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response("400 Bad Request", headers)
+    return [body]
 
 
 def settled(app):

@@ -138,3 +138,22 @@ def test_requests_the_server_refuses_are_answered_in_json(server, sent, status, 
     assert headers["Content-Type"] == "application/json"
     assert int(headers["Content-Length"]) == len(body)
     assert says.lower() in json.loads(body)["detail"].lower()
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"],
+    ids=["bad-chunk-size", "missing-terminator"],
+)
+def test_a_malformed_chunked_body_is_a_json_400(server, chunks):
+    """gunicorn finds the fault while the body is read, inside the
+    application; without an answer from it the client saw the connection
+    close with nothing."""
+    head = b"POST /dataproductsearch HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+    sent = head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks
+
+    answered, headers, body = raw_exchange(server, sent)
+
+    assert answered == 400, body
+    assert headers["Content-Type"] == "application/json"
+    assert "chunked" in json.loads(body)["detail"]
