@@ -33,12 +33,10 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 from dpd import search_text
 from dpd.models import DataProduct, ExecutionBlockSearchText
 
-DEFAULT_START_DATE = dt.date(2020, 1, 1)
-DEFAULT_END_DATE = dt.date(2100, 1, 1)
 INVALID_KEY_PAIR = "Invalid search key pair."
 _NOTHING = Q(pk__in=[])
-# YYYY-MM-DD, alone or starting an ISO timestamp (never the basic 20200101 form).
-_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
+# The date that starts an ISO timestamp (never the basic 20200101 form).
+_TIMESTAMP_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]")
 
 # The grid's fixed columns (reference 2.5), and the row fields the API derives.
 FIXED_COLUMNS = (
@@ -83,24 +81,27 @@ def parse_key_value_pairs(pairs: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def parse_date(value: str) -> dt.date | None:
-    """`YYYY-MM-DD`, or an ISO timestamp whose calendar date is taken as written."""
+    """A date as upstream reads it, with `%Y-%m-%d` (so `2022-12-1` too:
+    scripts written against it may send that), or an ISO timestamp whose
+    calendar date is taken as written."""
     text = value.strip()
-    if not _DATE_PREFIX.match(text):
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        pass
+    if not _TIMESTAMP_DATE.match(text):
         return None
     try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text)
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
     except ValueError:
         return None
 
 
-def parse_date_bound(value: str | None, name: str, default: dt.date) -> dt.date | None:
-    """A search bound: absent or null is the upstream default, "" is no bound,
-    anything unparseable is a 400 (reference 3.2 [rec]; upstream ignored it)."""
-    if value is None:
-        return default
-    if not value.strip():
+def parse_date_bound(value: str | None, name: str) -> dt.date | None:
+    """A search bound: "" and null are no bound (reference 2.3 [rec]: null is
+    empty; upstream refused it with 422); anything unparseable is a 400
+    (reference 3.2 [rec]; upstream ignored it)."""
+    if value is None or not value.strip():
         return None
     parsed = parse_date(value)
     if parsed is None:

@@ -319,6 +319,9 @@ def test_a_number_operator_never_matches_text_values(anonymous):
         ("onOrBefore", "2020-03-25", 3),
         ("greaterThan", "2024-02-01", 3),
         ("lessThan", "2019-10-31", 1),
+        # Not zero-padded: the date %Y-%m-%d reads (reference 3.5), not ignored.
+        ("greaterThan", "2024-2-1", 3),
+        ("onOrBefore", "2020-3-25", 3),
     ],
 )
 def test_date_operators_compare_calendar_dates(anonymous, operator, value, count):

@@ -193,12 +193,30 @@ def test_an_empty_bound_is_no_bound(client):
     assert rows == OPEN_IN_ORDER
 
 
-def test_null_fields_are_the_defaults(client):
+def test_null_fields_are_empty_so_null_dates_are_no_bound(client):
+    # Reference 2.3 [rec]: "Treat null as empty", as "" is (3.2).
     body = {"start_date": None, "end_date": None, "key_value_pairs": None}
-    assert folders(search(client, body)) == OPEN_IN_ORDER[:10]
+    assert folders(search(client, body)) == OPEN_IN_ORDER
+    assert folders(search(client, {"start_date": None})) == OPEN_IN_ORDER
 
 
-@pytest.mark.parametrize("bad", ["2020-13-45", "yesterday", "2020/01/01", "20200101"])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("2022-12-1", "2022-12-31"), ("2022-12-01", "2022-12-31"), ("2022-12- 1", "2023-1-1")],
+)
+def test_a_date_is_read_as_strptime_reads_y_m_d_padded_or_not(client, start, end):
+    # Upstream parses both bounds with %Y-%m-%d (reference 3.2), which takes
+    # one-digit months and days: a script's "2022-12-1" meant December 1st.
+    assert folders(search(client, {"start_date": start, "end_date": end})) == [
+        "eb-m001-20221212-12345",
+        "eb-m002-20221212-12345",
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["2020-13-45", "yesterday", "2020/01/01", "20200101", "2020-1-", "220-01-01", "2020-02-30"],
+)
 def test_a_date_that_does_not_parse_answers_400_naming_it(client, bad):
     response = search(client, {"start_date": bad})
     assert response.status_code == 400

@@ -65,16 +65,17 @@ class _Text(serializers.CharField):
 
 
 class SearchRequestSerializer(RequestBodySerializer):
+    # Absent, a bound is upstream's default; null or "" is no bound.
     start_date = _Text(
-        required=False,
+        default="2020-01-01",
         allow_null=True,
-        help_text='Inclusive lower bound on date_created, YYYY-MM-DD (default "2020-01-01"; '
-        '"" means none). An ISO timestamp counts by its date.',
+        help_text="Inclusive lower bound on date_created, YYYY-MM-DD (one-digit month and "
+        'day too); "" or null means none. An ISO timestamp counts by its date.',
     )
     end_date = _Text(
-        required=False,
+        default="2100-01-01",
         allow_null=True,
-        help_text='Inclusive upper bound on date_created (default "2100-01-01"; "" means none).',
+        help_text='Inclusive upper bound on date_created; "" or null means none.',
     )
     key_value_pairs = serializers.ListField(
         child=_Text(),
@@ -97,12 +98,8 @@ class SearchRequestSerializer(RequestBodySerializer):
         # The pair check comes first, as upstream (reference 2.3).
         try:
             attrs["pairs"] = search.parse_key_value_pairs(attrs.get("key_value_pairs") or [])
-            attrs["start_bound"] = search.parse_date_bound(
-                attrs.get("start_date"), "start_date", search.DEFAULT_START_DATE
-            )
-            attrs["end_bound"] = search.parse_date_bound(
-                attrs.get("end_date"), "end_date", search.DEFAULT_END_DATE
-            )
+            attrs["start_bound"] = search.parse_date_bound(attrs["start_date"], "start_date")
+            attrs["end_bound"] = search.parse_date_bound(attrs["end_date"], "end_date")
         except search.SearchError as exc:
             raise SearchBadRequest(str(exc)) from None
         return attrs
