@@ -136,11 +136,19 @@ class ServiceSet:
         self.processes.append(process)
         return process
 
-    def runservice(self, name: str, **extra_env: str) -> Service:
+    def runservice(self, name: str, workers: int = 1, **extra_env: str) -> Service:
         port = free_port()
         process = self._start(
             name,
-            ["runservice", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--grace", "10"],
+            [
+                "runservice",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--grace",
+                "10",
+            ],
             {"DPD_INSTANCE_NAME": name, **extra_env},
         )
         return Service(process, f"http://127.0.0.1:{port}")

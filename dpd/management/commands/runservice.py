@@ -1,9 +1,12 @@
+import os
 import sys
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from dpd.apps import SERVICE_STARTED_AT
 from dpd.supervisor import Supervisor
 from dpd.web_server import gunicorn_command
 
@@ -39,6 +42,8 @@ class Command(BaseCommand):
         _prepare_background_work(self.stdout)
         self.stdout.write(f"serving on http://{bind}/ (admin at /admin/), worker: qcluster")
         self.stdout.flush()
+        started = apps.get_app_config("dpd").startup_time
+        os.environ[SERVICE_STARTED_AT] = started.isoformat()  # for every worker's /status
         supervisor.start()
         code = supervisor.run()
         if code:
