@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -162,6 +162,28 @@ class ServiceSet:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in self.processes)
+
+
+@contextlib.contextmanager
+def running_services(volume: Path, log_dir: Path, **env: str) -> Iterator[ServiceSet]:
+    """A ServiceSet on this test run's database and `volume`, with `env` on top;
+    every process it started is stopped at the end."""
+    from django.db import connection
+
+    started = ServiceSet(
+        {
+            **os.environ,
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "PERSISTENT_STORAGE_PATH": str(volume),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        },
+        log_dir,
+    )
+    try:
+        yield started
+    finally:
+        started.stop_all()
 
 
 class Service:

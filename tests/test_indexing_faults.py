@@ -24,7 +24,12 @@ from dpd.synthetic import write_synthetic_volume
 from indexing.models import IndexingState, IndexRun
 from indexing.services import index_run, request_reindex
 from indexing.status import indexing_status, pv_index_status
-from tests.service_processes import ServiceSet, ThrowawayPostgres, database_url, wait_for
+from tests.service_processes import (
+    ServiceSet,
+    ThrowawayPostgres,
+    running_services,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -49,23 +54,17 @@ def volume(tmp_path, settings) -> Path:
 def services(transactional_db, volume, tmp_path):
     if connection.vendor != "postgresql":
         _unavailable("the fault tests need PostgreSQL (DATABASE_URL)")
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "PERSISTENT_STORAGE_PATH": str(volume),
-        "INDEXING_BATCH_SIZE": "5",
-        "INDEXING_PARALLEL_WORKERS": "2",  # the default on two cores: a pool in the worker
-        "INDEXING_SCHEDULE_MINUTES": "0",
-        "INDEXING_TEST_BATCH_DELAY_SECONDS": "0.3",
-        "Q_WORKERS": "1",
-        "DPD_COMPAT_OPEN_MANAGEMENT": "true",
-        "PYTHONUNBUFFERED": "1",
-    }
-    started = ServiceSet(env, tmp_path)
-    try:
+    with running_services(
+        volume,
+        tmp_path,
+        INDEXING_BATCH_SIZE="5",
+        INDEXING_PARALLEL_WORKERS="2",  # the default on two cores: a pool in the worker
+        INDEXING_SCHEDULE_MINUTES="0",
+        INDEXING_TEST_BATCH_DELAY_SECONDS="0.3",
+        Q_WORKERS="1",
+        DPD_COMPAT_OPEN_MANAGEMENT="true",
+    ) as started:
         yield started
-    finally:
-        started.stop_all()
 
 
 def _assert_catalogue_exact(expected: int) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection
 
-from tests.service_processes import ServiceSet, database_url
+from tests.service_processes import running_services
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -26,19 +26,10 @@ def service_set(transactional_db, tmp_path):
         pytest.skip("a running service needs PostgreSQL (DATABASE_URL)")
     volume = tmp_path / "volume"
     volume.mkdir()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "PERSISTENT_STORAGE_PATH": str(volume),
-        "INDEXING_ON_STARTUP": "false",
-        "INDEXING_SCHEDULE_MINUTES": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    started = ServiceSet(env, tmp_path)
-    try:
+    with running_services(
+        volume, tmp_path, INDEXING_ON_STARTUP="false", INDEXING_SCHEDULE_MINUTES="0"
+    ) as started:
         yield started
-    finally:
-        started.stop_all()
 
 
 def _status_held_by_one_worker_while_another_answers(service) -> tuple[dict, dict]:
