@@ -204,9 +204,6 @@ else:
         "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
     )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        # Django's backend, with a health check that reads the socket (dpd/postgresql).
-        DATABASES["default"]["ENGINE"] = "dpd.postgresql"
     # DATABASE_RANDOM_PAGE_COST: what the planner charges for reading a heap
     # page out of order; PostgreSQL's default, 4, prices a disk seek. The
     # catalogue's pages are in memory, and at 4 the planner preferred ANDing a
@@ -218,7 +215,7 @@ else:
         _options = DATABASES["default"]["OPTIONS"]
         _options["options"] = f"{_options.get('options', '')} -c random_page_cost={_page_cost}"
         _options["options"] = _options["options"].strip()
-IS_POSTGRESQL = DATABASES["default"]["ENGINE"] == "dpd.postgresql"
+IS_POSTGRESQL = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,8 +1,7 @@
 """The service's PostgreSQL connections outlive requests (CONN_MAX_AGE); one
 the server has closed since the last request (a restart, a failover,
 pg_terminate_backend, an idle timeout) is replaced before a request uses it,
-so that request answers as usual instead of 503. The check reads the
-connection's socket instead of sending `SELECT 1` (dpd/postgresql).
+so that request answers as usual instead of 503.
 
 Served by gunicorn in a process of its own: Django's test client turns off
 the per-request connection handling these tests are about, and the live
@@ -74,38 +73,3 @@ def test_a_connection_the_server_keeps_is_reused(web, admin):
     (first,) = _sessions(admin)
     assert web.post_json("/dataproductsearch", {}) == 200
     assert _sessions(admin) == {first}
-
-
-# --- The check itself (dpd/postgresql), on this process's own connection -------
-
-
-def _backend(connection_) -> int:
-    connection_.ensure_connection()
-    return connection_.connection.info.backend_pid
-
-
-def test_the_health_check_sends_the_server_nothing(transactional_db, admin):
-    pid = _backend(connection)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 'the last statement'")
-
-    assert connection.is_usable()
-
-    (query,) = admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
-    assert query == "SELECT 'the last statement'"  # no SELECT 1 after it
-
-
-def test_the_health_check_sees_a_session_the_server_ended(transactional_db, admin):
-    pid = _backend(connection)
-    admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-    wait_for(
-        lambda: (
-            not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
-        ),
-        timeout=10,
-        what="the session to end",
-    )
-    try:
-        assert not connection.is_usable()
-    finally:
-        connection.close()  # the test database's teardown reconnects
