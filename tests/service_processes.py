@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -184,6 +185,30 @@ def running_services(volume: Path, log_dir: Path, **env: str) -> Iterator[Servic
         yield started
     finally:
         started.stop_all()
+
+
+def unavailable(reason: str) -> None:
+    """A service a test needs is missing: a failure in CI (CI=true), where
+    nothing may be skipped, a skip elsewhere."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """An HTTP answer read off a raw socket until the server closes it: its
+    status (whose reason phrase must be the standard one), headers and body."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    _, status, reason = status_line.split(" ", 2)
+    assert reason == HTTPStatus(int(status)).phrase, status_line
+    return int(status), headers, body
 
 
 class Service:

@@ -28,18 +28,11 @@ from tests.service_processes import (
     ServiceSet,
     ThrowawayPostgres,
     running_services,
+    unavailable,
     wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(f"CI=true: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -53,7 +46,7 @@ def volume(tmp_path, settings) -> Path:
 @pytest.fixture
 def services(transactional_db, volume, tmp_path):
     if connection.vendor != "postgresql":
-        _unavailable("the fault tests need PostgreSQL (DATABASE_URL)")
+        unavailable("the fault tests need PostgreSQL (DATABASE_URL)")
     with running_services(
         volume,
         tmp_path,
@@ -262,7 +255,7 @@ def own_postgres():
     try:
         server = ThrowawayPostgres()
     except (RuntimeError, OSError, KeyError) as exc:
-        _unavailable(f"cannot start a throwaway PostgreSQL: {exc}")
+        unavailable(f"cannot start a throwaway PostgreSQL: {exc}")
     try:
         yield server
     finally:

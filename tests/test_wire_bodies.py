@@ -9,13 +9,12 @@ import http.client
 import json
 import os
 import socket
-from http import HTTPStatus
 
 import pytest
 from django.db import connection
 
 from dpd.web_server import gunicorn_command
-from tests.service_processes import Process, database_url, free_port, wait_for
+from tests.service_processes import Process, database_url, free_port, read_answer, wait_for
 
 WIDE = {"start_date": "2001-12-12", "end_date": "2032-12-12"}
 
@@ -103,15 +102,7 @@ def raw_exchange(port: int, sent: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send bytes as they are; the answer's status, headers and body."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(sent)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in header_lines)
-    _, status, reason = status_line.split(" ", 2)
-    assert reason == HTTPStatus(int(status)).phrase, status_line
-    return int(status), headers, body
+        return read_answer(sock)
 
 
 @pytest.mark.parametrize(
