@@ -31,7 +31,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 
 from dpd import search_text
-from dpd.models import DataProduct, ExecutionBlockSearchText
+from dpd.models import DataProduct
 
 INVALID_KEY_PAIR = "Invalid search key pair."
 _NOTHING = Q(pk__in=[])
@@ -306,10 +306,12 @@ class _FilterBuilder:
         return ~q if positive != operator else q
 
     def _execution_block_q(self, operator: str, values: list[str]) -> Q:
-        """The same test on the execution_block column (every product has one,
-        the same text as its row field), through its own trigram index."""
-        self.aliases["_execution_block_text"] = ExecutionBlockSearchText()
-        return Q(_execution_block_text__iregex=search_text.value_pattern(operator, values))
+        """The same test on execution_block's folded column (every product has
+        one, with the text its row field holds), through its own trigram index."""
+        q = Q()
+        for value in values:
+            q |= Q(execution_block_folded__like=search_text.like_pattern(operator, value))
+        return q
 
     def _number_q(self, field: str, operator: str, value: Any) -> Q | None:
         number = _as_number(value)

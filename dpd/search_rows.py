@@ -35,7 +35,13 @@ from dpd import search_text
 from dpd.models import DataProduct, row_json_text
 
 # The derived search columns are for the database, not for the rows.
-_SEARCH_COLUMNS = ("search_text", "search_signature", "field_types", "row_json")
+_SEARCH_COLUMNS = (
+    "search_text",
+    "search_signature",
+    "field_types",
+    "row_json",
+    "execution_block_folded",
+)
 
 
 def page_rows(products: QuerySet[DataProduct], offset: int, limit: int) -> list[dict[str, Any]]:

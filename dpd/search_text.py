@@ -131,20 +131,41 @@ def field_pattern(field: str, operator: str, values: list[str]) -> str:
     raise ValueError(f"unknown pattern operator {operator!r}")
 
 
-def value_pattern(operator: str, values: list[str]) -> str:
-    """field_pattern's test of a value, on one value's text alone (a column
-    holding what the search text holds for that field)."""
-    alternatives = "|".join(literal(v) for v in values)
-    anchors = {
-        "contains": ("", ""),
-        "equals": ("\\A", "\\Z"),
-        "startsWith": ("\\A", ""),
-        "endsWith": ("", "\\Z"),
-    }
-    if operator not in anchors:
+# LIKE patterns, for a column holding one value alone (execution_block's, see
+# dpd.models.FoldedLike): user text escaped, so `%`, `_` and `\\` are literals.
+_LIKE_SPECIAL = re.compile(r"([\\%_])")
+_LIKE_WILDCARDS = {
+    "contains": ("%", "%"),
+    "equals": ("", ""),
+    "startsWith": ("", "%"),
+    "endsWith": ("%", ""),
+}
+
+
+def like_pattern(operator: str, text: str) -> str:
+    """The LIKE pattern of a value test (as field_pattern's, on one value):
+    the text as the search text would hold it, with the operator's wildcards."""
+    if operator not in _LIKE_WILDCARDS:
         raise ValueError(f"unknown pattern operator {operator!r}")
-    start, end = anchors[operator]
-    return f"{start}({alternatives}){end}"
+    start, end = _LIKE_WILDCARDS[operator]
+    escaped = _LIKE_SPECIAL.sub(r"\\\1", clean(text))
+    return start + escaped + end
+
+
+def like_as_regex(pattern: str) -> str:
+    """A LIKE pattern (backslash escapes) as a case-insensitive regular
+    expression for Python's `re` that matches the same whole strings."""
+    parts, chars = [], iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            parts.append(re.escape(next(chars, "\\")))
+        elif ch == "%":
+            parts.append(".*")
+        elif ch == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return "(?is)\\A" + "".join(parts) + "\\Z"
 
 
 # --- Signatures ------------------------------------------------------------------

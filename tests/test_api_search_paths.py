@@ -344,14 +344,15 @@ def test_the_window_treats_pattern_characters_as_literals_like_the_full_query(
 
 @pytest.fixture
 def odd_execution_block():
-    """A product whose execution block holds a separator and ends with a newline."""
+    """A product whose execution block holds a separator and ends with a
+    newline, and one with LIKE's wildcards and non-ASCII capitals in it."""
     from dpd.metadata import from_ingested_document
 
-    product = from_ingested_document(
-        {"execution_block": "eb-ctl\x1fx.*-20240101-1\n", "files": [], "context": {}}
-    )
-    DataProduct.objects.create(**DataProduct.fields_from(product))
-    return product
+    for execution_block in ("eb-ctl\x1fx.*-20240101-1\n", "EB-ÜNÏ_100%\\-20240101-2"):
+        product = from_ingested_document(
+            {"execution_block": execution_block, "files": [], "context": {}}
+        )
+        DataProduct.objects.create(**DataProduct.fields_from(product))
 
 
 @pytest.mark.parametrize(
@@ -371,6 +372,17 @@ def odd_execution_block():
         ("isAnyOf", ["eb-m001-20230921-245", "EB-CTL X.*-20240101-1\n", "(", "x|y"]),
         ("contains", "("),
         ("contains", "\\"),
+        # LIKE's wildcards and escape are literals; capitals fold beyond ASCII.
+        ("contains", "%"),
+        ("contains", "_1"),
+        ("contains", "ünï_100%\\"),
+        ("equals", "eb-ünï_100%\\-20240101-2"),
+        ("startsWith", "eb_"),
+        ("startsWith", "EB-Ü"),
+        ("endsWith", "%-20240101-2"),
+        ("endsWith", "_-20240101-2"),
+        ("contains", "ÜNÏ"),
+        ("isAnyOf", ["eb-ünï_100%\\-20240101-2", "%"]),
     ],
 )
 def test_execution_block_filters_answer_as_the_search_text_would(
@@ -391,6 +403,46 @@ def test_execution_block_filters_answer_as_the_search_text_would(
             pk__in=by_text.values("pk")
         )
     assert shown == {str(uid) for uid in by_text.values_list("uid", flat=True)}
+
+
+LIKE_TEXTS = ["abc%_\\d", "a_c", "aXc", "ünï", "x\ny", "%", "_", "\\", "", "b", "abc"]
+
+
+def like_answers(pattern: str) -> tuple[set[str], set[str]]:
+    """The LIKE_TEXTS that PostgreSQL's folded LIKE and the pattern's Python
+    regular expression (dpd.models.FoldedLike.as_sqlite) each find."""
+    import re
+
+    from dpd.search_text import like_as_regex
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t FROM unnest(%s::text[]) t WHERE lower(t) LIKE lower(%s)",
+            [LIKE_TEXTS, pattern],
+        )
+        by_postgresql = {text for (text,) in cursor.fetchall()}
+    return {text for text in LIKE_TEXTS if re.search(like_as_regex(pattern), text)}, by_postgresql
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="compared with PostgreSQL's LIKE")
+@pytest.mark.parametrize("operator", ["contains", "equals", "startsWith", "endsWith"])
+@pytest.mark.parametrize(
+    "value", ["%", "_", "\\", "a_c", "A%C", "\\%", "ÜNÏ", "x\ny", ".*", "b", "abc%_\\d"]
+)
+def test_sqlite_reads_execution_block_filters_as_postgresql_does(operator, value):
+    """SQLite's execution_block filter runs its LIKE pattern as a Python
+    regular expression: the same answers as PostgreSQL's LIKE."""
+    from dpd.search_text import like_pattern
+
+    by_python, by_postgresql = like_answers(like_pattern(operator, value))
+    assert by_python == by_postgresql
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="compared with PostgreSQL's LIKE")
+@pytest.mark.parametrize("pattern", ["a_c", "_", "%_", "__", "\\_", "%\\%%", "Ü%", "x_y", "%b%"])
+def test_like_wildcards_read_as_postgresql_reads_them(pattern):
+    by_python, by_postgresql = like_answers(pattern)
+    assert by_python == by_postgresql
 
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL index")
@@ -422,4 +474,4 @@ def test_execution_block_filters_read_their_trigram_index(anonymous):
         with connection.execute_wrapper(explain_page):
             page(anonymous, item("execution_block", operator, "m00"))
     assert len(plans) == 4
-    assert all("Bitmap Index Scan on dpd_execution_block_trgm" in plan for plan in plans), plans
+    assert all("Bitmap Index Scan on dpd_eb_folded_trgm" in plan for plan in plans), plans
