@@ -31,6 +31,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 
 from dpd import search_text
+from dpd.access import visible_to
 from dpd.models import DataProduct
 
 INVALID_KEY_PAIR = "Invalid search key pair."
@@ -115,10 +116,11 @@ def key_value_q(key: str, value: str) -> Q:
     return Q(search_text__regex=search_text.key_value_pattern(key, value))
 
 
-def search_candidates(
-    products: QuerySet[DataProduct], *, start_date: dt.date | None, end_date: dt.date | None
-) -> QuerySet[DataProduct]:
-    """The products in the inclusive date range, newest first (reference 3.2)."""
+def open_candidates(start_date: dt.date | None, end_date: dt.date | None) -> QuerySet[DataProduct]:
+    """The open products in the inclusive date range, newest first (reference
+    3.2): /dataproductsearch shows scripts open products only, whoever calls
+    (reference 1.6)."""
+    products = DataProduct.objects.filter(visible_to(frozenset()))
     if start_date is not None:
         products = products.filter(date_created__gte=start_date)
     if end_date is not None:
@@ -127,14 +129,11 @@ def search_candidates(
 
 
 def search_products(
-    products: QuerySet[DataProduct],
-    *,
-    start_date: dt.date | None,
-    end_date: dt.date | None,
-    pairs: list[tuple[str, str]],
+    *, start_date: dt.date | None, end_date: dt.date | None, pairs: list[tuple[str, str]]
 ) -> QuerySet[DataProduct]:
-    """Inclusive date range AND every pair, newest first (reference 3.2-3.4)."""
-    products = search_candidates(products, start_date=start_date, end_date=end_date)
+    """Open products in the inclusive date range AND matching every pair,
+    newest first (reference 3.2-3.4)."""
+    products = open_candidates(start_date, end_date)
     for key, value in pairs:
         products = products.filter(key_value_q(key, value))
     return products

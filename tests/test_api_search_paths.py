@@ -115,6 +115,31 @@ def test_the_window_gives_the_answer_of_the_full_query_at_every_size(
 
 
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_the_window_reads_each_requests_own_dates(client, settings):
+    """The window's statement is built once per process for each combination
+    of date bounds present; each request's dates must still decide."""
+    ranges = [
+        ("2001-12-12", "2032-12-12"),
+        ("2023-06-01", "2032-12-12"),
+        ("2001-12-12", "2023-06-01"),
+        ("", ""),
+        ("2024-01-01", ""),
+        ("", "2022-12-31"),
+        ("2023-06-01", "2023-12-31"),
+        ("2022-12-12", "2022-12-12"),
+    ]
+    answers = set()
+    for start, end in ranges:
+        body = {"start_date": start, "end_date": end, "key_value_pairs": COMMON_PAIR}
+        settings.SEARCH_WINDOW_ROWS = 0
+        full = folders(search(client, body))
+        settings.SEARCH_WINDOW_ROWS = 2000
+        assert folders(search(client, body)) == full, (start, end)
+        answers.add(tuple(full))
+    assert len(answers) == len(ranges) - 1  # all different, but the two unbounded ones
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
 def test_a_page_found_among_the_newest_products_skips_the_full_query(client, settings):
     settings.SEARCH_WINDOW_ROWS = 4
     body = {**WIDE, "key_value_pairs": COMMON_PAIR, "start": 1, "count": 3}
