@@ -1,16 +1,17 @@
 """Search and filter requests -> QuerySets (reference sections 3 and 4.5).
 
-Two entry points, both starting from a QuerySet that dpd.access has already
-narrowed to what the caller may see:
+Two entry points, both narrowed by dpd.access to what the caller may see:
 
-- `search_products`: /dataproductsearch (date range, key:value substrings);
+- `search_products`: /dataproductsearch (date range, key:value substrings),
+  open products only whoever calls (`open_candidates`);
 - `filter_products`: /filterdataproducts (the MUI data grid's filter model,
-  the search panel, the sort model).
+  the search panel, the sort model), from the caller's visible products.
 
 All matching runs in the database. Substring semantics go through the
-derived `search_text` column and its trigram index (dpd/search_text.py);
-user text only ever reaches SQL as escaped pattern parameters or JSON key
-names, never as ORM lookups.
+derived `search_text` column and its trigram index (dpd/search_text.py),
+execution_block's through its folded column (dpd.models.FoldedLike); user
+text only ever reaches SQL as escaped pattern parameters or JSON key names,
+never as ORM lookups.
 """
 
 from __future__ import annotations

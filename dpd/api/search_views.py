@@ -202,7 +202,7 @@ class DataProductSearchView(ReadOnlyPost, APIView):
 
         def matching() -> QuerySet[DataProduct]:
             # Built only when the window is not the whole answer: building the
-            # query is ~0.3 ms of ORM work per request.
+            # pairs' conditions alone is ~0.16 ms of ORM work per request.
             return search.search_products(start_date=start, end_date=end, pairs=data["pairs"])
 
         as_text = _wants_json(request)
