@@ -11,4 +11,4 @@ RUN pip install --no-cache-dir .
 COPY . .
 RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --no-input -v0
 EXPOSE 8000
-CMD ["python", "manage.py", "runservice"]
+CMD ["python", "manage.py", "runservice", "--bind", "0.0.0.0:8000"]

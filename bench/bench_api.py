@@ -4,8 +4,8 @@ Without --url it fills a throwaway PostgreSQL database with synthetic products
 (bulk_create of DataProduct.fields_from rows, reused when already the right
 size and every derived column is filled: after a migration that adds one, the
 first run rebuilds it), writes a 2 GiB product folder under a bench volume, and
-serves both with gunicorn (the production WSGI server, as many sync workers as
-`manage.py runservice` starts) on 127.0.0.1. It then
+serves both with gunicorn (the production server, configured as `manage.py
+runservice` starts it: dpd.gunicorn_conf) on 127.0.0.1. It then
 measures:
 
 - p50/p99 latency and requests/s of three search shapes (date range only; two
@@ -19,11 +19,19 @@ measures:
   `tar -cf - DIR | cat > /dev/null` on the same folder (page cache warm for
   both): the medians of --download-repeats of each, alternated;
 - growth of the gunicorn workers' RSS (VmRSS) during those downloads (the
-  largest).
+  largest);
+- the same three search shapes at 16 clients while --busy-downloads
+  downloads of the 2 GiB product (curl --limit-rate, 5 MB/s each by
+  default) are in flight, for --busy-seconds each: the worst shape's p99
+  as a ratio to its idle p99 (target <= 2), the downloads' total rate, and
+  the workers' RSS growth with all of them in flight.
 
-The 2 GiB folder is deleted afterwards. The last line is name=value pairs:
-search_p99_ms_16 (worst shape), search_rps_16 (slowest shape), download_vs_tar
-(download throughput / tar throughput), download_rss_growth_mib.
+The 2 GiB folder is deleted afterwards. The last line is name=value pairs,
+ratios first: download_vs_tar (download throughput / tar throughput),
+search_p99_busy_vs_idle (worst shape), search_p99_ms_16 (worst shape),
+search_rps_16 (slowest shape), download_rss_growth_mib, search_p99_busy_ms_16,
+busy_downloads (in flight at the end of the busy phase), busy_download_mb_s
+(their total rate), busy_rss_growth_mib.
 
     .venv/bin/python bench/bench_api.py [--url URL] [--database-url postgres://...]
 
@@ -121,6 +129,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--download-gib", type=float, default=2.0)
     parser.add_argument(
         "--download-repeats", type=int, default=3, help="tar and download, alternated"
+    )
+    parser.add_argument("--busy-downloads", type=int, default=32)
+    parser.add_argument("--busy-rate", default="5M", help="curl --limit-rate of each")
+    parser.add_argument(
+        "--busy-seconds", type=float, default=20.0, help="per shape, with the downloads running"
     )
     parser.add_argument("--download-uid", help="with --url: the product to download")
     parser.add_argument("--download-dir", help="with --url: that product's folder")
@@ -357,34 +370,66 @@ def download_seconds(url: str, uid: str, master: int | None) -> tuple[float, int
     return elapsed, received, growth / 1024 if pids else float("nan")
 
 
+def curl_download(url: str, uid: str, *options: str) -> list[str]:
+    """curl's argv for one /download of `uid` to /dev/null, printing its size."""
+    body = json.dumps({"uid": uid})
+    return [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        *options,
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        url.rstrip("/") + "/download",
+    ]
+
+
+def measure_busy(url: str, uid: str, master: int | None, args: argparse.Namespace) -> dict:
+    """The three shapes at 16 clients while args.busy_downloads rate-limited
+    downloads are in flight (each curl gives up when the phase is over)."""
+    phase = len(SHAPES) * args.busy_seconds + 10
+    options = ("--limit-rate", args.busy_rate, "--max-time", str(phase))
+    downloads = [
+        subprocess.Popen(curl_download(url, uid, *options), stdout=subprocess.PIPE, text=True)
+        for _ in range(args.busy_downloads)
+    ]
+    started = time.perf_counter()
+    pids = worker_pids(master) if master else []
+    time.sleep(3)  # every download past its first burst
+    before = {pid: rss_kib(pid) for pid in pids}
+    results = {}
+    for name, (path, body) in SHAPES.items():
+        results[name] = measure_shape(url, path, body, 16, 10**9, args.busy_seconds)
+    in_flight = sum(download.poll() is None for download in downloads)
+    growth = max((rss_kib(pid) - before[pid] for pid in pids), default=float("nan"))
+    received = 0
+    for download in downloads:
+        output, _ = download.communicate()
+        received += int(float(output or 0))
+    elapsed = time.perf_counter() - started
+    return {
+        "shapes": results,
+        "in_flight": in_flight,
+        "mb_s": received / 1e6 / elapsed,
+        "rss_growth_mib": growth / 1024 if pids else float("nan"),
+    }
+
+
 def _fetch_download(url: str, uid: str) -> int:
     """Read the whole /download response; bytes received. curl when installed:
     http.client's chunked decoding (pure Python) would be the bottleneck and
     measure the client, not the server."""
     body = json.dumps({"uid": uid})
-    curl = shutil.which("curl")
-    if curl:
-        result = subprocess.run(
-            [
-                curl,
-                "-sS",
-                "--fail",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{size_download}",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                body,
-                url.rstrip("/") + "/download",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+    if shutil.which("curl"):
+        argv = curl_download(url, uid, "--fail")
+        result = subprocess.run(argv, capture_output=True, text=True, check=True)
         return int(float(result.stdout))
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=300)
@@ -440,7 +485,7 @@ def main() -> None:
             connections.close_all()
             server, url = start_gunicorn(env, args.workers)
             master = server.pid
-            print(f"server: gunicorn, {args.workers} sync workers, {url}")
+            print(f"server: gunicorn as runservice starts it, {args.workers} workers, {url}")
         elif args.download_dir:
             big_folder = Path(args.download_dir)
 
@@ -488,11 +533,37 @@ def main() -> None:
         else:
             print("download: skipped (with --url give --download-uid and --download-dir)")
 
+        busy_ratio = busy_p99 = busy_mb_s = busy_growth = float("nan")
+        in_flight = 0
+        if uid and shutil.which("curl") and args.busy_downloads:
+            busy = measure_busy(url, uid, master, args)
+            for name, result in busy["shapes"].items():
+                print(
+                    f"search {name:15s} clients=16 with {args.busy_downloads} downloads "
+                    f"n={result['n']:4d} errors={result['errors']} "
+                    f"p50={result['p50_ms']:.1f} ms p99={result['p99_ms']:.1f} ms "
+                    f"rps={result['rps']:.1f} steal={result['steal_ms']:.0f} ms"
+                )
+            busy_ratio = max(
+                result["p99_ms"] / results[(name, 16)]["p99_ms"]
+                for name, result in busy["shapes"].items()
+            )
+            busy_p99 = max(result["p99_ms"] for result in busy["shapes"].values())
+            in_flight, busy_mb_s = busy["in_flight"], busy["mb_s"]
+            busy_growth = busy["rss_growth_mib"]
+            print(
+                f"downloads: {in_flight} of {args.busy_downloads} still in flight at the end, "
+                f"{busy_mb_s:.0f} MB/s in total; worker RSS growth {busy_growth:.1f} MiB"
+            )
+
         p99_16 = max(results[(name, 16)]["p99_ms"] for name in SHAPES)
         rps_16 = min(results[(name, 16)]["rps"] for name in SHAPES)
         print(
+            f"download_vs_tar={ratio:.2f} search_p99_busy_vs_idle={busy_ratio:.2f} "
             f"search_p99_ms_16={p99_16:.1f} search_rps_16={rps_16:.1f} "
-            f"download_vs_tar={ratio:.2f} download_rss_growth_mib={growth:.1f}"
+            f"download_rss_growth_mib={growth:.1f} search_p99_busy_ms_16={busy_p99:.1f} "
+            f"busy_downloads={in_flight} busy_download_mb_s={busy_mb_s:.0f} "
+            f"busy_rss_growth_mib={busy_growth:.1f}"
         )
     finally:
         if server is not None:

@@ -256,6 +256,24 @@ METADATA_MAX_BYTES = env_int("METADATA_MAX_BYTES", 1024 * 1024, minimum=1024)
 STREAM_CHUNK_SIZE = env_int("STREAM_CHUNK_SIZE", 1024 * 1024, minimum=512)
 SKA_DATAPRODUCT_API_VERSION = env_str("SKA_DATAPRODUCT_API_VERSION", _package_version())
 
+# --- Serving (gunicorn, dpd/gunicorn_conf.py; docs/deployment.md) -------------
+
+# Downloads in flight at once in one web process, and in all of one server's
+# processes; beyond either, /download is 503 with Retry-After before any byte.
+DPD_DOWNLOADS_PER_PROCESS = env_int("DPD_DOWNLOADS_PER_PROCESS", 32, minimum=1)
+DPD_DOWNLOADS_TOTAL = env_int("DPD_DOWNLOADS_TOTAL", 64, minimum=1)
+DPD_DOWNLOADS_RETRY_AFTER_SECONDS = env_int("DPD_DOWNLOADS_RETRY_AFTER_SECONDS", 30, minimum=1)
+# Threads of each web process for everything but downloads: a process runs
+# DPD_DOWNLOADS_PER_PROCESS + DPD_WEB_THREADS threads, so downloads never take them all.
+DPD_WEB_THREADS = env_int("DPD_WEB_THREADS", 16, minimum=1)
+# A client must send its request line and headers within this many seconds of connecting.
+DPD_REQUEST_HEADER_TIMEOUT = env_float("DPD_REQUEST_HEADER_TIMEOUT", 10.0, minimum=0.1)
+# A client that neither sends nor reads a byte for this long is disconnected;
+# an active transfer, however slow, is never cut.
+DPD_CLIENT_IDLE_TIMEOUT = env_float("DPD_CLIENT_IDLE_TIMEOUT", 60.0, minimum=0.1)
+# On SIGTERM, requests in flight (downloads) get this long to finish before they are cut.
+DPD_SHUTDOWN_GRACE_SECONDS = env_float("DPD_SHUTDOWN_GRACE_SECONDS", 20.0, minimum=0)
+
 # --- Indexing ----------------------------------------------------------------
 
 INDEXING_TIMEOUT_SECONDS = env_int("INDEXING_TIMEOUT_SECONDS", 21600, minimum=1)

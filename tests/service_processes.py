@@ -104,12 +104,12 @@ class Process:
 
     def _kill_descendant_groups(self) -> None:
         # runservice puts gunicorn and qcluster in process groups of their own.
-        for child in _children(self.pid):
+        for child in child_pids(self.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child, signal.SIGKILL)
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

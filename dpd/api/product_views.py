@@ -7,17 +7,18 @@ the caller may not see answers exactly like one that does not exist.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dpd import services
+from dpd import download_slots, services
 from dpd.access import visible_products
 from dpd.api.product_serializers import (
     MISSING_IDENTIFIER,
@@ -45,6 +46,16 @@ INGEST_METADATA_OK = "New data product metadata received and saved in the DPD da
 UID_7 = "6a11ddaa-6b45-6759-47e7-a5abd5105b0e"
 
 
+class DownloadsBusy(APIException):
+    """503 with Retry-After (DRF's handler sends `wait` as that header)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.wait = settings.DPD_DOWNLOADS_RETRY_AFTER_SECONDS
+
+
 def _errors(*codes: int, **described: str) -> dict:
     """Error responses for the schema: every one is a `detail` body."""
     texts = {
@@ -54,6 +65,8 @@ def _errors(*codes: int, **described: str) -> dict:
         403: "Signed in without the permission (see docs/security.md).",
         413: "Body over METADATA_MAX_BYTES.",
         422: "The body is not valid JSON or fails the model.",
+        503: "Every download slot is taken (DPD_DOWNLOADS_PER_PROCESS, DPD_DOWNLOADS_TOTAL); "
+        "`Retry-After` says when to try again.",
     }
     return {
         code: OpenApiResponse(ErrorSerializer, description=described.get(f"e{code}", texts[code]))
@@ -166,14 +179,17 @@ class DownloadView(ReadOnlyPost, APIView):
             "`uid` wins when both identifiers are given. Unknown products, products without "
             "files and folders gone from the volume are a 404 before any byte is sent. "
             "`Content-Length` is the archive's exact length; a folder changing during the "
-            "download cuts the stream short of it."
+            "download cuts the stream short of it. A download lasts as long as the client "
+            "takes to read it; a client that reads nothing for DPD_CLIENT_IDLE_TIMEOUT "
+            "seconds is disconnected. Beyond the concurrent-download limits the answer is "
+            "503 with `Retry-After`, before any byte."
         ),
         request=ProductIdentifierSerializer,
         responses={
             (200, "application/x-tar"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="The tar stream."
             ),
-            **_errors(400, 404, 413, 422),
+            **_errors(400, 404, 413, 422, 503),
         },
         examples=[
             *IDENTIFIER_EXAMPLES,
@@ -206,13 +222,21 @@ class DownloadView(ReadOnlyPost, APIView):
         else:
             stem = execution_block
         try:
+            slot = download_slots.acquire()
+        except download_slots.DownloadsBusy as exc:
+            raise DownloadsBusy(str(exc)) from None
+        try:
             plan = plan_download(products, filename=f"{stem}.tar", asked=asked)
             size = tar_size(plan)
-        except DownloadNotFound as exc:
-            raise NotFound(str(exc)) from None
-        response = StreamingHttpResponse(
-            stream_tar(plan, expected_size=size), content_type="application/x-tar"
+        except BaseException as exc:
+            slot.release()
+            if isinstance(exc, DownloadNotFound):
+                raise NotFound(str(exc)) from None
+            raise
+        stream = download_slots.TrackedDownload(
+            stream_tar(plan, expected_size=size), name=plan.filename, size=size, slot=slot
         )
+        response = StreamingHttpResponse(stream, content_type="application/x-tar")
         response["Content-Length"] = str(size)
         response["Content-Disposition"] = content_disposition_header(True, plan.filename)
         return response

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from dpd.apps import SERVICE_STARTED_AT
+from dpd.gunicorn_conf import SHUTDOWN_MARGIN_SECONDS
 from dpd.supervisor import Supervisor
 from dpd.web_server import gunicorn_command
 
@@ -15,7 +16,8 @@ class Command(BaseCommand):
     help = (
         "Run the whole service with one command (the `make run` server): gunicorn serves the "
         "API, pages and admin, and the django-q2 worker (qcluster) runs background indexing. "
-        "Both are supervised together: SIGTERM/SIGINT stop both, and if either exits the other "
+        "Both are supervised together: SIGTERM/SIGINT stop both (downloads in flight get "
+        "DPD_SHUTDOWN_GRACE_SECONDS to finish), and if either exits the other "
         "is stopped and the command exits non-zero. At start-up it upserts the schedules "
         "declared in code and queues start-up indexing (INDEXING_ON_STARTUP); while it runs "
         "it watches the indexing leader and queues a takeover run if it dies."
@@ -25,10 +27,17 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default="127.0.0.1:8000", help="address:port to serve on")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument(
-            "--grace", type=float, default=20.0, help="seconds to wait for a clean stop"
+            "--grace",
+            type=float,
+            default=None,
+            help="seconds to wait for a clean stop before killing what is left (default: "
+            "DPD_SHUTDOWN_GRACE_SECONDS for downloads in flight, plus the time gunicorn "
+            "takes to end them)",
         )
 
-    def handle(self, *args, bind: str, workers: int, grace: float, **options):
+    def handle(self, *args, bind: str, workers: int, grace: float | None, **options):
+        if grace is None:
+            grace = settings.DPD_SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS + 2
         web = gunicorn_command(bind, workers, "--access-logfile", "-")
         worker = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"]
         supervisor = Supervisor(

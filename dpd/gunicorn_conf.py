@@ -1,0 +1,41 @@
+"""gunicorn's configuration, read by the master of every server the project
+starts (`gunicorn -c python:dpd.gunicorn_conf`; dpd.web_server.gunicorn_command).
+
+The serving model (docs/deployment.md has the measurements behind it):
+threaded workers, so that a download lasts as long as its client needs while
+the process's other threads answer everything else. Each worker runs
+DPD_DOWNLOADS_PER_PROCESS + DPD_WEB_THREADS threads and its master loop
+heartbeats whatever the threads are doing, so gunicorn's worker timeout
+never kills a long transfer. The values come from Django's settings, read
+from the master's environment, so the master and its workers agree.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpd.settings")
+
+from django.conf import settings
+
+from dpd import download_slots
+
+# How long after its SIGTERM the master waits for a worker before it kills it:
+# the worker's own grace (DPD_SHUTDOWN_GRACE_SECONDS), then time to end the
+# requests it cut and to log them.
+SHUTDOWN_MARGIN_SECONDS = 5
+
+worker_class = "dpd.web_server.ServiceWorker"
+threads = settings.DPD_DOWNLOADS_PER_PROCESS + settings.DPD_WEB_THREADS
+graceful_timeout = int(settings.DPD_SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS + 0.999)
+# Each worker proves it is alive by touching a file; in memory (/dev/shm,
+# where there is one) that never waits on the disk's journal, as gunicorn's
+# documentation advises for containers.
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"
+
+
+def on_starting(server) -> None:
+    download_slots.share_between_processes()  # before the workers are forked
+
+
+def on_exit(server) -> None:
+    download_slots.stop_sharing()
