@@ -189,12 +189,21 @@ def test_twenty_slow_downloads_leave_status_and_search_answering(product, tmp_pa
             search_answer = timed_request(
                 port, "POST", "/dataproductsearch", {"start_date": "", "end_date": ""}
             )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                server_connections = cursor.fetchone()[0]
         finally:
             for download in downloads:
                 download.close()
 
     assert status_answer[0] == 200 and status_answer[1] < 1.0, status_answer
     assert search_answer[0] == 200 and search_answer[1] < 1.0, search_answer
+    # A download in flight holds no database connection: only the threads
+    # that answered /status and the search keep theirs.
+    assert server_connections <= 4, server_connections
 
 
 def trickle(sock: socket.socket, data: bytes, stop: threading.Event) -> None:

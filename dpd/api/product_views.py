@@ -8,6 +8,7 @@ the caller may not see answers exactly like one that does not exist.
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import connection
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
@@ -233,6 +234,10 @@ class DownloadView(ReadOnlyPost, APIView):
             if isinstance(exc, DownloadNotFound):
                 raise NotFound(str(exc)) from None
             raise
+        # The stream needs no database, and may last hours: give this thread's
+        # connection back now, or every download in flight would hold one
+        # (2 workers x 32 downloads is past PostgreSQL's default 100).
+        connection.close()
         stream = download_slots.TrackedDownload(
             stream_tar(plan, expected_size=size), name=plan.filename, size=size, slot=slot
         )
