@@ -278,7 +278,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
+# Absolute, with the prefix: Django adds the script prefix to a relative one only
+# as it stands when the setting is first read, which may be before any request.
+STATIC_URL = f"{API_ROOT_PATH}/static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
