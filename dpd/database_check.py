@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.db import DatabaseError, OperationalError, connection
+from django.db import DatabaseError, OperationalError, ProgrammingError, connection
 
 from dpd import database_env
 
@@ -100,6 +100,16 @@ def database_migrate(stdout) -> None:
         cursor.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK])
     try:
         call_command("migrate", interactive=False, verbosity=0, stdout=stdout)
+    except ProgrammingError as exc:
+        if "already exists" not in str(exc):
+            raise
+        # The upstream's own tables share names with ours (dpd_indexing_state).
+        raise DatabaseMisconfigured(
+            f"cannot create this service's tables in {database_in_use_line()}: "
+            f"{str(exc).strip()}. A table of that name that is not ours is in the way, "
+            "e.g. the SKA DPD API's own: give this service a schema of its own "
+            "(SKA_DATAPRODUCT_API_POSTGRESQL_SCHEMA; docs/operations.md)"
+        ) from None
     finally:
         try:
             with connection.cursor() as cursor:

@@ -148,6 +148,24 @@ def test_a_schema_that_does_not_exist_stops_start_up(server, services):
     assert "the schema 'nowhere'" in service.process.output()
 
 
+def test_the_upstreams_own_tables_in_the_schema_stop_start_up_with_advice(server, services):
+    # The SKA DPD API (v0.17+) keeps its indexing state in a table of this name.
+    with psycopg.connect(server.url, autocommit=True) as admin:
+        admin.execute(
+            'CREATE TABLE "dpd api".dpd_indexing_state (volume_prefix TEXT PRIMARY KEY, '
+            "indexing_running BOOLEAN)"
+        )
+    service = services.runservice(
+        "upstream-tables",
+        **upstream_variables(server, SKA_DATAPRODUCT_API_POSTGRESQL_PASSWORD=PASSWORD),
+    )
+
+    assert service.process.popen.wait(timeout=90) != 0
+    log = service.process.output()
+    assert "cannot start" in log and "dpd_indexing_state" in log
+    assert "a schema of its own" in log and "Traceback" not in log
+
+
 def test_production_without_a_database_refuses_to_start(services):
     service = services.runservice("no-database", **PRODUCTION)
 

@@ -78,7 +78,10 @@ def _prepare_database(stdout) -> None:
     if unreachable:
         stdout.write(f"database unreachable at start-up, no migrations applied: {unreachable}")
     elif settings.DPD_MIGRATE_ON_STARTUP:
-        database_migrate(stdout)
+        try:
+            database_migrate(stdout)
+        except DatabaseMisconfigured as exc:
+            raise CommandError(f"cannot start: {exc}") from None
         stdout.write("database migrations applied")
 
 
