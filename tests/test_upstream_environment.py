@@ -218,3 +218,38 @@ def test_api_verbose_turns_debug_logging_on_and_log_level_still_wins():
     assert settings_of({"API_VERBOSE": "true", "LOG_LEVEL": "warning"}, "s.LOG_LEVEL") == [
         "'WARNING'"
     ]
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"API_ROOT_PATH": "dataproduct api"}, "API_ROOT_PATH"),
+        ({"API_VERBOSE": "sometimes"}, "API_VERBOSE"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        (
+            {
+                "SKA_DATAPRODUCT_API_POSTGRESQL_HOST": "db",
+                "SKA_DATAPRODUCT_API_POSTGRESQL_PORT": "x",
+            },
+            "SKA_DATAPRODUCT_API_POSTGRESQL_PORT",
+        ),
+        (
+            {
+                "SKA_DATAPRODUCT_API_POSTGRESQL_HOST": "db",
+                "SKA_DATAPRODUCT_API_POSTGRESQL_SCHEMA": "",
+            },
+            "SKA_DATAPRODUCT_API_POSTGRESQL_SCHEMA",
+        ),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(env, named):
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env={**chart_environment(), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and named in done.stderr
