@@ -78,3 +78,28 @@ class AnnotationRevision(models.Model):
         return (
             f"edit of #{self.annotation_id} by {self.edited_by} at {self.edited_at:%Y-%m-%d %H:%M}"
         )
+
+
+class UpstreamAnnotation(models.Model):
+    """A row of the SKA DPD API's annotations table that
+    `manage.py import_upstream_annotations` brought over: which row it was,
+    so that a second run updates it instead of adding it again."""
+
+    # The upstream table as `schema.table`; its ids are unique only there.
+    source = models.CharField(max_length=255)
+    upstream_id = models.BigIntegerField()
+    # Null once the annotation is deleted here: a later run does not bring it back.
+    annotation = models.OneToOneField(
+        Annotation, null=True, on_delete=models.SET_NULL, related_name="upstream"
+    )
+    # The upstream row's timestamp_modified when it was last brought over.
+    upstream_modified = models.DateTimeField()
+    imported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "upstream_id"], name="upstream_row_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} #{self.upstream_id}"

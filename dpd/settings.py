@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dpd import database_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -98,10 +100,21 @@ if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
+# The SKA DPD API chart's API_ROOT_PATH: the path prefix clients reach the
+# service at (e.g. /dataproduct/api). Every URL the service writes carries it
+# (Django's script prefix); requests are served with it or without it, since
+# the upstream chart's ingress strips it (reference 1.1; dpd.wsgi).
+API_ROOT_PATH = env_str("API_ROOT_PATH", "").strip().rstrip("/")
+if API_ROOT_PATH and not re.fullmatch(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+", API_ROOT_PATH):
+    raise ImproperlyConfigured(
+        f"API_ROOT_PATH={API_ROOT_PATH!r} is not a URL path such as /dataproduct/api"
+    )
+FORCE_SCRIPT_NAME = API_ROOT_PATH or None
+
 # Transport security: on by default in production (`manage.py check --deploy` passes).
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
 # Kubernetes probes speak plain HTTP to the pod.
-SECURE_REDIRECT_EXEMPT = [r"^status/?$"]
+SECURE_REDIRECT_EXEMPT = [rf"^(?:{re.escape(API_ROOT_PATH.lstrip('/'))}/)?status/?$"]
 SECURE_HSTS_SECONDS = env_int(
     "DJANGO_SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0
 )
@@ -176,12 +189,51 @@ TEMPLATES = [
     },
 ]
 
-# DATABASE_URL: sqlite:///path (the embedded default) or postgres://user:pw@host:port/db.
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'dpd.sqlite3'}")
-try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-except Exception as exc:  # dj-database-url raises bare ValueErrors and KeyErrors
-    raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+# The database: DATABASE_URL, else the SKA DPD API chart's variables
+# (SKA_DATAPRODUCT_API_POSTGRESQL_*, reference 5.5), else, outside production,
+# the embedded SQLite file (dpd/database_env.py says why production refuses it).
+DATABASE_URL = env_str("DATABASE_URL", "").strip()
+SKA_DATAPRODUCT_API_POSTGRESQL_HOST = env_str(database_env.UPSTREAM_HOST, "").strip()
+# The upstream's schema: its tables' search path, and where its annotations table is.
+SKA_DATAPRODUCT_API_POSTGRESQL_SCHEMA = env_str("SKA_DATAPRODUCT_API_POSTGRESQL_SCHEMA", "public")
+SKA_DATAPRODUCT_API_POSTGRESQL_ANNOTATIONS_TABLE_NAME = env_str(
+    "SKA_DATAPRODUCT_API_POSTGRESQL_ANNOTATIONS_TABLE_NAME", "data_products_annotations_v1"
+)
+DATABASE_SCHEMA = None  # the search path given by the environment, if any
+DATABASE_PASSWORD_FROM = ""
+if DATABASE_URL:
+    DATABASE_SOURCE = database_env.FROM_URL
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    except Exception as exc:  # dj-database-url raises bare ValueErrors and KeyErrors
+        raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+elif SKA_DATAPRODUCT_API_POSTGRESQL_HOST:
+    DATABASE_SOURCE = database_env.FROM_UPSTREAM
+    DATABASE_SCHEMA = SKA_DATAPRODUCT_API_POSTGRESQL_SCHEMA
+    # Said in the start-up error when the server refuses the password.
+    _password, DATABASE_PASSWORD_FROM = database_env.upstream_password(os.environ)
+    DATABASES = {
+        "default": database_env.upstream_database(
+            host=SKA_DATAPRODUCT_API_POSTGRESQL_HOST,
+            port=env_int("SKA_DATAPRODUCT_API_POSTGRESQL_PORT", 5432, minimum=1),
+            user=env_str("SKA_DATAPRODUCT_API_POSTGRESQL_USER", "postgres"),
+            password=_password,
+            dbname=env_str("SKA_DATAPRODUCT_API_POSTGRESQL_DBNAME", "postgres"),
+            schema=DATABASE_SCHEMA,
+        )
+    }
+elif PRODUCTION:
+    raise ImproperlyConfigured(
+        "DJANGO_ENV=production needs a database, and none is configured: set DATABASE_URL "
+        "(postgres://user:password@host:port/dbname) or the SKA DPD API chart's "
+        "SKA_DATAPRODUCT_API_POSTGRESQL_HOST (with _PORT, _USER, _PASSWORD or "
+        "SKA_DATAPRODUCT_API_SECRETS_FILE_PATH, _DBNAME, _SCHEMA). The embedded SQLite file "
+        "is for development only: each pod would keep a catalogue of its own and lose it."
+    )
+else:
+    DATABASE_SOURCE = database_env.EMBEDDED
+    _sqlite = f"sqlite:///{BASE_DIR / 'var' / 'dpd.sqlite3'}"
+    DATABASES = {"default": dj_database_url.parse(_sqlite, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Background indexing writes while the API reads; WAL keeps readers unblocked.
@@ -216,6 +268,8 @@ else:
         _options["options"] = f"{_options.get('options', '')} -c random_page_cost={_page_cost}"
         _options["options"] = _options["options"].strip()
 IS_POSTGRESQL = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+# runservice applies the migrations before it serves (the upstream chart has no migration job).
+DPD_MIGRATE_ON_STARTUP = env_bool("DPD_MIGRATE_ON_STARTUP", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -224,7 +278,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
+# Absolute, with the prefix: Django adds the script prefix to a relative one only
+# as it stands when the setting is first read, which may be before any request.
+STATIC_URL = f"{API_ROOT_PATH}/static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -234,12 +290,19 @@ WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "admin:login"
 
+# LOG_LEVEL, else the SKA DPD API chart's API_VERBOSE: true is DEBUG (as upstream);
+# false keeps our INFO (the upstream's WARNING would hide the start-up lines).
+LOG_LEVEL = env_str("LOG_LEVEL", "DEBUG" if env_bool("API_VERBOSE", False) else "INFO")
+LOG_LEVEL = LOG_LEVEL.strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not DEBUG, INFO, WARNING or ERROR")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 # --- The volume and its metadata files -------------------------------------
@@ -436,6 +499,8 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": SKA_DATAPRODUCT_API_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # Under API_ROOT_PATH, "Try it out" in /docs calls the API through the prefix.
+    "SERVERS": [{"url": API_ROOT_PATH}] if API_ROOT_PATH else [],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

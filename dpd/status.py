@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from django.db.models import Count, Max, Q
 
 from dpd.access import visible_to
+from dpd.database_check import database_in_use
 from dpd.models import DataProduct
 from dpd.volume import volume_root
 from indexing.status import indexing_status, pv_index_config, pv_index_status
@@ -96,6 +97,8 @@ def api_status() -> dict[str, Any]:
     metadata_store: dict[str, Any] = {
         "store_type": f"Stateless {_database_name()} metadata store",
         "db_status": {"configured": True, "running": db_error is None},
+        # Which database, and which variables chose it (never the password).
+        "database": database_in_use(),
         "last_metadata_update_time": (
             counts["last_update"].isoformat() if counts["last_update"] else None
         ),

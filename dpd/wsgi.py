@@ -52,6 +52,28 @@ def _bad_request(start_response, detail: str) -> list[bytes]:
     return [body]
 
 
+def served_under_root_path(app):
+    """Serve the paths under API_ROOT_PATH as if at the root.
+
+    Django writes every URL with the prefix (FORCE_SCRIPT_NAME), and routes
+    PATH_INFO: a request that arrives with the prefix has it moved out here.
+    One that arrives without it (the upstream chart's ingress strips the
+    prefix, reference 1.1) is routed as it is. gunicorn's own SCRIPT_NAME
+    handling refuses the latter, hence this rather than gunicorn's.
+    """
+    prefix = settings.API_ROOT_PATH
+    if not prefix:
+        return app
+
+    def application(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == prefix or path.startswith(prefix + "/"):
+            environ["PATH_INFO"] = path[len(prefix) :] or "/"
+        return app(environ, start_response)
+
+    return application
+
+
 def settled(app):
     """Load every view now, then leave what the process has built out of the
     cyclic garbage collector's walks.
@@ -68,4 +90,4 @@ def settled(app):
     return app
 
 
-application = settled(read_chunked_bodies(get_wsgi_application()))
+application = settled(served_under_root_path(read_chunked_bodies(get_wsgi_application())))

@@ -266,7 +266,7 @@ class ThrowawayPostgres:
     start it without touching the shared server (or the CI's pg_virtualenv
     cluster). initdb refuses root: as root it runs as the `postgres` user."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
         if not (PG_BIN / "initdb").exists():
             raise RuntimeError(f"PostgreSQL 15 binaries not found in {PG_BIN}")
         self.as_user: list[str] = []
@@ -280,13 +280,23 @@ class ThrowawayPostgres:
         if self.as_user:
             entry = pwd.getpwnam("postgres")
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
-        self._run(PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self.password = password
+        auth = ["-A", "trust"]
+        if password is not None:
+            # TCP clients must give the password; the socket (our own set-up) need not.
+            pwfile = self.base / "pwfile"
+            pwfile.write_text(password + "\n")
+            if self.as_user:
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        self._run(PG_BIN / "initdb", "-D", self.data, *auth, "-U", "postgres", "-E", "UTF8")
         self.start()
-        self._run(PG_BIN / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", "dpd")
+        self._run(PG_BIN / "createdb", "-h", self.base, "-p", self.port, "-U", "postgres", "dpd")
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/dpd"
+        secret = f":{quote(self.password)}" if self.password else ""
+        return f"postgres://postgres{secret}@127.0.0.1:{self.port}/dpd"
 
     def _run(self, *argv: object) -> None:
         command = [*self.as_user, *map(str, argv)]

@@ -73,6 +73,15 @@ def test_it_reports_the_v017_shape_with_real_counts(client, settings):
     store = body["metadata_store_status"]
     assert store["store_type"] == "Stateless PostgreSQL metadata store"
     assert store["db_status"] == {"configured": True, "running": True}
+    database = connection.settings_dict
+    assert store["database"] == {
+        "engine": "PostgreSQL",
+        "host": database["HOST"],
+        "port": int(database["PORT"] or 5432),
+        "name": database["NAME"],
+        "schema": None,
+        "configured_by": "DATABASE_URL",
+    }
     assert store["number_of_dataproducts"] == 12
     assert "error" not in store
     assert store["dlm_interface_enabled"] is False
@@ -236,5 +245,7 @@ def test_after_an_index_run_every_block_has_the_reference_keys_and_real_figures(
     assert set(pv["last_index_run"]) == REFERENCE_KEYS["last_index_run"]
     assert pv["last_index_run"]["timed_out"] is False
     assert pv["last_index_run"]["files_ingested"] == 15
-    assert set(body["metadata_store_status"]) == REFERENCE_KEYS["metadata_store_status"]
+    # Plus one addition of ours (docs/api.md): which database is in use.
+    additions = {"database"}
+    assert set(body["metadata_store_status"]) == REFERENCE_KEYS["metadata_store_status"] | additions
     assert set(body["sdp_config_db"]) == REFERENCE_KEYS["sdp_config_db"]

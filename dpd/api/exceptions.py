@@ -79,7 +79,7 @@ def _reads_a_typed_body(view: Any) -> bool:
 def json_not_found(request, exception=None) -> HttpResponse:
     """JSON for the API; the pages' own HTML 404 under /products/ (people
     follow those links, e.g. with a mistyped uid)."""
-    if request.path.startswith(PAGES_PREFIX):
+    if request.path_info.startswith(PAGES_PREFIX):
         return refusal_page(request, 404, "There is no such page.")
     return JsonResponse({"detail": "Not Found"}, status=404)
 

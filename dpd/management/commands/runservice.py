@@ -3,7 +3,7 @@ import sys
 
 from django.apps import apps
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from dpd.apps import SERVICE_STARTED_AT
@@ -48,6 +48,7 @@ class Command(BaseCommand):
             tick_seconds=max(settings.INDEXING_HEARTBEAT_STALE_SECONDS / 20, 0.5),
         )
         supervisor.install_signal_handlers()
+        _prepare_database(self.stdout)
         _prepare_background_work(self.stdout)
         self.stdout.write(f"serving on http://{bind}/ (admin at /admin/), worker: qcluster")
         self.stdout.flush()
@@ -57,6 +58,31 @@ class Command(BaseCommand):
         code = supervisor.run()
         if code:
             sys.exit(code)
+
+
+def _prepare_database(stdout) -> None:
+    """Say which database is in use; refuse to start when the server refuses
+    the configuration; apply the migrations (dpd.database_check says why)."""
+    from dpd.database_check import (
+        DatabaseMisconfigured,
+        database_check,
+        database_in_use_line,
+        database_migrate,
+    )
+
+    stdout.write(f"database: {database_in_use_line()}")
+    try:
+        unreachable = database_check()
+    except DatabaseMisconfigured as exc:
+        raise CommandError(f"cannot start: {exc}") from None
+    if unreachable:
+        stdout.write(f"database unreachable at start-up, no migrations applied: {unreachable}")
+    elif settings.DPD_MIGRATE_ON_STARTUP:
+        try:
+            database_migrate(stdout)
+        except DatabaseMisconfigured as exc:
+            raise CommandError(f"cannot start: {exc}") from None
+        stdout.write("database migrations applied")
 
 
 def _prepare_background_work(stdout) -> None:
