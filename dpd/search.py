@@ -27,7 +27,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import CharField, F, Func, JSONField, Max, Q, QuerySet, Value
+from django.db.models import BooleanField, CharField, F, Func, JSONField, Max, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 
@@ -36,7 +36,12 @@ from dpd.access import visible_to
 from dpd.models import DataProduct
 
 INVALID_KEY_PAIR = "Invalid search key pair."
-_NOTHING = Q(pk__in=[])
+# Items that every product passes, or none (a date test, a store name test):
+# SQL constants, so that OR, AND and NOT treat them as any other condition.
+# An empty Q() is not "every product": Django drops it from an OR, which then
+# matched only the other items, and its negation is empty again.
+EVERY_PRODUCT = Q(Value(True, output_field=BooleanField()))
+NO_PRODUCT = Q(Value(False, output_field=BooleanField()))
 # The date that starts an ISO timestamp (never the basic 20200101 form).
 _TIMESTAMP_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]")
 
@@ -330,9 +335,9 @@ class _FilterBuilder:
 
     def _date_q(self, operator: str, value: Any) -> Q | None:
         if operator == "isEmpty":
-            return _NOTHING  # every product has a date
+            return NO_PRODUCT  # every product has a date
         if operator == "isNotEmpty":
-            return Q()
+            return EVERY_PRODUCT
         if operator == "not":
             day = parse_date(value) if isinstance(value, str) else None
             return None if day is None else ~Q(date_created=day)
@@ -351,18 +356,18 @@ class _FilterBuilder:
         tests = {
             "equals": name == text,
             "is": name == text,
-            "doesNotEqual": name != text,
             "contains": text in name,
-            "doesNotContain": text not in name,
             "startsWith": name.startswith(text),
             "endsWith": name.endswith(text),
             "isAnyOf": name in values,
-            "isEmpty": False,
             "isNotEmpty": True,
         }
-        if operator not in tests:
+        negated = {"doesNotEqual": "equals", "doesNotContain": "contains", "isEmpty": "isNotEmpty"}
+        positive = negated.get(operator, operator)
+        if positive not in tests:
             return None
-        return Q() if tests[operator] else _NOTHING
+        q = EVERY_PRODUCT if tests[positive] else NO_PRODUCT
+        return ~q if positive != operator else q
 
     def _annotation_q(self, operator: str, value: Any) -> Q | None:
         """Products with an annotation containing the text, case-insensitively
@@ -380,12 +385,13 @@ class _FilterBuilder:
         """The legacy search form: each {keyPair, valuePair} is a key:value pair."""
         if not isinstance(key_pairs, list):
             return None
-        q = Q()
+        q = None
         for pair in key_pairs:
             if isinstance(pair, dict) and isinstance(pair.get("keyPair"), str):
                 value = pair.get("valuePair")
-                q &= key_value_q(pair["keyPair"], "" if value is None else str(value))
-        return q
+                pair_q = key_value_q(pair["keyPair"], "" if value is None else str(value))
+                q = pair_q if q is None else q & pair_q
+        return q  # None without a usable pair: an item with nothing to apply
 
 
 def _as_number(value: Any) -> float | None:
