@@ -9,12 +9,19 @@ dpd.access for every query; these views parse, call and shape.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -40,6 +47,13 @@ from dpd.authentication import ReadOnlyPost
 from dpd.models import DataProduct
 from dpd.status import api_status
 
+logger = logging.getLogger(__name__)
+
+# A plain list's headers: how many products match, and whether the list (cut at
+# SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT rows) leaves some out. Headers,
+# because the body is the list the dashboard reads.
+TOTAL_HEADER = "X-Total-Count"
+TRUNCATED_HEADER = "X-Truncated"
 ROW_SCHEMA = {"type": "object", "additionalProperties": True, "required": ["id", "uid"]}
 ROWS_SCHEMA = {"type": "array", "items": ROW_SCHEMA}
 EXAMPLE_ROW = {
@@ -105,6 +119,59 @@ def _rows_response(rows: list, as_text: bool, **envelope) -> HttpResponse | Resp
     return HttpResponse(body.encode(), content_type="application/json")
 
 
+def _plain_list(
+    rows: list, as_text: bool, limit: int, matching: Callable[[], QuerySet[DataProduct]]
+) -> HttpResponse | Response:
+    """The plain list, with the total and whether the cap cut it in headers.
+
+    Only a full list is counted (a COUNT(*) of the matches); a shorter one is
+    everything.
+    """
+    response = _rows_response(rows, as_text)
+    total = len(rows)
+    if total >= limit:
+        # max(): products removed since the rows were read cannot make it less.
+        total = max(total, matching().count())
+    response[TOTAL_HEADER] = str(total)
+    response[TRUNCATED_HEADER] = "true" if total > len(rows) else "false"
+    if total > len(rows):
+        logger.info(
+            "plain list capped: %d of %d matching products "
+            "(SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT=%d; paging gives the rest)",
+            len(rows),
+            total,
+            limit,
+        )
+    return response
+
+
+PLAIN_LIST_HEADERS = (
+    f"Without paging fields the answer is the plain list, at most "
+    f"SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT rows (10,000 by default); its "
+    f"`{TOTAL_HEADER}` header gives the number of all matching products and "
+    f"`{TRUNCATED_HEADER}` (`true`/`false`) whether the list leaves some out."
+)
+
+
+PLAIN_LIST_HEADER_PARAMETERS = [
+    OpenApiParameter(
+        TOTAL_HEADER,
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=[200],
+        description="On a plain list: the number of all matching products.",
+    ),
+    OpenApiParameter(
+        TRUNCATED_HEADER,
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[200],
+        enum=["true", "false"],
+        description="On a plain list: whether the row cap left matching products out.",
+    ),
+]
+
+
 def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
 
@@ -153,13 +220,14 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         summary="Search open products by date range and key:value pairs",
         description=(
             "Open products only (no access_group), newest first (ties by metadata_file, uid). "
-            "Dates are inclusive; an unparseable date is a 400. Without paging fields the "
-            "answer is the plain list, capped at SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT "
-            "rows; with `start`/`count` (or `offset`/`limit`) it is "
+            "Dates are inclusive; an unparseable date is a 400. "
+            + PLAIN_LIST_HEADERS
+            + " With `start`/`count` (or `offset`/`limit`) it is "
             "`{data, total, more_results}`, `count` capped at SEARCH_MAX_PAGE_SIZE. "
             "`Accept: text/csv` or `text/tab-separated-values` gives the rows as a table."
         ),
         request=SearchRequestSerializer,
+        parameters=PLAIN_LIST_HEADER_PARAMETERS,
         responses={
             200: OpenApiResponse(
                 {"oneOf": [ROWS_SCHEMA, PAGED_SEARCH_SCHEMA]},
@@ -218,7 +286,7 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         else:
             rows, total = search_rows.counted_page(matching(), offset, size, as_text=as_text)
         if page is None:
-            return _rows_response(rows, as_text)
+            return _plain_list(rows, as_text, size, matching)
         more = offset + len(rows) < total
         return _rows_response(rows, as_text, total=total, more_results=more)
 
@@ -234,10 +302,10 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             "Products visible to the caller. `filterModel.items` combine with its "
             "`logicOperator`; `searchPanelOptions.items` are ANDed with them. Unknown fields "
             "and operators are ignored. With `page` or `pageSize` the answer is "
-            "`{data, total}` (pageSize capped at SEARCH_MAX_PAGE_SIZE); without both, the plain "
-            "list capped at SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT rows."
+            "`{data, total}` (pageSize capped at SEARCH_MAX_PAGE_SIZE). " + PLAIN_LIST_HEADERS
         ),
         request={"application/json": FilterRequestSerializer},
+        parameters=PLAIN_LIST_HEADER_PARAMETERS,
         responses={
             200: OpenApiResponse(
                 {"oneOf": [ROWS_SCHEMA, PAGED_FILTER_SCHEMA]},
@@ -304,9 +372,8 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
         page = FilterRequestSerializer.page_bounds(data)
         if page is None:
             limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
-            return _rows_response(
-                search_rows.fetch_page(products, 0, limit, as_text=as_text), as_text
-            )
+            rows = search_rows.fetch_page(products, 0, limit, as_text=as_text)
+            return _plain_list(rows, as_text, limit, lambda: products)
         offset, size = page
         rows, total = search_rows.counted_page(products, offset, size, as_text=as_text)
         return _rows_response(rows, as_text, total=total)
