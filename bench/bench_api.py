@@ -482,6 +482,8 @@ def main() -> None:
                 "DPD_THROTTLE_ANON_RATE": "",
                 "INDEXING_ON_STARTUP": "false",
                 "SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT": SHAPES_ROW_CAP,
+                # Each capped list logs an INFO line: 10,000s of them otherwise.
+                "LOG_LEVEL": "WARNING",
             }
             os.environ.update(env)
             import django

@@ -5,6 +5,7 @@ capped list says so in headers and in the log, its body unchanged."""
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,17 @@ def test_the_dashboard_may_read_the_headers_across_origins(settings):
     )
     exposed = {h.strip() for h in response["Access-Control-Expose-Headers"].split(",")}
     assert {"X-Total-Count", "X-Truncated"} <= exposed
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_product_indexed_since_the_last_list_counts_at_once(settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    _, before = plain_list("/filterdataproducts", FIRST_LOAD)
+    newest = DataProduct.objects.filter(access_group__isnull=True).first()
+    newest.pk, newest.uid = None, uuid.uuid4()
+    newest.metadata_file = "eb-copy/ska-data-product.yaml"
+    newest.save()
+
+    _, after = plain_list("/filterdataproducts", FIRST_LOAD)
+
+    assert (before["X-Total-Count"], after["X-Total-Count"]) == ("12", "13")

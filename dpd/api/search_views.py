@@ -8,12 +8,15 @@ dpd.access for every query; these views parse, call and shape.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
+from django.db.models import Max, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -28,6 +31,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.services import annotated_product_uids
 from dpd import search, search_rows
 from dpd.access import visible_products
 from dpd.api import column_labels
@@ -131,7 +135,7 @@ def _plain_list(
     total = len(rows)
     if total >= limit:
         # max(): products removed since the rows were read cannot make it less.
-        total = max(total, matching().count())
+        total = max(total, _remembered_count(matching()))
     response[TOTAL_HEADER] = str(total)
     response[TRUNCATED_HEADER] = "true" if total > len(rows) else "false"
     if total > len(rows):
@@ -143,6 +147,36 @@ def _plain_list(
             limit,
         )
     return response
+
+
+# How long a capped list's total is reused for the same query while no product
+# was indexed (a removal shows after this at most).
+TOTAL_CACHE_SECONDS = 10
+
+
+def _remembered_count(products: QuerySet[DataProduct]) -> int:
+    """COUNT(*) of the matches, reused for TOTAL_CACHE_SECONDS by the same
+    query while the catalogue's latest indexed_at stays the same.
+
+    The count visits every match: 17-24 ms (an index-only scan) for the
+    35,554 open products of the bench's five-year date range at 100,000, on
+    the loaded 2-core bench machine, where the 100-row list's own query takes
+    ~0.1 ms. The dashboard reloads the same list (every user's
+    first load is the same request), so its total is counted once, not at
+    every reload; a query not seen in the last seconds pays the count.
+    """
+    latest = DataProduct.objects.aggregate(latest=Max("indexed_at"))["latest"]
+    try:
+        sql, params = products.query.sql_with_params()
+    except EmptyResultSet:
+        return 0
+    digest = hashlib.sha256(repr((sql, params, latest)).encode()).hexdigest()
+    key = f"dpd:plain-list-total:{digest}"
+    total = cache.get(key)
+    if total is None:
+        total = products.count()
+        cache.set(key, total, TOTAL_CACHE_SECONDS)
+    return total
 
 
 PLAIN_LIST_HEADERS = (
@@ -367,6 +401,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             logic_operator=(grid.get("logicOperator") or "and").lower(),
             panel_items=panel.get("items") or [],
             sort_model=data.get("sortModel") or [],
+            annotated_uids=annotated_product_uids,
         )
         as_text = _wants_json(request)
         page = FilterRequestSerializer.page_bounds(data)
