@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import BooleanField, CharField, F, Func, JSONField, Max, Q, QuerySet, Value
@@ -245,11 +244,18 @@ def document_value(field: str) -> KeyTransform:
     return expression
 
 
+# The uids of the products whose annotations contain a text (a QuerySet of one
+# column): the "annotation" filter field, answered by the annotations app, which
+# the caller passes in (dpd depends on no feature app).
+AnnotatedUids = Callable[[str], QuerySet]
+
+
 @dataclass
 class _FilterBuilder:
     """Turns filter items into Q objects; number comparisons need aliases."""
 
     aliases: dict[str, Any]
+    annotated_uids: AnnotatedUids | None = None
 
     @cached_property
     def fields(self) -> dict[str, str]:
@@ -372,14 +378,9 @@ class _FilterBuilder:
     def _annotation_q(self, operator: str, value: Any) -> Q | None:
         """Products with an annotation containing the text, case-insensitively
         (reference 3.6; broken upstream, 8.2 #16)."""
-        if operator != "contains" or not isinstance(value, str):
+        if operator != "contains" or not isinstance(value, str) or self.annotated_uids is None:
             return None
-        try:
-            annotation = apps.get_model("annotations", "Annotation")
-        except LookupError:
-            return None
-        uids = annotation.objects.filter(annotation_text__icontains=value)
-        return Q(uid__in=uids.values("data_product_uid"))
+        return Q(uid__in=self.annotated_uids(value))
 
     def _form_fields_q(self, key_pairs: Any) -> Q | None:
         """The legacy search form: each {keyPair, valuePair} is a key:value pair."""
@@ -411,10 +412,12 @@ def filter_products(
     logic_operator: str,
     panel_items: list[Any],
     sort_model: list[Any],
+    annotated_uids: AnnotatedUids | None = None,
 ) -> QuerySet[DataProduct]:
     """The grid's rows: filterModel items combined with its logicOperator, ANDed
-    with the search-panel items, sorted (reference 3.5, 3.6 [rec])."""
-    builder = _FilterBuilder(aliases={})
+    with the search-panel items, sorted (reference 3.5, 3.6 [rec]). Without
+    `annotated_uids`, "annotation" items are ignored like any unknown field."""
+    builder = _FilterBuilder(aliases={}, annotated_uids=annotated_uids)
     grid_conditions = [q for q in map(builder.item_q, filter_items) if q is not None]
     panel_conditions = [q for q in map(builder.item_q, panel_items) if q is not None]
     combined = Q()
