@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from annotations import services
 from annotations.models import Annotation, AnnotationRevision
-from dpd.access import principal_name
+from dpd.access import caller_identity
 
 
 class AnnotationRevisionInline(admin.TabularInline):
@@ -90,7 +90,7 @@ class AnnotationAdmin(admin.ModelAdmin):
         services.annotation_update(
             annotation_id=obj.annotation_id,
             text=obj.annotation_text,
-            editor=principal_name(request),
+            editor=caller_identity(request),
             editor_is_staff=request.user.is_staff,
             products=None,
         )

@@ -8,7 +8,7 @@ from django.test import Client
 from annotations.models import Annotation
 from annotations.services import annotation_create, annotation_update
 from dpd.models import DataProduct
-from tests.annotation_helpers import make_product, make_user
+from tests.annotation_helpers import make_product, make_user, named
 
 
 @pytest.fixture
@@ -31,15 +31,18 @@ def annotations(db) -> tuple[Annotation, Annotation]:
     products = DataProduct.objects.all()
     first, second = make_product(), make_product("eb-m005-20231031-12345")
     kept = annotation_create(
-        product_uid=first.uid, text="RFI in scan 3.", author="alice@skao.int", products=products
+        product_uid=first.uid,
+        text="RFI in scan 3.",
+        author=named("alice@skao.int"),
+        products=products,
     )
     other = annotation_create(
-        product_uid=second.uid, text="Looks fine.", author="bob@skao.int", products=products
+        product_uid=second.uid, text="Looks fine.", author=named("bob@skao.int"), products=products
     )
     annotation_update(
         annotation_id=kept.annotation_id,
         text="RFI in scans 3 and 4.",
-        editor="alice@skao.int",
+        editor=named("alice@skao.int"),
         editor_is_staff=False,
         products=None,
     )
