@@ -59,12 +59,14 @@ class AnnotationAdmin(admin.ModelAdmin):
         "timestamp_created",
         "timestamp_modified",
     ]
-    list_filter = ["timestamp_created", "timestamp_modified"]
+    list_filter = ["author_method", "timestamp_created", "timestamp_modified"]
     search_fields = ["data_product_uid", "user_principal_name", "annotation_text"]
     readonly_fields = [
         "annotation_id",
         "data_product_uid",
         "user_principal_name",
+        "author_method",
+        "author_subject",
         "timestamp_created",
         "timestamp_modified",
         "modified_by",

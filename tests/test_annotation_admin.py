@@ -76,6 +76,15 @@ def test_the_admin_filters_annotations_by_date(admin_client_, annotations):
     assert "2 annotations" in response.content.decode()
 
 
+def test_the_admin_shows_and_filters_how_an_author_signed_in(admin_client_, annotations):
+    kept, _ = annotations
+    page = admin_client_.get(f"/admin/annotations/annotation/{kept.annotation_id}/change/")
+    assert "Dashboard token (SKA permissions API)" in page.content.decode()
+
+    listed = admin_client_.get("/admin/annotations/annotation/", {"author_method": "account"})
+    assert "0 annotations" in listed.content.decode()
+
+
 def test_the_change_page_shows_the_history_read_only(admin_client_, annotations):
     kept, _ = annotations
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
-from django.db.models import Max, QuerySet
+from django.db import connections
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -165,11 +166,15 @@ def _remembered_count(products: QuerySet[DataProduct]) -> int:
     first load is the same request), so its total is counted once, not at
     every reload; a query not seen in the last seconds pays the count.
     """
-    latest = DataProduct.objects.aggregate(latest=Max("indexed_at"))["latest"]
     try:
         sql, params = products.query.sql_with_params()
     except EmptyResultSet:
         return 0
+    with connections[products.db].cursor() as cursor:
+        # An index probe (indexed_at's index), sent as written: no aggregate
+        # for the ORM to build and compile on every capped list.
+        cursor.execute(f"SELECT max(indexed_at) FROM {DataProduct._meta.db_table}")
+        (latest,) = cursor.fetchone()
     digest = hashlib.sha256(repr((sql, params, latest)).encode()).hexdigest()
     key = f"dpd:plain-list-total:{digest}"
     total = cache.get(key)
