@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
 from dpd.models import DataProduct
@@ -109,3 +109,17 @@ def test_a_product_indexed_since_the_last_list_counts_at_once(settings):
     _, after = plain_list("/filterdataproducts", FIRST_LOAD)
 
     assert (before["X-Total-Count"], after["X-Total-Count"]) == ("12", "13")
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_callers_in_other_groups_get_their_own_totals(settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    member = APIClient()
+    member_user = User.objects.create_user("member")
+    member_user.groups.add(Group.objects.create(name="ac9d0e43-931d-455d-b916-7e508db78a8e"))
+    member.force_login(member_user)
+
+    _, anonymous = plain_list("/filterdataproducts", FIRST_LOAD)
+    _, members = plain_list("/filterdataproducts", FIRST_LOAD, member)
+
+    assert (anonymous["X-Total-Count"], members["X-Total-Count"]) == ("12", "14")
