@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from annotations import services
 from annotations.models import Annotation, AnnotationRevision
-from dpd.access import principal_name
+from dpd.access import caller_identity
 
 
 class AnnotationRevisionInline(admin.TabularInline):
@@ -59,12 +59,14 @@ class AnnotationAdmin(admin.ModelAdmin):
         "timestamp_created",
         "timestamp_modified",
     ]
-    list_filter = ["timestamp_created", "timestamp_modified"]
+    list_filter = ["author_method", "timestamp_created", "timestamp_modified"]
     search_fields = ["data_product_uid", "user_principal_name", "annotation_text"]
     readonly_fields = [
         "annotation_id",
         "data_product_uid",
         "user_principal_name",
+        "author_method",
+        "author_subject",
         "timestamp_created",
         "timestamp_modified",
         "modified_by",
@@ -90,7 +92,7 @@ class AnnotationAdmin(admin.ModelAdmin):
         services.annotation_update(
             annotation_id=obj.annotation_id,
             text=obj.annotation_text,
-            editor=principal_name(request),
+            editor=caller_identity(request),
             editor_is_staff=request.user.is_staff,
             products=None,
         )

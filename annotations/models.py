@@ -12,6 +12,13 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from dpd.access import Identity, SignIn
+
+# Rows written before authors were recorded by identity: only their name is
+# known, so they keep the rule they had, the same principal name may edit.
+LEGACY = "legacy"
+AUTHOR_METHODS = [*SignIn.choices, (LEGACY, "not recorded; matched by name")]
+
 
 class AnnotationQuerySet(models.QuerySet):
     def for_product(self, uid) -> AnnotationQuerySet:
@@ -32,7 +39,11 @@ class Annotation(models.Model):
     data_product_uid = models.UUIDField(db_index=True)
     annotation_text = models.TextField()
     # The author: from the authenticated identity, never from a request body.
+    # The name is what is shown (and the upstream's field); the sign-in method
+    # and its subject say who may edit (dpd.access.Identity).
     user_principal_name = models.CharField(max_length=255, db_index=True)
+    author_method = models.CharField(max_length=16, choices=AUTHOR_METHODS)
+    author_subject = models.CharField(max_length=255)
     timestamp_created = models.DateTimeField(default=timezone.now)
     timestamp_modified = models.DateTimeField(default=timezone.now, db_index=True)
     # Who wrote the current text: the author, or a staff member who edited it.
@@ -50,6 +61,13 @@ class Annotation(models.Model):
         return reverse("product-page", kwargs={"uid": self.data_product_uid}) + (
             f"#annotation-{self.annotation_id}"
         )
+
+    def is_written_by(self, identity: Identity) -> bool:
+        """Whether `identity` is this annotation's author: the same sign-in
+        method and subject, whatever the names."""
+        if self.author_method == LEGACY:
+            return identity.name == self.user_principal_name
+        return (identity.method, identity.subject) == (self.author_method, self.author_subject)
 
     @property
     def last_editor(self) -> str:

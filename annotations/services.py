@@ -1,11 +1,12 @@
 """Creating and editing annotations: the rules the API, the pages and the
 admin share.
 
-- The author is the caller's identity (`dpd.access.principal_name`), passed
+- The author is the caller's identity (`dpd.access.caller_identity`), passed
   in by the interface; it is never read from a request body.
 - A product is annotatable only when the caller can see it: an invisible
   product does not exist (404), like a missing one.
-- Only the author edits an annotation; staff may edit anyone's. Every edit
+- Only the author edits an annotation, recognised by identity (sign-in
+  method and subject), not by name; staff may edit anyone's. Every edit
   keeps the replaced text as an AnnotationRevision, written in the same
   transaction as the new text, so history never has gaps.
 """
@@ -21,6 +22,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotations.models import Annotation, AnnotationRevision
+from dpd.access import Identity
 from dpd.models import DataProduct
 
 # PostgreSQL bigint: a larger id cannot name a row (and would raise a DataError).
@@ -107,8 +109,14 @@ def visible_product(products: QuerySet[DataProduct], uid: uuid.UUID) -> DataProd
     return product
 
 
+def annotated_product_uids(text: str) -> QuerySet:
+    """The uids of the products with an annotation containing `text`,
+    case-insensitively: the grid's "annotation" filter (reference 3.6)."""
+    return Annotation.objects.filter(annotation_text__icontains=text).values("data_product_uid")
+
+
 def annotation_create(
-    *, product_uid: Any, text: Any, author: str, products: QuerySet[DataProduct]
+    *, product_uid: Any, text: Any, author: Identity, products: QuerySet[DataProduct]
 ) -> Annotation:
     """A new annotation by `author` on a product among `products`."""
     clean_text = annotation_text_clean(text)
@@ -117,8 +125,10 @@ def annotation_create(
     return Annotation.objects.create(
         data_product_uid=product.uid,
         annotation_text=clean_text,
-        user_principal_name=author,
-        modified_by=author,
+        user_principal_name=author.name,
+        author_method=author.method,
+        author_subject=author.subject,
+        modified_by=author.name,
         timestamp_created=now,
         timestamp_modified=now,
     )
@@ -127,7 +137,7 @@ def annotation_create(
 def annotation_editable(
     annotation_id: Any,
     *,
-    editor: str,
+    editor: Identity,
     editor_is_staff: bool,
     products: QuerySet[DataProduct] | None,
     lock: bool = False,
@@ -146,10 +156,12 @@ def annotation_editable(
         products is not None and not products.filter(uid=annotation.data_product_uid).exists()
     ):
         raise AnnotationNotFound(f"No annotation with annotation_id {annotation_id}.")
-    if annotation.user_principal_name != editor and not editor_is_staff:
+    if not editor_is_staff and not annotation.is_written_by(editor):
+        # The same name may be another person who signed in another way.
         raise NotAnnotationAuthor(
-            f"Annotation {annotation_id} belongs to {annotation.user_principal_name}; "
-            "only its author (or staff) may edit it."
+            f"Annotation {annotation_id} belongs to {annotation.user_principal_name} "
+            f"(sign-in: {annotation.get_author_method_display()}); only its author, signed in "
+            "the same way, or staff may edit it."
         )
     return annotation
 
@@ -158,7 +170,7 @@ def annotation_update(
     *,
     annotation_id: Any,
     text: Any,
-    editor: str,
+    editor: Identity,
     editor_is_staff: bool,
     products: QuerySet[DataProduct] | None,
 ) -> Annotation:
@@ -186,12 +198,12 @@ def annotation_update(
             annotation_text=annotation.annotation_text,
             written_by=annotation.last_editor,
             written_at=annotation.timestamp_modified,
-            edited_by=editor,
+            edited_by=editor.name,
             edited_at=now,
         )
         annotation.annotation_text = clean_text
         annotation.timestamp_modified = now
-        annotation.modified_by = editor
+        annotation.modified_by = editor.name
         annotation.save(update_fields=["annotation_text", "timestamp_modified", "modified_by"])
     return annotation
 

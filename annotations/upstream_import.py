@@ -31,7 +31,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from annotations.models import Annotation, AnnotationRevision, UpstreamAnnotation
+from annotations.models import LEGACY, Annotation, AnnotationRevision, UpstreamAnnotation
+from dpd.access import SignIn
 from dpd.models import DataProduct
 
 COLUMNS = "id, uid, annotation_text, user_principal_name, timestamp_created, timestamp_modified"
@@ -148,6 +149,11 @@ def _import_row(
             data_product_uid=uid,
             annotation_text=text,
             user_principal_name=author,
+            # The upstream's authors signed in with the dashboard's token, whose
+            # subject is this same principal name: they keep their edit rights
+            # that way, and nobody else gets them by taking the name.
+            author_method=SignIn.DASHBOARD if author else LEGACY,
+            author_subject=author,
             modified_by=author,
             timestamp_created=created,
             timestamp_modified=modified,

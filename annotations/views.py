@@ -23,9 +23,9 @@ from annotations import services
 from annotations.forms import AnnotationForm
 from annotations.models import Annotation
 from annotations.presentation import product_summary
-from annotations.refusal import refusal_page
-from dpd.access import principal_name, visible_products
+from dpd.access import caller_identity, visible_products
 from dpd.models import DataProduct
+from dpd.refusal import refusal_page
 
 # The pages' own login form: the admin login admits staff only, and the
 # pages are for every signed-in user.
@@ -35,7 +35,8 @@ NO_PRODUCT = "There is no data product with this uid, or you may not see it."
 
 
 def _can_edit(request: HttpRequest, annotation: Annotation) -> bool:
-    return request.user.is_staff or annotation.user_principal_name == principal_name(request)
+    identity = caller_identity(request)
+    return request.user.is_staff or (identity is not None and annotation.is_written_by(identity))
 
 
 def _render_product(
@@ -86,7 +87,7 @@ def annotation_add(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     annotation = services.annotation_create(
         product_uid=product.uid,
         text=form.cleaned_data["annotation_text"],
-        author=principal_name(request),
+        author=caller_identity(request),
         products=products,
     )
     messages.success(request, "Annotation saved.")
@@ -98,7 +99,7 @@ def annotation_add(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
 def annotation_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
     products = visible_products(request)
     rules = {
-        "editor": principal_name(request),
+        "editor": caller_identity(request),
         "editor_is_staff": request.user.is_staff,
         "products": products,
     }

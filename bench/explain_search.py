@@ -82,6 +82,8 @@ def main() -> None:
     os.environ["DATABASE_URL"] = args.database_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "dpd.settings"
     os.environ["DPD_THROTTLE_ANON_RATE"] = ""
+    # The shapes' plans at the cap bench_api runs them with.
+    os.environ["SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT"] = bench_api.SHAPES_ROW_CAP
     bench_database.ensure_database(args.database_url)
     import django
 

@@ -16,6 +16,9 @@ dpd.permissions.ProductReadAccess, which marks the request so that
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from django.db import models
 from django.db.models import Q, QuerySet
 
 from dpd.authentication import ExternalUser
@@ -69,10 +72,39 @@ def can_see(request, product: DataProduct) -> bool:
     return groups is None or product.access_group is None or product.access_group in groups
 
 
-def principal_name(request) -> str | None:
-    """The caller's user principal name for annotations; None without an identity.
+class SignIn(models.TextChoices):
+    """How a caller signed in: each gives its own kind of subject."""
 
-    Never taken from a request body: a dashboard caller's comes from the
+    # A Django user (session or API token): the subject is the account's id,
+    # so the same account is the same author whichever of the two it used.
+    ACCOUNT = "account", "Django account (session or API token)"
+    # The SKA dashboard's bearer token: the userPrincipalName the SKA
+    # permissions API gives for it (unique in the MS Entra tenant).
+    DASHBOARD = "dashboard", "Dashboard token (SKA permissions API)"
+    # A trusted authenticating proxy: the user header's value.
+    PROXY = "proxy", "Trusted proxy header"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling, as annotations record an author.
+
+    `method` and `subject` together name one person; `name` is the principal
+    name shown as the author (the upstream's user_principal_name). Two ways of
+    signing in can give the same name (a service account named like a
+    dashboard user), so rights follow the identity, never the name.
+    """
+
+    method: str
+    subject: str
+    name: str
+
+
+def caller_identity(request) -> Identity | None:
+    """The caller's identity; None without one (anonymous, or a dashboard
+    token whose profile the permissions API did not give).
+
+    Never taken from a request body: a dashboard caller's name comes from the
     permissions API profile, a proxy caller's from the trusted header, a
     Django user's is their email or username.
     """
@@ -80,5 +112,8 @@ def principal_name(request) -> str | None:
     if user is None or not user.is_authenticated or not user.is_active:
         return None
     if isinstance(user, ExternalUser):
-        return user.principal_name
-    return user.email or user.get_username()
+        name = user.principal_name
+        if name is None:
+            return None
+        return Identity(SignIn(user.source).value, name, name)
+    return Identity(SignIn.ACCOUNT.value, str(user.pk), user.email or user.get_username())

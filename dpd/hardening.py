@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, reverse
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle
 
-from annotations.refusal import refusal_page
+from dpd.refusal import refusal_page
 
 # Oversized bodies up to this size are read and dropped before the 413 (see
 # RequestBodyLimitMiddleware); larger ones are refused without reading them.

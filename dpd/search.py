@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import CharField, F, Func, JSONField, Max, Q, QuerySet, Value
+from django.db.models import BooleanField, CharField, F, Func, JSONField, Max, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 
@@ -36,7 +35,12 @@ from dpd.access import visible_to
 from dpd.models import DataProduct
 
 INVALID_KEY_PAIR = "Invalid search key pair."
-_NOTHING = Q(pk__in=[])
+# Items that every product passes, or none (a date test, a store name test):
+# SQL constants, so that OR, AND and NOT treat them as any other condition.
+# An empty Q() is not "every product": Django drops it from an OR, which then
+# matched only the other items, and its negation is empty again.
+EVERY_PRODUCT = Q(Value(True, output_field=BooleanField()))
+NO_PRODUCT = Q(Value(False, output_field=BooleanField()))
 # The date that starts an ISO timestamp (never the basic 20200101 form).
 _TIMESTAMP_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]")
 
@@ -240,11 +244,18 @@ def document_value(field: str) -> KeyTransform:
     return expression
 
 
+# The uids of the products whose annotations contain a text (a QuerySet of one
+# column): the "annotation" filter field, answered by the annotations app, which
+# the caller passes in (dpd depends on no feature app).
+AnnotatedUids = Callable[[str], QuerySet]
+
+
 @dataclass
 class _FilterBuilder:
     """Turns filter items into Q objects; number comparisons need aliases."""
 
     aliases: dict[str, Any]
+    annotated_uids: AnnotatedUids | None = None
 
     @cached_property
     def fields(self) -> dict[str, str]:
@@ -330,9 +341,9 @@ class _FilterBuilder:
 
     def _date_q(self, operator: str, value: Any) -> Q | None:
         if operator == "isEmpty":
-            return _NOTHING  # every product has a date
+            return NO_PRODUCT  # every product has a date
         if operator == "isNotEmpty":
-            return Q()
+            return EVERY_PRODUCT
         if operator == "not":
             day = parse_date(value) if isinstance(value, str) else None
             return None if day is None else ~Q(date_created=day)
@@ -351,41 +362,37 @@ class _FilterBuilder:
         tests = {
             "equals": name == text,
             "is": name == text,
-            "doesNotEqual": name != text,
             "contains": text in name,
-            "doesNotContain": text not in name,
             "startsWith": name.startswith(text),
             "endsWith": name.endswith(text),
             "isAnyOf": name in values,
-            "isEmpty": False,
             "isNotEmpty": True,
         }
-        if operator not in tests:
+        negated = {"doesNotEqual": "equals", "doesNotContain": "contains", "isEmpty": "isNotEmpty"}
+        positive = negated.get(operator, operator)
+        if positive not in tests:
             return None
-        return Q() if tests[operator] else _NOTHING
+        q = EVERY_PRODUCT if tests[positive] else NO_PRODUCT
+        return ~q if positive != operator else q
 
     def _annotation_q(self, operator: str, value: Any) -> Q | None:
         """Products with an annotation containing the text, case-insensitively
         (reference 3.6; broken upstream, 8.2 #16)."""
-        if operator != "contains" or not isinstance(value, str):
+        if operator != "contains" or not isinstance(value, str) or self.annotated_uids is None:
             return None
-        try:
-            annotation = apps.get_model("annotations", "Annotation")
-        except LookupError:
-            return None
-        uids = annotation.objects.filter(annotation_text__icontains=value)
-        return Q(uid__in=uids.values("data_product_uid"))
+        return Q(uid__in=self.annotated_uids(value))
 
     def _form_fields_q(self, key_pairs: Any) -> Q | None:
         """The legacy search form: each {keyPair, valuePair} is a key:value pair."""
         if not isinstance(key_pairs, list):
             return None
-        q = Q()
+        q = None
         for pair in key_pairs:
             if isinstance(pair, dict) and isinstance(pair.get("keyPair"), str):
                 value = pair.get("valuePair")
-                q &= key_value_q(pair["keyPair"], "" if value is None else str(value))
-        return q
+                pair_q = key_value_q(pair["keyPair"], "" if value is None else str(value))
+                q = pair_q if q is None else q & pair_q
+        return q  # None without a usable pair: an item with nothing to apply
 
 
 def _as_number(value: Any) -> float | None:
@@ -405,10 +412,12 @@ def filter_products(
     logic_operator: str,
     panel_items: list[Any],
     sort_model: list[Any],
+    annotated_uids: AnnotatedUids | None = None,
 ) -> QuerySet[DataProduct]:
     """The grid's rows: filterModel items combined with its logicOperator, ANDed
-    with the search-panel items, sorted (reference 3.5, 3.6 [rec])."""
-    builder = _FilterBuilder(aliases={})
+    with the search-panel items, sorted (reference 3.5, 3.6 [rec]). Without
+    `annotated_uids`, "annotation" items are ignored like any unknown field."""
+    builder = _FilterBuilder(aliases={}, annotated_uids=annotated_uids)
     grid_conditions = [q for q in map(builder.item_q, filter_items) if q is not None]
     panel_conditions = [q for q in map(builder.item_q, panel_items) if q is not None]
     combined = Q()

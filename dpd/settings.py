@@ -361,9 +361,11 @@ INDEXING_TEST_BATCH_DELAY_SECONDS = env_float("INDEXING_TEST_BATCH_DELAY_SECONDS
 
 # --- Search ------------------------------------------------------------------
 
-# Rows returned by /dataproductsearch without paging (upstream's query size limit).
+# Rows of a plain (unpaged) list from /dataproductsearch and /filterdataproducts:
+# the upstream's query size limit, at its deployed value (Helm v0.18, reference
+# 3.4; its code says 100). The dashboard does not page: a lower cap hides rows.
 SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = env_int(
-    "SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT", 100, minimum=1
+    "SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT", 10_000, minimum=1
 )
 # Largest page of rows a paged search or filter request gets (larger requests are capped).
 SEARCH_MAX_PAGE_SIZE = env_int("SEARCH_MAX_PAGE_SIZE", 1000, minimum=1)
@@ -453,6 +455,8 @@ for _value in CORS_ALLOWED_ORIGINS:
     if _origin(_value) != _value.rstrip("/"):
         raise ImproperlyConfigured(f"DPD_CORS_ALLOWED_ORIGINS: {_value!r} is not an origin")
 CORS_ALLOW_CREDENTIALS = True
+# A capped plain list says so in these (dpd.api.search_views); the dashboard may read them.
+CORS_EXPOSE_HEADERS = ["X-Total-Count", "X-Truncated"]
 
 # --- Annotations -----------------------------------------------------------------
 

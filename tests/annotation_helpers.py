@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from django.contrib.auth.models import Group, User
 from django.db import connections
 
+from dpd.access import Identity, SignIn
 from dpd.metadata import product_uid
 from dpd.models import DataProduct
 
@@ -51,6 +52,16 @@ def make_user(name: str, *, staff: bool = False, groups: tuple[str, ...] = ()) -
     for group in groups:
         user.groups.add(Group.objects.get_or_create(name=group)[0])
     return user
+
+
+def account_identity(user: User) -> Identity:
+    """The identity a Django user (session or API token) writes annotations as."""
+    return Identity(SignIn.ACCOUNT, str(user.pk), user.email or user.get_username())
+
+
+def named(name: str) -> Identity:
+    """An author known by name alone: a dashboard user with that principal name."""
+    return Identity(SignIn.DASHBOARD, name, name)
 
 
 def unknown_uid() -> str:

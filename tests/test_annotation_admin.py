@@ -8,7 +8,7 @@ from django.test import Client
 from annotations.models import Annotation
 from annotations.services import annotation_create, annotation_update
 from dpd.models import DataProduct
-from tests.annotation_helpers import make_product, make_user
+from tests.annotation_helpers import make_product, make_user, named
 
 
 @pytest.fixture
@@ -31,15 +31,18 @@ def annotations(db) -> tuple[Annotation, Annotation]:
     products = DataProduct.objects.all()
     first, second = make_product(), make_product("eb-m005-20231031-12345")
     kept = annotation_create(
-        product_uid=first.uid, text="RFI in scan 3.", author="alice@skao.int", products=products
+        product_uid=first.uid,
+        text="RFI in scan 3.",
+        author=named("alice@skao.int"),
+        products=products,
     )
     other = annotation_create(
-        product_uid=second.uid, text="Looks fine.", author="bob@skao.int", products=products
+        product_uid=second.uid, text="Looks fine.", author=named("bob@skao.int"), products=products
     )
     annotation_update(
         annotation_id=kept.annotation_id,
         text="RFI in scans 3 and 4.",
-        editor="alice@skao.int",
+        editor=named("alice@skao.int"),
         editor_is_staff=False,
         products=None,
     )
@@ -71,6 +74,15 @@ def test_the_admin_filters_annotations_by_date(admin_client_, annotations):
 
     assert response.status_code == 200
     assert "2 annotations" in response.content.decode()
+
+
+def test_the_admin_shows_and_filters_how_an_author_signed_in(admin_client_, annotations):
+    kept, _ = annotations
+    page = admin_client_.get(f"/admin/annotations/annotation/{kept.annotation_id}/change/")
+    assert "Dashboard token (SKA permissions API)" in page.content.decode()
+
+    listed = admin_client_.get("/admin/annotations/annotation/", {"author_method": "account"})
+    assert "0 annotations" in listed.content.decode()
 
 
 def test_the_change_page_shows_the_history_read_only(admin_client_, annotations):

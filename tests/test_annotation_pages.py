@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -12,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from annotations.models import Annotation
 from annotations.services import annotation_create, annotation_update
 from dpd.models import DataProduct
-from tests.annotation_helpers import TEAM, make_product, make_user, unknown_uid
+from tests.annotation_helpers import TEAM, account_identity, make_product, make_user, unknown_uid
 
 
 @pytest.fixture
@@ -51,9 +52,16 @@ def curator(db):
     return signed_in(make_user("curator", staff=True))
 
 
-def note(product, text: str, author: str = "member@skao.int") -> Annotation:
+def the_member():
+    """The identity of the Django user the `member` client signs in as."""
+    user = User.objects.filter(username="member").first() or make_user("member", groups=(TEAM,))
+    return account_identity(user)
+
+
+def note(product, text: str) -> Annotation:
+    """An annotation by the member."""
     return annotation_create(
-        product_uid=product.uid, text=text, author=author, products=DataProduct.objects.all()
+        product_uid=product.uid, text=text, author=the_member(), products=DataProduct.objects.all()
     )
 
 
@@ -323,7 +331,7 @@ def test_recent_annotations_span_visible_products_newest_edit_first(
     annotation_update(
         annotation_id=first.annotation_id,
         text="Edited last, so listed first.",
-        editor="member@skao.int",
+        editor=the_member(),
         editor_is_staff=False,
         products=None,
     )
@@ -346,7 +354,7 @@ def edited(annotation: Annotation, times: int) -> None:
         annotation_update(
             annotation_id=annotation.annotation_id,
             text=f"version {n + 2}",
-            editor="member@skao.int",
+            editor=the_member(),
             editor_is_staff=False,
             products=None,
         )

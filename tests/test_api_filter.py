@@ -339,6 +339,71 @@ def test_or_applies_within_the_filter_model_and_the_panel_still_ands(anonymous):
     assert folders(result) == ["eb-m005-20231031-12345"]
 
 
+# Items that every product passes, and their twins that none passes: an OR
+# with one of the first matches everything (reference 3.6 [rec], 4.4).
+ALWAYS_TRUE = [
+    item("date_created", "isNotEmpty"),
+    item("metadata_store_name", "equals", "shared"),
+    item("metadata_store_name", "isNotEmpty"),
+    item("metadata_store_name", "doesNotEqual", "DLM"),
+    item("metadata_store_name", "doesNotContain", "dlm"),
+    item("metadata_store_name", "isAnyOf", ["DLM", "shared"]),
+]
+ALWAYS_FALSE = [
+    item("date_created", "isEmpty"),
+    item("metadata_store_name", "equals", "DLM"),
+    item("metadata_store_name", "isEmpty"),
+    item("metadata_store_name", "doesNotEqual", "shared"),
+    item("metadata_store_name", "doesNotContain", "SHA"),
+    item("metadata_store_name", "isAnyOf", ["DLM", "SDP"]),
+]
+M005 = item("execution_block", "contains", "m005")
+
+
+@pytest.mark.parametrize("always", ALWAYS_TRUE)
+@pytest.mark.parametrize("first", [True, False])
+def test_an_or_with_an_item_every_product_passes_matches_every_product(anonymous, always, first):
+    items = [always, M005] if first else [M005, always]
+    assert page(anonymous, *items, logic="or")["total"] == 12
+
+
+@pytest.mark.parametrize("never", ALWAYS_FALSE)
+@pytest.mark.parametrize("first", [True, False])
+def test_an_or_with_an_item_no_product_passes_matches_the_other_items(anonymous, never, first):
+    items = [never, M005] if first else [M005, never]
+    assert folders(page(anonymous, *items, logic="or")) == ["eb-m005-20231031-12345"]
+
+
+@pytest.mark.parametrize("always", ALWAYS_TRUE)
+def test_an_and_with_an_item_every_product_passes_matches_the_other_items(anonymous, always):
+    assert folders(page(anonymous, always, M005)) == ["eb-m005-20231031-12345"]
+    assert page(anonymous, always)["total"] == 12
+
+
+@pytest.mark.parametrize("never", ALWAYS_FALSE)
+def test_an_and_with_an_item_no_product_passes_matches_nothing(anonymous, never):
+    assert page(anonymous, never, M005)["total"] == 0
+    assert page(anonymous, never)["total"] == 0
+    assert page(anonymous, never, never, logic="or")["total"] == 0
+
+
+def test_an_or_of_constant_items_in_the_panel_still_ands_with_the_grid(anonymous):
+    result = page(
+        anonymous,
+        ALWAYS_TRUE[0],
+        ALWAYS_FALSE[0],
+        logic="or",
+        panel=[M005, ALWAYS_TRUE[1]],
+    )
+    assert folders(result) == ["eb-m005-20231031-12345"]
+    assert page(anonymous, ALWAYS_TRUE[0], logic="or", panel=[ALWAYS_FALSE[1]])["total"] == 0
+
+
+def test_an_empty_legacy_form_is_ignored_not_matched_by_everything(anonymous):
+    empty_form = {"field": "formFields", "keyPairs": []}
+    assert folders(page(anonymous, empty_form, M005, logic="or")) == ["eb-m005-20231031-12345"]
+
+
 def test_store_name_equals_the_volumes_store(anonymous):
     assert page(anonymous, item("metadata_store_name", "equals", "shared"))["total"] == 12
     assert page(anonymous, item("metadata_store_name", "equals", "DLM"))["total"] == 0

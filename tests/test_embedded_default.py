@@ -59,6 +59,11 @@ def test_make_run_steps_work_on_a_fresh_sqlite_file(tmp_path):
     assert grid == [open_products, [3, 4]]
     assert search == [open_products, [2, 3, 4], True]
 
+    # Items that every product passes (or none) combine as on PostgreSQL.
+    asked = manage(env, "shell", "-c", CONSTANT_ITEMS)
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout.splitlines()[-1]) == [open_products, 1, 1, 0, open_products, 0]
+
 
 PAGED_REQUESTS = """
 import json
@@ -72,5 +77,24 @@ print(json.dumps([
     [grid["total"], [row["id"] for row in grid["data"]]],
     [search["total"], [row["id"] for row in search["data"]], search["more_results"]],
     DataProduct.objects.filter(access_group__isnull=True).count(),
+]))
+"""
+
+
+CONSTANT_ITEMS = """
+import json
+from django.test import Client
+client = Client()
+always, never = ["date_created", "isNotEmpty"], ["metadata_store_name", "equals", "DLM"]
+one = ["execution_block", "contains", "m005-20231031"]
+not_shared = ["metadata_store_name", "doesNotEqual", "shared"]
+not_dlm = ["metadata_store_name", "doesNotContain", "dlm"]
+def total(logic, *items):
+    rows = [dict(zip(["field", "operator", "value"], [*i, ""])) for i in items]
+    body = {"filterModel": {"items": rows, "logicOperator": logic}, "pageSize": 100}
+    return client.post("/filterdataproducts", body, "application/json").json()["total"]
+print(json.dumps([
+    total("or", always, one), total("or", never, one), total("and", always, one),
+    total("and", never, one), total("and", not_dlm), total("or", not_shared),
 ]))
 """

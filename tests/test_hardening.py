@@ -523,6 +523,8 @@ def test_the_annotation_edit_form_refuses_a_post_without_a_csrf_token(products):
         data_product_uid=products["open"].uid,
         annotation_text="original",
         user_principal_name="author@skao.int",
+        author_method="account",
+        author_subject=str(author.pk),
     )
     client = Client(enforce_csrf_checks=True)
     client.force_login(author)

@@ -105,6 +105,8 @@ def test_every_upstream_annotation_comes_over_once_with_its_author_text_and_time
     rfi = Annotation.objects.get(annotation_text="RFI visible in scan 3.")
     assert rfi.data_product_uid == first.uid
     assert rfi.user_principal_name == rfi.modified_by == "first.last@skao.int"
+    # Its author signed in with the dashboard's token: the same identity edits it here.
+    assert (rfi.author_method, rfi.author_subject) == ("dashboard", "first.last@skao.int")
     assert rfi.timestamp_created == rfi.timestamp_modified == NOON.replace(tzinfo=dt.UTC)
     assert rfi.upstream.upstream_id == rows["rfi"]
 

@@ -26,7 +26,7 @@ from annotations.api.serializers import (
     NotProcessedSerializer,
 )
 from annotations.models import Annotation
-from dpd.access import principal_name, visible_products
+from dpd.access import caller_identity, visible_products
 from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 
@@ -145,7 +145,7 @@ class AnnotationSaveView(AnnotationStoreView):
         ],
     )
     def post(self, request: Request) -> Response:
-        author = principal_name(request)
+        author = caller_identity(request)
         if author is None:
             return _detail(
                 NO_IDENTITY, status.HTTP_401_UNAUTHORIZED, {"WWW-Authenticate": "Bearer"}

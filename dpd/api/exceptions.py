@@ -13,8 +13,8 @@ from rest_framework.exceptions import MethodNotAllowed, UnsupportedMediaType, Va
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from annotations.refusal import refusal_page
 from dpd.api.product_serializers import BoundedJSONParser, Unprocessable
+from dpd.refusal import refusal_page
 
 # Where the server-rendered pages live (dpd/urls.py).
 PAGES_PREFIX = "/products/"

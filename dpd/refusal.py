@@ -1,5 +1,8 @@
 """The HTML refusal page of the server-rendered pages (403, 404, 429), shared
-by the pages' views, the project's 404 handler and the login lockout."""
+by the annotation pages, the project's 404 handler and the login lockout.
+
+It lives in dpd, which every app may import, so that the project's own
+handlers do not depend on a feature app (dpd/__init__.py)."""
 
 from __future__ import annotations
 
@@ -11,4 +14,4 @@ TITLES = {403: "Not allowed", 404: "Not found", 429: "Too many attempts"}
 
 def refusal_page(request: HttpRequest, status: int, message: str) -> HttpResponse:
     context = {"status": status, "title": TITLES.get(status, "Refused"), "message": message}
-    return render(request, "annotations/refused.html", context, status=status)
+    return render(request, "refused.html", context, status=status)

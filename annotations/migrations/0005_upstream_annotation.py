@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0001_initial'),
+        ('annotations', '0004_author_identity_required'),
     ]
 
     operations = [

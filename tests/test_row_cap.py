@@ -1,0 +1,129 @@
+"""The row cap of plain lists (SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT,
+reference 3.4): the deployed default shows the whole demo catalogue, and a
+capped list says so in headers and in the log, its body unchanged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+
+from dpd.models import DataProduct
+from dpd.sample_volume import build_sample_volume
+from indexing.models import IndexRun
+from indexing.services import index_run
+
+WIDE = {"start_date": "2001-12-12", "end_date": "2032-12-12"}
+FIRST_LOAD = {"filterModel": {}, "searchPanelOptions": {"items": []}, "sortModel": []}
+
+
+def plain_list(path: str, body: dict, client: APIClient | None = None):
+    response = (client or APIClient()).post(path, body, format="json")
+    assert response.status_code == 200, response.content
+    rows = response.json()
+    assert isinstance(rows, list)  # the body the dashboard reads, unchanged
+    return rows, response
+
+
+@pytest.fixture
+def make_run_catalogue(tmp_path: Path, settings, db) -> int:
+    """The catalogue `make run` shows: the fixtures and 300 synthetic blocks."""
+    root = tmp_path / "volume"
+    build_sample_volume(root, synthetic_blocks=300)
+    settings.PERSISTENT_STORAGE_PATH = str(root)
+    assert index_run(IndexRun.Trigger.COMMAND).status == "completed"
+    return DataProduct.objects.count()
+
+
+def test_the_default_cap_lists_the_whole_make_run_catalogue(make_run_catalogue):
+    open_products = DataProduct.objects.filter(access_group__isnull=True).count()
+    assert make_run_catalogue == 375 and open_products > 100  # the upstream code's cap
+    staff = APIClient()
+    staff.force_login(User.objects.create_user("curator", is_staff=True))
+    for client, path, body, expected in [
+        (APIClient(), "/dataproductsearch", WIDE, open_products),
+        (APIClient(), "/filterdataproducts", FIRST_LOAD, open_products),
+        (staff, "/filterdataproducts", FIRST_LOAD, make_run_catalogue),
+    ]:
+        rows, response = plain_list(path, body, client)
+        assert len(rows) == expected
+        assert response["X-Total-Count"] == str(expected)
+        assert response["X-Truncated"] == "false"
+
+
+@pytest.mark.usefixtures("indexed_sample")
+@pytest.mark.parametrize(
+    ("path", "body"), [("/dataproductsearch", WIDE), ("/filterdataproducts", FIRST_LOAD)]
+)
+def test_a_capped_list_says_how_many_match_and_logs_it(path, body, settings, caplog):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    with caplog.at_level(logging.INFO, logger="dpd.api.search_views"):
+        rows, response = plain_list(path, body)
+
+    assert [row["id"] for row in rows] == [1, 2, 3, 4, 5]
+    assert response["X-Total-Count"] == "12"
+    assert response["X-Truncated"] == "true"
+    assert "5 of 12 matching products" in caplog.text
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_list_the_cap_just_holds_is_not_truncated(settings, caplog):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 12
+    with caplog.at_level(logging.INFO, logger="dpd.api.search_views"):
+        rows, response = plain_list("/filterdataproducts", FIRST_LOAD)
+    assert len(rows) == 12
+    assert (response["X-Total-Count"], response["X-Truncated"]) == ("12", "false")
+    assert "capped" not in caplog.text
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_page_carries_its_total_in_the_body_not_in_headers():
+    response = APIClient().post("/filterdataproducts", {"page": 0, "pageSize": 5}, format="json")
+    assert response.json()["total"] == 12
+    assert not response.has_header("X-Truncated")
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_the_dashboard_may_read_the_headers_across_origins(settings):
+    origin = settings.CORS_ALLOWED_ORIGINS[0]
+    response = APIClient().post(
+        "/filterdataproducts", FIRST_LOAD, format="json", HTTP_ORIGIN=origin
+    )
+    exposed = {h.strip() for h in response["Access-Control-Expose-Headers"].split(",")}
+    assert {"X-Total-Count", "X-Truncated"} <= exposed
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_product_indexed_since_the_last_list_counts_within_ten_seconds(settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+        _, before = plain_list("/filterdataproducts", FIRST_LOAD)
+        newest = DataProduct.objects.filter(access_group__isnull=True).first()
+        newest.pk, newest.uid = None, uuid.uuid4()
+        newest.metadata_file = "eb-copy/ska-data-product.yaml"
+        newest.save()
+        _, soon = plain_list("/filterdataproducts", FIRST_LOAD)
+        clock.shift(11)
+        _, later = plain_list("/filterdataproducts", FIRST_LOAD)
+
+    assert [r["X-Total-Count"] for r in (before, soon, later)] == ["12", "12", "13"]
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_callers_in_other_groups_get_their_own_totals(settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    member = APIClient()
+    member_user = User.objects.create_user("member")
+    member_user.groups.add(Group.objects.create(name="ac9d0e43-931d-455d-b916-7e508db78a8e"))
+    member.force_login(member_user)
+
+    _, anonymous = plain_list("/filterdataproducts", FIRST_LOAD)
+    _, members = plain_list("/filterdataproducts", FIRST_LOAD, member)
+
+    assert (anonymous["X-Total-Count"], members["X-Total-Count"]) == ("12", "14")
