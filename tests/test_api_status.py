@@ -40,6 +40,7 @@ def status(client: APIClient, path: str = "/status") -> dict:
 
 @pytest.mark.usefixtures("indexed_sample")
 def test_it_reports_the_v017_shape_with_real_counts(client, settings):
+    settings.SDP_ETCD_HOST = ""  # flow enrichment off (it is on by default)
     body = status(client)
     assert set(body) == TOP_LEVEL
     assert body["api_running"] is True
