@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from dpd import sdp
 from dpd.apps import SERVICE_STARTED_AT
 from dpd.supervisor import Supervisor
 from dpd.web_server import gunicorn_command
@@ -16,7 +17,8 @@ class Command(BaseCommand):
         "Run the whole service with one command (the `make run` server): gunicorn serves the "
         "API, pages and admin, and the django-q2 worker (qcluster) runs background indexing. "
         "Both are supervised together: SIGTERM/SIGINT stop both, and if either exits the other "
-        "is stopped and the command exits non-zero. At start-up it upserts the schedules "
+        "is stopped and the command exits non-zero. With SDP_ETCD_HOST set it also runs the SDP "
+        "flow watcher (sdpwatch). At start-up it upserts the schedules "
         "declared in code and queues start-up indexing (INDEXING_ON_STARTUP); while it runs "
         "it watches the indexing leader and queues a takeover run if it dies."
     )
@@ -30,9 +32,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, bind: str, workers: int, grace: float, **options):
         web = gunicorn_command(bind, workers, "--access-logfile", "-")
-        worker = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"]
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        commands = {"web": web, "worker": [*manage, "qcluster"]}
+        if sdp.enabled():  # the SDP flow watcher (dpd/sdp_watcher.py)
+            commands["sdp"] = [*manage, "sdpwatch"]
         supervisor = Supervisor(
-            {"web": web, "worker": worker},
+            commands,
             grace_seconds=grace,
             tick=_watch_leader,
             # As often as a start-up task watches: takeover within ~1.05 x the stale limit.
