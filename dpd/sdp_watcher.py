@@ -184,7 +184,7 @@ class FlowWatcher:
         if self.lease is None:
             return
         try:
-            self.record(watcher_connected=False, message="stopped")
+            self.record(etcd_connected=False, watcher_connected=False, message="stopped")
             leader.release(self.lease, step="idle", completed=False)
         except DatabaseError as exc:
             logger.warning("sdp watcher: could not release the slot: %s", exc)
