@@ -250,6 +250,14 @@ class DataProduct(models.Model):
         """A search/grid row: dotted keys, null leaves dropped (reference 4.6)."""
         return {**flatten(self.metadata), **self.derived_fields}
 
+    def sdp_flow_rows(self) -> models.QuerySet:
+        """The SDP flows this row shows: its execution block's, or for a
+        placeholder its processing block's (the product page's table)."""
+        if self.source == self.Source.SDP:
+            config = self.metadata.get("config") or {}
+            return Flow.objects.filter(processing_block=config.get("processing_block", ""))
+        return Flow.objects.filter(execution_block=self.execution_block)
+
     @property
     def has_files(self) -> bool:
         return self.source == self.Source.VOLUME and self.dataproduct_file is not None

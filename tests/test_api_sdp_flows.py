@@ -8,38 +8,15 @@ import json
 import pytest
 
 from dpd.models import DataProduct
-from dpd.sdp_watcher import FlowWatcher
-from dpd.services import product_ingest_metadata
 from tests.access_support import TEAM, FakePermissionsApi, personas
+from tests.sdp_support import EB1, EB2, EB3, ingest, watch_once
 
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning"),
 ]
 
-EB1, EB2, EB3 = "eb-m001-20260115-00003", "eb-m002-20260116-00001", "eb-m003-20260117-00001"
 PB3 = "pb-m003-20260117-00001"
-
-
-def ingest(eb: str, access_group: str | None = None) -> DataProduct:
-    context = {"observer": "AIV_person_1"}
-    if access_group is not None:
-        context["access_group"] = access_group
-    return product_ingest_metadata(
-        {
-            "interface": "http://schema.skao.int/ska-data-product-meta/0.1",
-            "execution_block": eb,
-            "context": context,
-        }
-    )
-
-
-def watch_once() -> None:
-    """A snapshot written; the state recorded stays as a running writer's."""
-    watcher = FlowWatcher(holder="test")
-    assert watcher.claim()
-    watcher.connect()
-    watcher.disconnect()
 
 
 @pytest.fixture
