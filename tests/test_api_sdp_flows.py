@@ -182,3 +182,28 @@ def test_who_sees_flows_and_placeholders(flows, people, settings, restricted):
         paired = by_eb(search(persona.client, {"key_value_pairs": ["execution_block:eb-m00"]}))
         assert (EB3 in paired) == shown, name
         assert paired.keys() - {EB3} == {EB1}, name
+
+
+def test_hostile_keys_in_etcd_never_make_an_answer_fail(anonymous, sdp_etcd):
+    ingest("eb-odd-20260301-00001")
+    sdp_etcd.load(
+        {
+            "/pb/pb-odd": {"eb_id": "eb-odd-20260301-00001"},
+            "/pb/pb-odd/state": {"status": "<script>alert(1)</script>"},
+            '/flow/pb-odd:data-product:\u2028"quoted" & <b>': {"sink": "not an object"},
+            '/flow/pb-odd:data-product:\u2028"quoted" & <b>/state': {"status": "\u2029x"},
+            "/flow/pb-missing:data-product:orphan/state": {"status": "FLOWING"},
+            "/pb/pb-noeb": {"script": {"name": 5}},
+        }
+    )
+    sdp_etcd.put("/flow/pb-odd:data-product:bad", b"\xff\xfe", raw=True)
+    watch_once()
+    rows = by_eb(search(anonymous))
+    (odd,) = rows["eb-odd-20260301-00001"]
+    assert odd["sdp_flows"] == [
+        {"sdp_flow": 'pb-odd:data-product:\u2028"quoted" & <b>', "sdp_flow_status": "\u2029x"}
+    ]
+    assert rows.keys() == {"eb-odd-20260301-00001"}  # no placeholder without an EB
+    grid(anonymous, {"sortModel": [{"field": "sdp_flow_status", "sort": "desc"}]})
+    response = anonymous.post("/dataproductmetadata", {"uid": odd["uid"]}, format="json")
+    assert response.status_code == 200
