@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # What the watcher reads (reference 2.7); /eb/ for the execution blocks'
 # own keys, /pb/ for the EB of each flow and the PB states, /flow/ itself.
 PREFIXES = ("/eb/", "/pb/", "/flow/")
+SNAPSHOT_PAGE = 1000
 
 
 class EtcdUnavailable(Exception):
@@ -110,26 +111,50 @@ class Connection:
         return response.header.revision
 
     def snapshot(self) -> Snapshot:
-        """Every key under PREFIXES at one revision (the first read's)."""
+        """Every key under PREFIXES at one revision (the first read's).
+
+        Read in pages of SNAPSHOT_PAGE keys: one answer for 20,000 flows would
+        pass gRPC's 4 MiB message limit."""
+        from etcd3.utils import increment_last_byte
+
         values: dict[str, bytes] = {}
         revision: int | None = None
         for prefix in PREFIXES:
-            kwargs = {} if revision is None else {"revision": revision}
-            response = self._call(
-                f"read of {prefix}",
-                self._client.get_prefix_response,
-                _full_key(prefix),
-                **kwargs,
-            )
-            if revision is None:
-                revision = response.header.revision
-            for kv in response.kvs:
-                key = _short_key(kv.key)
-                if key is None:
-                    logger.warning("sdp: ignoring key %r (not UTF-8)", kv.key)
-                    continue
-                values[key] = kv.value
+            start = _full_key(prefix).encode()
+            end = increment_last_byte(start)
+            while True:
+                response = self._call(f"read of {prefix}", self._range, start, end, revision)
+                if revision is None:
+                    revision = response.header.revision
+                for kv in response.kvs:
+                    key = _short_key(kv.key)
+                    if key is None:
+                        logger.warning("sdp: ignoring key %r (not UTF-8)", kv.key)
+                        continue
+                    values[key] = kv.value
+                if not response.more or not response.kvs:
+                    break
+                start = response.kvs[-1].key + b"\0"
         return Snapshot(revision or 0, values)
+
+    def _range(self, start: bytes, end: bytes, revision: int | None) -> Any:
+        """One page of keys from `start`, in key order, at `revision` (the
+        current one when None). etcd3 0.12's own range calls drop `limit`
+        and `revision`, so the request is built here."""
+        from etcd3 import etcdrpc
+
+        request = etcdrpc.RangeRequest(
+            key=start,
+            range_end=end,
+            limit=SNAPSHOT_PAGE,
+            revision=revision or 0,
+            sort_order=etcdrpc.RangeRequest.ASCEND,
+            sort_target=etcdrpc.RangeRequest.KEY,
+        )
+        client = self._client
+        return client.kvstub.Range(
+            request, self.timeout, credentials=client.call_credentials, metadata=client.metadata
+        )
 
     def watch(self, start_revision: int, sink: queue.Queue) -> None:
         """Put each batch of changes from start_revision on (a list of

@@ -78,3 +78,23 @@ def test_a_watch_from_a_compacted_revision_says_so(sdp_etcd):
     finally:
         connection.close()
     assert isinstance(ended, sdp.WatchCompacted)
+
+
+def test_a_snapshot_larger_than_a_page_is_read_whole_at_one_revision(sdp_etcd, monkeypatch):
+    monkeypatch.setattr(sdp, "SNAPSHOT_PAGE", 7)
+    keys = {f"/flow/pb-a:data-product:f{n:03d}": {"n": n} for n in range(40)}
+    revision = sdp_etcd.load(keys)
+    connection = sdp.Connection()
+    read_page = connection._range
+
+    def page_then_write(*args, **kwargs):
+        answer = read_page(*args, **kwargs)
+        sdp_etcd.put("/flow/pb-a:data-product:f020", {"changed": True})  # after the revision
+        return answer
+
+    monkeypatch.setattr(connection, "_range", page_then_write)
+    snapshot = connection.snapshot()
+    assert snapshot.revision == revision
+    assert set(snapshot.values) == set(keys)
+    assert json.loads(snapshot.values["/flow/pb-a:data-product:f020"]) == {"n": 20}
+    assert sdp_etcd.revision() > revision + 5  # written between the pages
