@@ -80,6 +80,9 @@ class FlowRecord:
 class Mirror:
     pbs: dict[str, PBRecord] = field(default_factory=dict)
     flows: dict[str, FlowRecord] = field(default_factory=dict)
+    # When each execution block's products were last made current: a product
+    # indexed before that needs nothing from reconcile_recent.
+    written: dict[str, dt.datetime] = field(default_factory=dict)
 
     @classmethod
     def from_values(cls, values: dict[str, bytes]) -> Mirror:
@@ -382,7 +385,9 @@ def refresh_execution_blocks(mirror: Mirror, ebs: Iterable[str]) -> None:
         for product in DataProduct.objects.filter(execution_block__in=chunk).order_by("pk"):
             rows[product.execution_block].append(product)
         for eb in chunk:
-            _refresh_one(eb, rows.get(eb, []), pbs_by_eb.get(eb, []), flows_by_pb)
+            now = timezone.now()
+            _refresh_one(eb, rows.get(eb, []), pbs_by_eb.get(eb, []), flows_by_pb, now)
+            mirror.written[eb] = now
 
 
 def _refresh_one(
@@ -390,13 +395,14 @@ def _refresh_one(
     rows: list[DataProduct],
     pbs: list[PBRecord],
     flows_by_pb: dict[str, list[FlowRecord]],
+    now: dt.datetime,
 ) -> None:
     flows = [flow for pb in pbs for flow in flows_by_pb.get(pb.pb_id, [])]
     summary, overall = summarise(flows) if flows else (None, None)
     products = [row for row in rows if row.source != DataProduct.Source.SDP]
     placeholders = {row.uid: row for row in rows if row.source == DataProduct.Source.SDP}
     for product in products:
-        _set_flows(product, summary, overall)
+        _set_flows(product, summary, overall, now)
     wanted = {} if products else {placeholder_uid(pb.pb_id): pb for pb in pbs if is_active(pb)}
     for uid, row in placeholders.items():
         if uid not in wanted:
@@ -405,7 +411,9 @@ def _refresh_one(
         _put_placeholder(uid, pb, flows_by_pb.get(pb.pb_id, []), placeholders.get(uid))
 
 
-def _set_flows(product: DataProduct, summary: list | None, overall: str | None) -> None:
+def _set_flows(
+    product: DataProduct, summary: list | None, overall: str | None, now: dt.datetime
+) -> None:
     """Write the flows into the product's row unless they are there already.
 
     The UPDATE holds only if the row is still the one read (indexed_at): a
@@ -423,7 +431,7 @@ def _set_flows(product: DataProduct, summary: list | None, overall: str | None) 
         search_signature=product.search_signature,
         field_types=product.field_types,
         row_json=product.row_json,
-        indexed_at=timezone.now(),
+        indexed_at=now,
     )
 
 
@@ -474,9 +482,16 @@ def reconcile_recent(mirror: Mirror, since: dt.datetime | None) -> dt.datetime |
     if latest is None or (since is not None and latest < since):
         return since
     recent = products if since is None else products.filter(indexed_at__gte=since)
-    ebs = set(recent.values_list("execution_block", flat=True).distinct())
-    with transaction.atomic():
-        refresh_execution_blocks(mirror, ebs & set(mirror.pbs_by_eb()))
+    watched = mirror.pbs_by_eb()
+    never = dt.datetime.min.replace(tzinfo=dt.UTC)
+    ebs = {
+        eb
+        for eb, indexed_at in recent.values_list("execution_block", "indexed_at")
+        if eb in watched and indexed_at > mirror.written.get(eb, never)
+    }
+    if ebs:
+        with transaction.atomic():
+            refresh_execution_blocks(mirror, ebs)
     return latest - RECONCILE_MARGIN
 
 
