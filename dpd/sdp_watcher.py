@@ -74,6 +74,12 @@ class FlowWatcher:
                     connection.close()
                     self.disconnect()
                     self.stop.wait(max(settings.SDP_WATCHER_RECONNECT_DELAY_SECONDS, 0.5))
+                except Exception:
+                    # A bug must not stop the service (runservice stops everything
+                    # when a child exits): log it, start over from a snapshot.
+                    logger.exception("sdp watcher: unexpected error, starting over")
+                    self.disconnect()
+                    self.stop.wait(max(settings.SDP_WATCHER_RECONNECT_DELAY_SECONDS, 0.5))
         finally:
             self.shutdown()
 

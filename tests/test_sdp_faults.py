@@ -154,13 +154,23 @@ def test_changes_made_while_etcd_was_down_and_the_watcher_away_converge(services
     assert len(expected) == 5  # 6 - data-queue - eb-m003's + late
 
     wait_for(lambda: table_flows() == expected, timeout=30, what="the Flow table to converge")
-    product = DataProduct.objects.get(execution_block=EB1, source="api")
-    assert {flow["sdp_flow"] for flow in product.sdp_flows} == {
-        key for key in expected if key.startswith("pb-m001")
-    }
+
+    def product_flows() -> set[str]:
+        product = DataProduct.objects.get(execution_block=EB1, source="api")
+        return {flow["sdp_flow"] for flow in product.sdp_flows or []}
+
+    # The product's row follows the Flow rows (written just after them).
+    wait_for(
+        lambda: product_flows() == {key for key in expected if key.startswith("pb-m001")},
+        timeout=10,
+        what="the product's flows to converge",
+    )
     # eb-m003's PB is still active but its flows went: its placeholder stays, flowless.
-    placeholder = DataProduct.objects.get(source="sdp", execution_block=EB3)
-    assert placeholder.sdp_flows == []
+    wait_for(
+        lambda: DataProduct.objects.get(source="sdp", execution_block=EB3).sdp_flows == [],
+        timeout=10,
+        what="eb-m003's placeholder to lose its flows",
+    )
 
 
 def test_a_killed_writer_is_replaced_within_its_stale_limit(services, etcd):
@@ -185,7 +195,13 @@ def test_a_killed_writer_is_replaced_within_its_stale_limit(services, etcd):
         every=0.05,
     )
     took = time.monotonic() - killed
-    assert SdpWatcherState.objects.get().holder == "pod-b"
+    # pod-b writes the snapshot, then records itself as the writer.
+    wait_for(
+        lambda: SdpWatcherState.objects.get().holder == "pod-b",
+        timeout=5,
+        what="pod-b's state",
+    )
     # The slot is reclaimed once pod-a's heartbeat is STALE old (pod-b polls
-    # every STALE/10), then pod-b snapshots: well within twice the limit.
-    assert took < STALE * 2, f"takeover took {took:.2f} s"
+    # every STALE/10), then pod-b snapshots; timing is the bench's business
+    # (rule 3), this says only that pod-b took over.
+    print(f"takeover after SIGKILL: {took:.2f} s (stale limit {STALE} s)")
