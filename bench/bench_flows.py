@@ -6,7 +6,7 @@ ports with a temp data dir, writes --flows flows into it (four per processing
 block, one processing block per execution block of the newest products, every
 block FINISHED so that no placeholder is made), and starts the flow watcher
 (`manage.py sdpwatch`) and gunicorn as `runservice` would. Once the watcher's
-snapshot is written, it changes the state of one flow of the newest product
+snapshot is written, it changes the state of one flow of the newest open product
 --changes times, and after each change polls /dataproductsearch (a key:value
 search for that execution block) until the row shows the new state: the time
 from the put to that answer is the flow's propagation time.
@@ -125,11 +125,14 @@ def main() -> None:
     from tests.etcd_server import EtcdServer
 
     fill_catalogue(args.products)
-    ebs = list(
-        DataProduct.objects.exclude(source="sdp")
-        .in_display_order()
-        .values_list("execution_block", flat=True)[: args.flows // 4]
-    )
+    products = DataProduct.objects.exclude(source="sdp").in_display_order()
+    # The measured flow is on the newest open product: /dataproductsearch
+    # shows open products only.
+    measured = products.filter(access_group__isnull=True).values_list("execution_block", flat=True)[
+        0
+    ]
+    others = products.exclude(execution_block=measured).values_list("execution_block", flat=True)
+    ebs = [measured, *others[: args.flows // 4 - 1]]
     server = EtcdServer()
     server.start()
     processes: list[subprocess.Popen] = []
