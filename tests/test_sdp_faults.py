@@ -15,6 +15,8 @@ import pytest
 from django.db import connection
 
 from dpd.models import DataProduct, Flow, SdpWatcherState
+from dpd.sdp_watcher import SLOT
+from indexing.models import IndexingState
 from tests.etcd_server import EtcdServer, start_etcd
 from tests.sdp_support import EB1, EB3, ingest
 from tests.service_processes import running_services, unavailable, wait_for
@@ -125,6 +127,12 @@ def test_etcd_down_at_start_products_still_served_and_enrichment_starts_when_it_
         assert by_eb[EB3]["sdp_flow_placeholder"] is True
         sdp = pod.get("/status")[1]["sdp_config_db"]
         assert sdp["watcher_connected"] is True and sdp["number_of_flows"] == 6
+
+        # SIGTERM to runservice stops the watcher too, which gives its slot back.
+        assert pod.process.stop() == 0
+        slot = IndexingState.objects.get(volume_prefix=SLOT)
+        assert slot.indexing_running is False and slot.indexed_by == "pod-a"
+        assert SdpWatcherState.objects.get().watcher_connected is False
     finally:
         server.destroy()
 
