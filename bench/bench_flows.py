@@ -121,7 +121,7 @@ def main() -> None:
     setup_django(args.database_url)
     from bench_api import fill_catalogue, start_gunicorn
 
-    from dpd.models import DataProduct
+    from dpd.models import DataProduct, SdpWatcherState
     from tests.etcd_server import EtcdServer
 
     fill_catalogue(args.products)
@@ -147,6 +147,8 @@ def main() -> None:
             "DPD_THROTTLE_ANON_RATE": "",
             "DPD_INSTANCE_NAME": "bench-flows",
         }
+        # A state row of an earlier run would look like this run's snapshot.
+        SdpWatcherState.objects.all().delete()
         watcher = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "sdpwatch"], cwd=ROOT, env=env
         )
