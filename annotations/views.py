@@ -54,9 +54,7 @@ def _render_product(
         "summary": product_summary(product),
         "annotations": annotations,
         "form": form,
-        # SLOT: SDP flows of this execution block. There is no Flow model yet
-        # (the SDP issue is not open); fill this when dpd.models.Flow lands.
-        "flows": [],
+        "flows": list(product.sdp_flow_rows().order_by("key")),
     }
     return render(request, "annotations/product_detail.html", context, status=status)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q, QuerySet
 
@@ -60,8 +61,22 @@ def visible_products(request) -> QuerySet[DataProduct]:
     A product outside it answers exactly like a missing one (404, same body).
     """
     if is_open_product_access(request):
-        return DataProduct.objects.all()
-    return DataProduct.objects.filter(visible_to(caller_groups(request)))
+        products = DataProduct.objects.all()
+    else:
+        products = DataProduct.objects.filter(visible_to(caller_groups(request)))
+    if not sees_placeholders(request):
+        products = products.exclude(source=DataProduct.Source.SDP)
+    return products
+
+
+def sees_placeholders(request) -> bool:
+    """SDP placeholder rows carry no access group: every caller sees them, as
+    upstream, unless SDP_PLACEHOLDERS_SIGNED_IN_ONLY keeps them for callers
+    who signed in (any identity: session, token, bearer, trusted header)."""
+    if not settings.SDP_PLACEHOLDERS_SIGNED_IN_ONLY:
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_active)
 
 
 def can_see(request, product: DataProduct) -> bool:

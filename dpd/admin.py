@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch
 from django.utils.html import format_html
 
-from dpd.models import DataProduct
+from dpd.models import DataProduct, Flow
 
 
 def _obscore(product: DataProduct, key: str) -> Any:
@@ -90,4 +90,36 @@ class DataProductAdmin(admin.ModelAdmin):
             return None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Flow)
+class FlowAdmin(admin.ModelAdmin):
+    """SDP flows as the watcher last saw them in etcd: read-only, since the
+    next event or snapshot would overwrite any edit (dpd.sdp_watcher)."""
+
+    list_display = [
+        "key",
+        "execution_block",
+        "processing_block",
+        "kind",
+        "status",
+        "pb_status",
+        "last_updated",
+    ]
+    list_filter = ["status", "kind"]
+    search_fields = ["execution_block", "processing_block", "key"]
+    ordering = ["key"]
+    list_per_page = 100
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Flow | None = None) -> list[str]:
+        return [field.name for field in Flow._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Flow | None = None) -> bool:
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Flow | None = None) -> bool:
         return False

@@ -97,6 +97,9 @@ class DataProduct(models.Model):
     class Source(models.TextChoices):
         VOLUME = "volume", "Volume"
         API = "api", "API ingest"
+        # A placeholder for an active SDP processing block whose execution
+        # block has no product yet (dpd.sdp_sync); no files, no access group.
+        SDP = "sdp", "SDP placeholder"
 
     uid = models.UUIDField(unique=True)
     execution_block = models.CharField(max_length=255, db_index=True)
@@ -147,6 +150,12 @@ class DataProduct(models.Model):
         output_field=FoldedText(),
         db_persist=True,
     )
+
+    # The SDP flows of the product's execution block, kept by the flow watcher
+    # (dpd.sdp_sync) in the row itself, row_json included: pages read them
+    # with the row, no join. NULL: the execution block has no flow.
+    sdp_flows = models.JSONField(null=True, blank=True, editable=False)
+    sdp_flow_status = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     objects = DataProductQuerySet.as_manager()
 
@@ -210,13 +219,20 @@ class DataProduct(models.Model):
     @property
     def derived_fields(self) -> dict[str, Any]:
         """What the API adds to the document (reference 4.3, 4.4)."""
-        return {
+        fields = {
             "date_created": self.date_created.isoformat(),
             "dataproduct_file": self.dataproduct_file or NO_FOLDER,
             "metadata_file": self.metadata_file or NO_FOLDER,
-            "metadata_store_name": settings.PVCNAME,
+            "metadata_store_name": (
+                SDP_STORE_NAME if self.source == self.Source.SDP else settings.PVCNAME
+            ),
             "uid": str(self.uid),
         }
+        if self.sdp_flows is not None:  # reference 4.7
+            fields["sdp_flows"] = self.sdp_flows
+            if self.sdp_flow_status is not None:
+                fields["sdp_flow_status"] = self.sdp_flow_status
+        return fields
 
     def refresh_search_fields(self) -> None:
         """Recompute the derived search columns after editing the row in place."""
@@ -234,6 +250,14 @@ class DataProduct(models.Model):
         """A search/grid row: dotted keys, null leaves dropped (reference 4.6)."""
         return {**flatten(self.metadata), **self.derived_fields}
 
+    def sdp_flow_rows(self) -> models.QuerySet:
+        """The SDP flows this row shows: its execution block's, or for a
+        placeholder its processing block's (the product page's table)."""
+        if self.source == self.Source.SDP:
+            config = self.metadata.get("config") or {}
+            return Flow.objects.filter(processing_block=config.get("processing_block", ""))
+        return Flow.objects.filter(execution_block=self.execution_block)
+
     @property
     def has_files(self) -> bool:
         return self.source == self.Source.VOLUME and self.dataproduct_file is not None
@@ -241,6 +265,11 @@ class DataProduct(models.Model):
 
 # Row fields that are not stored in row_json: the API adds them when it answers.
 SPLICED_FIELDS = ("metadata_store_name", "id")
+# metadata_store_name of placeholder rows (reference 4.4), listed by /status.
+SDP_STORE_NAME = "SDP"
+# How a placeholder's row_json starts (its document's first key): the pages
+# splice SDP_STORE_NAME into these rows instead of PVCNAME (dpd.search_rows).
+PLACEHOLDER_ROW_START = '{"sdp_flow_placeholder":true'
 
 
 def row_json_text(row: dict[str, Any]) -> str:
@@ -253,3 +282,8 @@ def row_json_text(row: dict[str, Any]) -> str:
 def stored_row_json(row: dict[str, Any]) -> str:
     """What row_json holds: the row without its spliced fields."""
     return row_json_text({name: value for name, value in row.items() if name not in SPLICED_FIELDS})
+
+
+from dpd.sdp_models import Flow, ProcessingBlock, SdpWatcherState  # noqa: E402
+
+__all__ = ["DataProduct", "Flow", "ProcessingBlock", "SdpWatcherState"]

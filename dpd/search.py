@@ -62,9 +62,11 @@ DERIVED_FIELDS = {
     "metadata_file": "string",
     "metadata_store_name": "string",
     "uid": "string",
+    # Kept by the SDP flow watcher (dpd.sdp_sync): filterable before any product has flows.
+    "sdp_flow_status": "string",
 }
 # Row fields stored as columns: sorted by the column, not the document.
-_COLUMN_FIELDS = ("execution_block", "uid", "metadata_file", "dataproduct_file")
+_COLUMN_FIELDS = ("execution_block", "uid", "metadata_file", "dataproduct_file", "sdp_flow_status")
 
 
 class SearchError(ValueError):
@@ -121,11 +123,16 @@ def key_value_q(key: str, value: str) -> Q:
     return Q(search_text__regex=search_text.key_value_pattern(key, value))
 
 
-def open_candidates(start_date: dt.date | None, end_date: dt.date | None) -> QuerySet[DataProduct]:
+def open_candidates(
+    start_date: dt.date | None, end_date: dt.date | None, *, placeholders: bool = True
+) -> QuerySet[DataProduct]:
     """The open products in the inclusive date range, newest first (reference
     3.2): /dataproductsearch shows scripts open products only, whoever calls
-    (reference 1.6)."""
+    (reference 1.6); SDP placeholder rows too unless `placeholders` is False
+    (dpd.access.sees_placeholders)."""
     products = DataProduct.objects.filter(visible_to(frozenset()))
+    if not placeholders:
+        products = products.exclude(source=DataProduct.Source.SDP)
     if start_date is not None:
         products = products.filter(date_created__gte=start_date)
     if end_date is not None:
@@ -134,11 +141,15 @@ def open_candidates(start_date: dt.date | None, end_date: dt.date | None) -> Que
 
 
 def search_products(
-    *, start_date: dt.date | None, end_date: dt.date | None, pairs: list[tuple[str, str]]
+    *,
+    start_date: dt.date | None,
+    end_date: dt.date | None,
+    pairs: list[tuple[str, str]],
+    placeholders: bool = True,
 ) -> QuerySet[DataProduct]:
     """Open products in the inclusive date range AND matching every pair,
     newest first (reference 3.2-3.4)."""
-    products = open_candidates(start_date, end_date)
+    products = open_candidates(start_date, end_date, placeholders=placeholders)
     for key, value in pairs:
         products = products.filter(key_value_q(key, value))
     return products
@@ -354,26 +365,33 @@ class _FilterBuilder:
         return Q(**{f"date_created__{lookup}": day})
 
     def _store_name_q(self, operator: str, value: Any) -> Q | None:
-        """Every catalogued product lives in the volume's store (PVCNAME)."""
-        name = settings.PVCNAME.lower()
+        """Catalogued products live in the volume's store (PVCNAME), SDP
+        placeholder rows in "SDP": the test is decided per store name."""
         values = value if isinstance(value, list) else str(value).split(",")
         values = [str(v).strip().lower() for v in values]
         text = str(value).lower()
-        tests = {
-            "equals": name == text,
-            "is": name == text,
-            "contains": text in name,
-            "startsWith": name.startswith(text),
-            "endsWith": name.endswith(text),
-            "isAnyOf": name in values,
-            "isNotEmpty": True,
-        }
+        placeholder = Q(source=DataProduct.Source.SDP)
+        stores = ((settings.PVCNAME.lower(), ~placeholder), ("sdp", placeholder))
         negated = {"doesNotEqual": "equals", "doesNotContain": "contains", "isEmpty": "isNotEmpty"}
         positive = negated.get(operator, operator)
-        if positive not in tests:
-            return None
-        q = EVERY_PRODUCT if tests[positive] else NO_PRODUCT
-        return ~q if positive != operator else q
+        matching = []
+        for name, rows in stores:
+            tests = {
+                "equals": name == text,
+                "is": name == text,
+                "contains": text in name,
+                "startsWith": name.startswith(text),
+                "endsWith": name.endswith(text),
+                "isAnyOf": name in values,
+                "isNotEmpty": True,
+            }
+            if positive not in tests:
+                return None
+            if tests[positive] != (positive != operator):
+                matching.append(rows)
+        if len(matching) == len(stores):
+            return EVERY_PRODUCT
+        return matching[0] if matching else NO_PRODUCT
 
     def _annotation_q(self, operator: str, value: Any) -> Q | None:
         """Products with an annotation containing the text, case-insensitively

@@ -34,7 +34,7 @@ from django.db import connections
 from django.db.models import QuerySet
 
 from dpd import search, search_text
-from dpd.models import DataProduct, row_json_text
+from dpd.models import PLACEHOLDER_ROW_START, SDP_STORE_NAME, DataProduct, row_json_text
 
 # The derived search columns are for the database, not for the rows.
 _SEARCH_COLUMNS = (
@@ -97,9 +97,15 @@ def _spliced(stored: list[tuple[int, str | None]], offset: int) -> list[str]:
             )
             for product in DataProduct.objects.filter(pk__in=missing)
         }
+    # Placeholder rows (SDP work with no product yet) are the SDP store's;
+    # their stored text says so by how it starts (one string test a row).
+    stores = {False: store, True: json.dumps(SDP_STORE_NAME)}
     return [
-        f'{(text or rendered[pk])[:-1]},"metadata_store_name":{store},"id":{position}}}'
-        for position, (pk, text) in enumerate(stored, start=offset + 1)
+        f'{text[:-1]},"metadata_store_name":{stores[text.startswith(PLACEHOLDER_ROW_START)]},'
+        f'"id":{position}}}'
+        for position, text in enumerate(
+            (text or rendered[pk] for pk, text in stored), start=offset + 1
+        )
     ]
 
 
@@ -193,6 +199,8 @@ def window_rows(
     end_date: dt.date | None,
     pairs: Sequence[tuple[str, str]],
     needed: int,
+    *,
+    placeholders: bool = True,
 ) -> list[tuple[int, str | None]] | None:
     """(id, row_json) of the first `needed` open products dated start..end
     (search.open_candidates, in display order) that match every key:value
@@ -206,11 +214,14 @@ def window_rows(
     if connection.vendor != "postgresql" or window < needed or not pairs:
         return None
     bounds = [day for day in (start_date, end_date) if day is not None]
-    statement = _window_statement(start_date is not None, end_date is not None, window)
+    statement = _window_statement(
+        start_date is not None, end_date is not None, window, placeholders
+    )
     rows = _matches_in(connection, statement, bounds, pairs, needed)
     if len(rows) == needed:
         return rows
-    beyond = search.open_candidates(start_date, end_date)[window : window + 1]
+    beyond = search.open_candidates(start_date, end_date, placeholders=placeholders)
+    beyond = beyond[window : window + 1]
     return None if beyond.exists() else rows
 
 
@@ -221,7 +232,7 @@ _SOME_DAY = dt.date(2000, 1, 1)
 
 
 @functools.lru_cache(maxsize=16)
-def _window_statement(has_start: bool, has_end: bool, window: int) -> str:
+def _window_statement(has_start: bool, has_end: bool, window: int, placeholders: bool) -> str:
     """The window's SQL for a date range with these bounds; its parameters
     are the bounds present, then the signature mask twice and the rows to read.
 
@@ -237,7 +248,9 @@ def _window_statement(has_start: bool, has_end: bool, window: int) -> str:
     17 -> ~2 ms of SQL).
     """
     candidates = search.open_candidates(
-        _SOME_DAY if has_start else None, _SOME_DAY if has_end else None
+        _SOME_DAY if has_start else None,
+        _SOME_DAY if has_end else None,
+        placeholders=placeholders,
     )
     part = candidates.values(
         "id",
@@ -249,8 +262,14 @@ def _window_statement(has_start: bool, has_end: bool, window: int) -> str:
         "uid",
     )[:window]
     sql, params = part.query.sql_with_params()
-    if list(params) != [_SOME_DAY] * (has_start + has_end):
+    # Its parameters are the date bounds, and the placeholders' source when
+    # they are left out: a constant of ours, written into the statement.
+    constant = DataProduct.Source.SDP.value
+    dates = [p for p in params if p != constant]
+    if dates != [_SOME_DAY] * (has_start + has_end) or len(params) - len(dates) > 1:
         raise AssertionError(f"the window's parameters are not its date bounds: {params!r}")
+    if len(dates) != len(params):
+        sql = sql % tuple("%s" if p == _SOME_DAY else f"'{constant}'" for p in params)
     bits = f"bit({search_text.SIGNATURE_BITS})"
     return (
         f"SELECT w.id, w.search_text, w.row_json FROM ({sql}) w "

@@ -375,9 +375,24 @@ SEARCH_WINDOW_ROWS = env_int("SEARCH_WINDOW_ROWS", 2000, minimum=0)
 
 # --- SDP configuration database (etcd) and DLM ------------------------------
 
-# SDP_ETCD_HOST (DPD docs) and SDP_CONFIG_HOST (Helm) both name the host; empty disables.
-SDP_ETCD_HOST = env_str("SDP_ETCD_HOST", env_str("SDP_CONFIG_HOST", ""))
+# SDP_ETCD_HOST (DPD docs) and SDP_CONFIG_HOST (Helm) both name the host; set empty to
+# turn flow enrichment off. dpd/sdp.py is the only reader.
+SDP_ETCD_HOST = env_str("SDP_ETCD_HOST", env_str("SDP_CONFIG_HOST", "localhost")).strip()
 SDP_CONFIG_PORT = env_int("SDP_CONFIG_PORT", 2379, minimum=1)
+# Key prefix of the SDP keys (ska-sdp-config's SDP_CONFIG_PATH), e.g. "/sdp".
+SDP_CONFIG_PATH = env_str("SDP_CONFIG_PATH", "").strip().rstrip("/")
+# No event for this long: the watcher checks that etcd still answers.
+SDP_WATCHER_TIMEOUT_SECONDS = env_float(
+    "SKA_DATAPRODUCT_API_SDP_WATCHER_TIMEOUT_SECONDS", 30.0, minimum=0.1
+)
+# After an error or a compacted watch: wait this long, then snapshot again.
+SDP_WATCHER_RECONNECT_DELAY_SECONDS = env_float(
+    "SKA_DATAPRODUCT_API_SDP_WATCHER_RECONNECT_DELAY_SECONDS", 10.0, minimum=0
+)
+# The watcher's leader slot goes to another instance after this long without a heartbeat.
+SDP_WATCHER_STALE_SECONDS = env_int("SDP_WATCHER_STALE_SECONDS", 30, minimum=1)
+# Placeholder rows (SDP work with no product yet) for signed-in callers only.
+SDP_PLACEHOLDERS_SIGNED_IN_ONLY = env_bool("SDP_PLACEHOLDERS_SIGNED_IN_ONLY", False)
 SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED = env_bool("SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED", False)
 SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA = env_str(
     "SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA", "dlm"

@@ -20,6 +20,7 @@ from django.db.models import Count, Max, Q
 from dpd.access import visible_to
 from dpd.database_check import database_in_use
 from dpd.models import DataProduct
+from dpd.sdp_watcher import watcher_status
 from dpd.volume import volume_root
 from indexing.status import indexing_status, pv_index_config, pv_index_status
 
@@ -60,7 +61,8 @@ def _catalogue_counts() -> dict[str, Any]:
     every product: any change must reload a signed-in member's grid, and a
     time tells nothing about which product changed.
     """
-    open_to_all = visible_to(frozenset())
+    # Placeholder rows (SDP work with no product yet) are not products.
+    open_to_all = visible_to(frozenset()) & ~Q(source=DataProduct.Source.SDP)
     return DataProduct.objects.aggregate(
         total=Count("pk", filter=open_to_all),
         on_volume=Count("pk", filter=open_to_all & Q(source=DataProduct.Source.VOLUME)),
@@ -128,12 +130,19 @@ def api_status() -> dict[str, Any]:
         },
         "metadata_store_status": metadata_store,
         "search_store_status": search_store,
-        "sdp_config_db": {
-            "connected": False,
-            "watcher_connected": False,
-            "description": SDP_DESCRIPTION,
-        },
+        "sdp_config_db": _sdp_status(db_error is None),
     }
+
+
+def _sdp_status(database_up: bool) -> dict[str, Any]:
+    """What the writing flow watcher last recorded (dpd.sdp_watcher)."""
+    block: dict[str, Any] = {"connected": False, "watcher_connected": False}
+    if settings.SDP_ETCD_HOST and database_up:
+        try:
+            block = watcher_status()
+        except DatabaseError as exc:
+            logger.warning("status: SDP watcher state unavailable: %s", exc)
+    return {**block, "description": SDP_DESCRIPTION}
 
 
 def _database_name() -> str:

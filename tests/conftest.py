@@ -11,7 +11,7 @@ from django.conf import settings
 
 from dpd.sample_volume import build_sample_volume
 
-pytest_plugins = ["tests.product_fixtures"]
+pytest_plugins = ["tests.product_fixtures", "tests.etcd_fixtures"]
 
 FIXTURES = settings.BASE_DIR / "sample_data" / "ska-examples"
 # The upstream tests' configured root: section 7's uids are computed with it.

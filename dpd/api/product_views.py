@@ -36,6 +36,7 @@ from dpd.authentication import ReadOnlyPost
 from dpd.download import DownloadNotFound, plan_download, stream_tar, tar_size
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
+from dpd.models import DataProduct
 from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
 from indexing.services import IndexingBusy, request_reindex
 
@@ -222,6 +223,11 @@ class DownloadView(ReadOnlyPost, APIView):
             stem = stem.rstrip("/").rsplit("/", 1)[-1]
         else:
             stem = execution_block
+        if products and all(p.source == DataProduct.Source.SDP for p in products):
+            raise NotFound(
+                f"Nothing to download: {asked} is a placeholder for SDP work in progress "
+                "(reference 4.7); it has no files until its data product is indexed."
+            )
         try:
             slot = download_slots.acquire()
         except download_slots.DownloadsBusy as exc:

@@ -32,7 +32,7 @@ from rest_framework.views import APIView
 
 from annotations.services import annotated_product_uids
 from dpd import search, search_rows
-from dpd.access import caller_groups, visible_products
+from dpd.access import caller_groups, sees_placeholders, visible_products
 from dpd.api import column_labels
 from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.api.product_serializers import (
@@ -311,16 +311,21 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         except ValidationError as exc:
             raise Unprocessable(exc.detail) from None
         start, end = data["start_bound"], data["end_bound"]
+        placeholders = sees_placeholders(request)
 
         def matching() -> QuerySet[DataProduct]:
             # Built only when the window is not the whole answer: building the
             # pairs' conditions alone is ~0.16 ms of ORM work per request.
-            return search.search_products(start_date=start, end_date=end, pairs=data["pairs"])
+            return search.search_products(
+                start_date=start, end_date=end, pairs=data["pairs"], placeholders=placeholders
+            )
 
         as_text = _wants_json(request)
         page = SearchRequestSerializer.page(body, data)
         offset, size = page or (0, settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
-        found = search_rows.window_rows(start, end, data["pairs"], offset + size)
+        found = search_rows.window_rows(
+            start, end, data["pairs"], offset + size, placeholders=placeholders
+        )
         if found is not None:
             rows = search_rows.window_page(found, offset, as_text=as_text)
             if page is not None:

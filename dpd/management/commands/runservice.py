@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from dpd import sdp
 from dpd.apps import SERVICE_STARTED_AT
 from dpd.gunicorn_conf import SHUTDOWN_MARGIN_SECONDS
 from dpd.supervisor import Supervisor
@@ -18,7 +19,8 @@ class Command(BaseCommand):
         "API, pages and admin, and the django-q2 worker (qcluster) runs background indexing. "
         "Both are supervised together: SIGTERM/SIGINT stop both (downloads in flight get "
         "DPD_SHUTDOWN_GRACE_SECONDS to finish), and if either exits the other "
-        "is stopped and the command exits non-zero. At start-up it upserts the schedules "
+        "is stopped and the command exits non-zero. With SDP_ETCD_HOST set it also runs the SDP "
+        "flow watcher (sdpwatch). At start-up it upserts the schedules "
         "declared in code and queues start-up indexing (INDEXING_ON_STARTUP); while it runs "
         "it watches the indexing leader and queues a takeover run if it dies."
     )
@@ -39,9 +41,12 @@ class Command(BaseCommand):
         if grace is None:
             grace = settings.DPD_SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS + 2
         web = gunicorn_command(bind, workers, "--access-logfile", "-")
-        worker = [sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"]
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        commands = {"web": web, "worker": [*manage, "qcluster"]}
+        if sdp.enabled():  # the SDP flow watcher (dpd/sdp_watcher.py)
+            commands["sdp"] = [*manage, "sdpwatch"]
         supervisor = Supervisor(
-            {"web": web, "worker": worker},
+            commands,
             grace_seconds=grace,
             tick=_watch_leader,
             # As often as a start-up task watches: takeover within ~1.05 x the stale limit.
