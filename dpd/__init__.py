@@ -15,7 +15,10 @@ Which app may import which; the arrows run one way, towards dpd:
   no other feature app.
 - dpd's interface wires the features in and may call their public functions:
   `dpd.api` (the SKA DPD API's views), `dpd.status` (GET /status),
-  `dpd.urls`, `dpd.settings` and `dpd.management` (runservice).
+  `dpd.urls`, `dpd.settings` and `dpd.management` (runservice), and
+  `dpd.sdp_watcher`, the background process behind `manage.py sdpwatch`,
+  which holds its writer's slot through `indexing.leader`'s claims (that
+  claim mechanism serves two apps now and belongs in dpd: a follow-up).
 - What several apps share goes into dpd (e.g. `dpd.refusal`), never into the
   first feature app that needed it.
 

@@ -12,7 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FEATURE_APPS = {"annotations", "indexing", "dlm_bridge"}
 # dpd's modules that serve the API or wire the project: they may call a
 # feature app's public functions. The catalogue's own modules may not.
-DPD_INTERFACE = ("dpd.api", "dpd.status", "dpd.urls", "dpd.settings", "dpd.management")
+DPD_INTERFACE = (
+    "dpd.api",
+    "dpd.status",
+    "dpd.urls",
+    "dpd.settings",
+    "dpd.management",
+    "dpd.sdp_watcher",
+)
 
 
 def imported_apps(path: Path) -> set[str]:
