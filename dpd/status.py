@@ -37,6 +37,7 @@ _INDEXING_UNKNOWN = {
         "indexing_step": "error",
     },
     "coordination_state": None,
+    "stalled": None,
 }
 
 

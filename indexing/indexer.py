@@ -27,7 +27,7 @@ from django.db import transaction
 
 from dpd.models import DataProduct
 from dpd.volume import volume_root
-from indexing.parsing import Parsed, parse_chunk, scan_chunk
+from indexing.parsing import Parsed, init_parse_process, parse_chunk, scan_chunk
 from indexing.scanner import Scan, StoredMap, scan, scan_root
 from indexing.writer import json_as_text, writer_for_connection
 
@@ -315,7 +315,9 @@ class _Run:
             # fork: workers start at once, inherit the loaded code, and never
             # use the inherited database connection (parsing.py).
             self.pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=init_parse_process,
             )
         return self.pool
 
