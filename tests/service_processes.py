@@ -152,18 +152,33 @@ class ServiceSet:
         self.processes: list[Process] = []
 
     def _start(
-        self, name: str, args: list[str], extra_env: dict[str, str], host: str = ""
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str],
+        host: str = "",
+        new_container: bool = False,
     ) -> Process:
         env = {**self.env, **extra_env}
         argv = [sys.executable, MANAGE, *args]
         if host:
             argv = on_another_host(host, argv)
+        if new_container:
+            argv = in_a_new_container(argv)
         process = Process(name, argv, env, self.log_dir)
         self.processes.append(process)
         return process
 
-    def runservice(self, name: str, workers: int = 1, host: str = "", **extra_env: str) -> Service:
-        """`host`: run it as on another machine of that name (on_another_host)."""
+    def runservice(
+        self,
+        name: str,
+        workers: int = 1,
+        host: str = "",
+        new_container: bool = False,
+        **extra_env: str,
+    ) -> Service:
+        """`host`: run it as on another machine of that name (on_another_host);
+        `new_container`: as a container restarted in its pod (in_a_new_container)."""
         port = free_port()
         process = self._start(
             name,
@@ -178,6 +193,7 @@ class ServiceSet:
             ],
             {"DPD_INSTANCE_NAME": name, **extra_env},
             host,
+            new_container,
         )
         return Service(process, f"http://127.0.0.1:{port}")
 
@@ -228,6 +244,14 @@ def on_another_host(host: str, argv: list[str]) -> list[str]:
         unavailable(f"cannot make a UTS namespace: {probe.stderr.decode().strip()}")
     unshare = _UNSHARE if os.geteuid() == 0 else _UNSHARE_USER
     return [*unshare, "sh", "-c", 'hostname "$0" && exec "$@"', host, *argv]
+
+
+def in_a_new_container(argv: list[str]) -> list[str]:
+    """argv run as a container restarted in its Kubernetes pod: a pid namespace
+    (and /proc) of its own, the same host name and network. Needs root."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        unavailable("running a process in a new pid namespace needs root and `unshare`")
+    return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *argv]
 
 
 _UNSHARE = ["unshare", "--uts"]

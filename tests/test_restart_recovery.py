@@ -120,6 +120,35 @@ def test_a_service_killed_mid_run_and_restarted_on_the_same_host_resumes_at_once
     assert restarted.get("/status")[1]["indexing"]["progress"]["indexing_step"] == "completed"
 
 
+def test_a_container_restarted_in_its_pod_proves_its_killed_predecessor_gone(services, volume):
+    # Kubernetes restarts a killed container in the same pod: the same host
+    # name and network, a new pid namespace where the old pid means nothing.
+    expected = write_synthetic_volume(volume, 60)
+    pod = services.runservice("pod-a")
+    pod.wait_ready()
+    _leading("pod-a")
+    pod.process.kill_tree()
+    killed = IndexRun.objects.get(status="running")
+    last_beat = IndexingState.objects.get().last_heartbeat
+
+    services.runservice("pod-a", new_container=True).wait_ready()
+    resumed = wait_for(
+        lambda: IndexRun.objects.exclude(pk=killed.pk).filter(started__isnull=False).first(),
+        timeout=60,
+        what="the restarted container to start a run",
+    )
+
+    assert resumed.started < last_beat + timedelta(seconds=60)
+    assert any("its container restarted" in line for line in resumed.log), resumed.log
+    done = wait_for(
+        lambda: (run := IndexRun.objects.get(pk=resumed.pk)).is_terminal and run,
+        timeout=90,
+        what="the resumed run to end",
+    )
+    assert done.status == "completed" and done.files_skipped >= killed.files_added
+    _assert_catalogue_exact(expected)
+
+
 def test_an_instance_on_another_host_shows_the_killed_run_stalled_and_waits_for_the_stale_limit(
     services, volume
 ):
