@@ -25,7 +25,10 @@ request, a short think time between requests, like dashboards polling).
    SIGKILLed and a replacement starts under a new name, as an orchestrator
    replaces a dead pod; its start-up task, run by whichever worker takes it
    (the follower's idle one or its own), watches the slot and claims it once
-   the dead leader's heartbeat is older than the stale limit. Takeover = claim
+   the dead leader's heartbeat is older than the stale limit. Each instance
+   runs as on a machine of its own (a UTS namespace named after it, as root),
+   as pods on different nodes: on one machine the replacement would prove
+   the killed process gone and take over at once (phase 3). Takeover = claim
    time (database clock) - kill time. The run is then awaited and the
    catalogue checked: every metadata file once.
 3. Recovery, with the default settings (stale limit 300 s). One instance
@@ -52,6 +55,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -203,12 +207,29 @@ class Instance:
             self.kill()
 
 
-def start_instance(name: str, env: dict[str, str], workers: int, log_dir: Path) -> Instance:
+def own_host(name: str) -> list[str]:
+    """A command prefix that runs an instance as on a machine of its own (a UTS
+    namespace named `name`), as pods on different nodes; [] when unshare
+    cannot (not root). On one machine an instance would otherwise prove a
+    killed leader's process gone and take over at once."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return []
+    return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name]
+
+
+def start_instance(
+    name: str, env: dict[str, str], workers: int, log_dir: Path, *, host: bool = False
+) -> Instance:
     port = free_port()
     log = log_dir / f"{name}.log"
+    for attempt in range(2, 100):  # a restart under the same name keeps the first log
+        if not log.exists():
+            break
+        log = log_dir / f"{name}.{attempt}.log"
+    prefix = own_host(name) if host else []
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            [*RUNSERVICE, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+            [*prefix, *RUNSERVICE, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
             cwd=ROOT,
             env={**env, "DPD_INSTANCE_NAME": name},
             stdout=out,
@@ -363,8 +384,10 @@ def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) ->
     # Both instances share the task queue: either worker may take the start-up
     # task that pod-a queues, and whichever does leads.
     instances = {
-        "pod-b": start_instance("pod-b", {**env, "INDEXING_ON_STARTUP": "false"}, 1, log_dir),
-        "pod-a": start_instance("pod-a", env, 1, log_dir),
+        "pod-b": start_instance(
+            "pod-b", {**env, "INDEXING_ON_STARTUP": "false"}, 1, log_dir, host=True
+        ),
+        "pod-a": start_instance("pod-a", env, 1, log_dir, host=True),
     }
     try:
         leading = wait_slot(
@@ -380,7 +403,7 @@ def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) ->
             f"takeover: leader {leading} SIGKILLed mid-scan, {replacement} starts in its place "
             f"(stale limit {args.stale} s)"
         )
-        instances[replacement] = start_instance(replacement, env, 1, log_dir)
+        instances[replacement] = start_instance(replacement, env, 1, log_dir, host=True)
         state = wait_slot(
             args.database_url,
             lambda s: s["indexed_by"] != leading,
