@@ -216,9 +216,7 @@ def _index_run(
             record_with_retry(lambda: close(run, message))
         logger.error("index run (%s) could not start: %s", trigger, exc)
         return run
-    return _lead(
-        result.lease, run, trigger, force=force, on_progress=on_progress, root=configured_root
-    )
+    return _lead(result.lease, run, trigger, on_progress=on_progress, root=configured_root)
 
 
 def _completed_since(prefix: str, moment: datetime | None) -> IndexRun | None:
@@ -283,13 +281,12 @@ def _lead(
     run: IndexRun | None,
     trigger: str,
     *,
-    force: bool,
     on_progress: Callable[[IndexProgress], None] | None,
     root: str | None,
 ) -> IndexRun | None:
     queued = run
     try:
-        run = _start_run(lease, run, trigger, force=force)
+        run = _start_run(lease, run, trigger)
     except Exception as exc:
         logger.exception("index run (%s) could not be recorded", trigger)
         message = failure_message(exc)
@@ -325,9 +322,7 @@ def _lead(
     return run
 
 
-def _start_run(
-    lease: leader.Lease, run: IndexRun | None, trigger: str, *, force: bool
-) -> IndexRun | None:
+def _start_run(lease: leader.Lease, run: IndexRun | None, trigger: str) -> IndexRun | None:
     """Turn our claim into a running IndexRun: the given queued run, else the
     oldest queued one (a request waiting for the worker is served by this run),
     else a new one. Runs left `running` by an earlier holder are closed."""
