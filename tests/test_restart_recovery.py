@@ -311,3 +311,19 @@ def test_a_task_redelivered_after_a_sigkill_does_not_scan_alongside_its_successo
     assert successor.status == "completed"
     assert IndexRun.objects.filter(status="completed").count() == 1
     _assert_catalogue_exact(expected)
+
+
+def test_a_foreground_reindex_stopped_by_ctrl_c_records_its_run_interrupted_and_fails(
+    services, volume
+):
+    write_synthetic_volume(volume, 60)
+    command = services.command("operator", "reindex")
+    _leading("operator")
+
+    command.popen.send_signal(signal.SIGINT)  # Ctrl-C
+    code = command.popen.wait(timeout=30)
+
+    run = IndexRun.objects.get(trigger="command")
+    assert code != 0 and "Interrupted: SIGINT received" in command.output()
+    assert run.status == "interrupted" and 10 <= run.files_added == DataProduct.objects.count()
+    assert not IndexingState.objects.get().indexing_running
