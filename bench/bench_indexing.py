@@ -1,8 +1,8 @@
-"""Background indexing: search latency during a cold index, and leader takeover time.
+"""Background indexing: search latency during a cold index, leader takeover, crash recovery.
 
     flock /tmp/bench.lock .venv/bin/python bench/bench_indexing.py \\
         --volume ROOT --database-url postgres://USER@HOST:PORT/DBNAME \\
-        [--clients 4] [--stale 10]
+        [--clients 4] [--stale 10] [--phases search,takeover,recovery]
 
 Every process is real: `manage.py runservice` instances (gunicorn + the
 django-q2 worker, the way the README runs the service) on one PostgreSQL
@@ -25,13 +25,27 @@ request, a short think time between requests, like dashboards polling).
    SIGKILLed and a replacement starts under a new name, as an orchestrator
    replaces a dead pod; its start-up task, run by whichever worker takes it
    (the follower's idle one or its own), watches the slot and claims it once
-   the dead leader's heartbeat is older than the stale limit. Takeover = claim
+   the dead leader's heartbeat is older than the stale limit. Each instance
+   runs as on a machine of its own (a UTS namespace named after it, as root),
+   as pods on different nodes: on one machine the replacement would prove
+   the killed process gone and take over at once (phase 3). Takeover = claim
    time (database clock) - kill time. The run is then awaited and the
    catalogue checked: every metadata file once.
+3. Recovery, with the default settings (stale limit 300 s). One instance
+   starts a cold index; at a tenth of the volume the whole instance is
+   SIGKILLed and started again at once under the same name on this machine,
+   as a container restart or systemd does. restart_resume_s = the new claim
+   (database clock) - kill time. Mid-run that instance gets SIGTERM:
+   sigterm_stop_s = its exit - the signal; the run must be recorded
+   `interrupted` and the slot free. It is started again:
+   sigterm_resume_s = the next claim - the exit; that run must skip every
+   file the interrupted ones wrote, and the catalogue must end exact.
 
 The database named by --database-url is created when missing and its
 catalogue is EMPTIED (do not point it at data you want). The last line:
-`search_p99_busy_vs_idle=R1 takeover_vs_stale=R2 ...` (targets R1 <= 2, R2 <= 1.1).
+`search_p99_busy_vs_idle=R1 takeover_vs_stale=R2 restart_resume_vs_stale=R3 ...` (targets
+R1 <= 2, R2 <= 1.1; restart_resume_s <= 10 and sigterm_stop_s <= 10), with the figures
+of the phases that ran.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -100,6 +115,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="cap of the idle phase")
     parser.add_argument("--stale", type=int, default=10, help="stale limit of the takeover")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers per instance")
+    parser.add_argument(
+        "--phases",
+        default="search,takeover,recovery",
+        help="comma-separated phases to run (search, takeover, recovery)",
+    )
     return bench_database.parse_args(parser)
 
 
@@ -187,12 +207,29 @@ class Instance:
             self.kill()
 
 
-def start_instance(name: str, env: dict[str, str], workers: int, log_dir: Path) -> Instance:
+def own_host(name: str) -> list[str]:
+    """A command prefix that runs an instance as on a machine of its own (a UTS
+    namespace named `name`), as pods on different nodes; [] when unshare
+    cannot (not root). On one machine an instance would otherwise prove a
+    killed leader's process gone and take over at once."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return []
+    return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', name]
+
+
+def start_instance(
+    name: str, env: dict[str, str], workers: int, log_dir: Path, *, host: bool = False
+) -> Instance:
     port = free_port()
     log = log_dir / f"{name}.log"
+    for attempt in range(2, 100):  # a restart under the same name keeps the first log
+        if not log.exists():
+            break
+        log = log_dir / f"{name}.{attempt}.log"
+    prefix = own_host(name) if host else []
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            [*RUNSERVICE, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+            [*prefix, *RUNSERVICE, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
             cwd=ROOT,
             env={**env, "DPD_INSTANCE_NAME": name},
             stdout=out,
@@ -347,8 +384,10 @@ def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) ->
     # Both instances share the task queue: either worker may take the start-up
     # task that pod-a queues, and whichever does leads.
     instances = {
-        "pod-b": start_instance("pod-b", {**env, "INDEXING_ON_STARTUP": "false"}, 1, log_dir),
-        "pod-a": start_instance("pod-a", env, 1, log_dir),
+        "pod-b": start_instance(
+            "pod-b", {**env, "INDEXING_ON_STARTUP": "false"}, 1, log_dir, host=True
+        ),
+        "pod-a": start_instance("pod-a", env, 1, log_dir, host=True),
     }
     try:
         leading = wait_slot(
@@ -364,7 +403,7 @@ def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) ->
             f"takeover: leader {leading} SIGKILLed mid-scan, {replacement} starts in its place "
             f"(stale limit {args.stale} s)"
         )
-        instances[replacement] = start_instance(replacement, env, 1, log_dir)
+        instances[replacement] = start_instance(replacement, env, 1, log_dir, host=True)
         state = wait_slot(
             args.database_url,
             lambda s: s["indexed_by"] != leading,
@@ -394,6 +433,93 @@ def measure_takeover(args, env: dict[str, str], log_dir: Path, expected: int) ->
     }
 
 
+def run_row(url: str, where: str) -> dict:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT id, status, files_added, files_skipped, failure_message FROM "
+            f"indexing_indexrun WHERE {where} ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    keys = ("id", "status", "added", "skipped", "message")
+    return dict(zip(keys, row, strict=True)) if row else {}
+
+
+def measure_recovery(args, env: dict[str, str], log_dir: Path, expected: int) -> dict:
+    """SIGKILL -> restart on this machine, then SIGTERM -> restart, default settings."""
+    empty_tables(args.database_url)
+    instance = start_instance("pod-a", env, 1, log_dir)
+    try:
+        wait_slot(
+            args.database_url,
+            lambda s: s["running"] and s["processed"] >= expected / 10,
+            300,
+            "the start-up run to index a tenth of the volume",
+        )
+        killed_at = time.time()
+        instance.kill()
+        instance = start_instance("pod-a", env, 1, log_dir)
+        claimed = wait_slot(
+            args.database_url,
+            lambda s: s["running"] and float(s["started_at"]) > killed_at,
+            400,
+            "the restarted instance to claim the slot",
+        )
+        restart_resume = float(claimed["started_at"]) - killed_at
+        print(
+            f"recovery: SIGKILL of the whole instance mid-run, restarted under the same name: "
+            f"new run claimed the slot {restart_resume:.2f} s after the kill "
+            f"(stale limit 300 s)"
+        )
+        wait_slot(
+            args.database_url,
+            lambda s: s["running"] and s["processed"] >= expected / 2,
+            600,
+            "the resumed run to reach half the volume",
+        )
+        signalled = time.monotonic()
+        instance.popen.send_signal(signal.SIGTERM)
+        instance.popen.wait(timeout=120)
+        exited = time.time()
+        sigterm_stop = time.monotonic() - signalled
+        interrupted = run_row(args.database_url, "status = 'interrupted'")
+        with psycopg.connect(args.database_url) as conn:
+            state = slot(conn)
+        print(
+            f"recovery: SIGTERM mid-run: the instance exited after {sigterm_stop:.2f} s; run "
+            f"{interrupted.get('id')} {interrupted.get('status')} with {interrupted.get('added')} "
+            f"added; slot running={state['running']} step={state['step']}"
+        )
+        instance = start_instance("pod-a", env, 1, log_dir)
+        claimed = wait_slot(
+            args.database_url,
+            lambda s: s["running"] and float(s["started_at"]) > exited,
+            400,
+            "the next start to claim the slot",
+        )
+        sigterm_resume = float(claimed["started_at"]) - exited
+        wait_slot(
+            args.database_url, lambda s: not s["running"], 900, "the last run to end", every=0.5
+        )
+        last = run_row(args.database_url, "trigger = 'startup'")
+    finally:
+        instance.stop()
+    rows, distinct = catalogue(args.database_url)
+    print(
+        f"recovery: the next start claimed the slot {sigterm_resume:.2f} s after the exit; its "
+        f"run {last['status']}: added {last['added']}, skipped {last['skipped']}; catalogue "
+        f"{rows} rows, {distinct} distinct, {expected} metadata files"
+    )
+    return {
+        "restart_resume": restart_resume,
+        "sigterm_stop": sigterm_stop,
+        "sigterm_resume": sigterm_resume,
+        "exact": rows == distinct == expected
+        and last["status"] == "completed"
+        and interrupted.get("status") == "interrupted"
+        and not state["running"]
+        and last["skipped"] >= interrupted["added"],
+    }
+
+
 def main() -> None:
     args = parse_args()
     volume = Path(args.volume)
@@ -418,19 +544,33 @@ def main() -> None:
     print(f"volume {volume}: {expected} metadata files; {os.cpu_count()} cores")
     logs = Path(tempfile.mkdtemp(prefix="bench-indexing-"))
     print(f"instance logs in {logs}")
-    search = measure_search(args, env, logs, expected)
-    takeover = measure_takeover(args, env, logs, expected)
-    r1 = search["busy_p99"] / search["idle_p99"]
-    r2 = takeover["takeover"] / args.stale
-    print(
-        f"search_p99_busy_vs_idle={r1:.2f} takeover_vs_stale={r2:.3f} "
-        f"search_p99_busy_ms={search['busy_p99']:.1f} search_p99_busy_late_ms="
-        f"{search['late_p99']:.1f} search_p99_idle_ms={search['idle_p99']:.1f} "
-        f"search_errors={search['errors']} cold_index_s={search['cold_seconds']:.1f} "
-        f"takeover_s={takeover['takeover']:.2f} stale_s={args.stale} "
-        f"catalogue_exact={str(takeover['exact'] and search['rows'] == expected).lower()} "
-        f"products={expected}"
-    )
+    phases = set(args.phases.split(","))
+    ratios, figures, exact = [], [], []
+    if "search" in phases:
+        search = measure_search(args, env, logs, expected)
+        ratios.append(f"search_p99_busy_vs_idle={search['busy_p99'] / search['idle_p99']:.2f}")
+        figures.append(
+            f"search_p99_busy_ms={search['busy_p99']:.1f} search_p99_busy_late_ms="
+            f"{search['late_p99']:.1f} search_p99_idle_ms={search['idle_p99']:.1f} "
+            f"search_errors={search['errors']} cold_index_s={search['cold_seconds']:.1f}"
+        )
+        exact.append(search["rows"] == expected)
+    if "takeover" in phases:
+        takeover = measure_takeover(args, env, logs, expected)
+        ratios.append(f"takeover_vs_stale={takeover['takeover'] / args.stale:.3f}")
+        figures.append(f"takeover_s={takeover['takeover']:.2f} stale_s={args.stale}")
+        exact.append(takeover["exact"])
+    if "recovery" in phases:
+        recovery = measure_recovery(args, env, logs, expected)
+        ratios.append(f"restart_resume_vs_stale={recovery['restart_resume'] / 300:.3f}")
+        figures.append(
+            f"restart_resume_s={recovery['restart_resume']:.2f} "
+            f"sigterm_stop_s={recovery['sigterm_stop']:.2f} "
+            f"sigterm_resume_s={recovery['sigterm_resume']:.2f}"
+        )
+        exact.append(recovery["exact"])
+    verdict = f"catalogue_exact={str(all(exact)).lower()} products={expected}"
+    print(" ".join([*ratios, *figures, verdict]))
 
 
 if __name__ == "__main__":

@@ -145,9 +145,11 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Before django_q: its `qcluster` command extends django-q2's (a run stops at
+    # its next batch on SIGTERM instead of holding the cluster for its whole length).
+    "indexing",
     "django_q",
     "dpd",
-    "indexing",
     "annotations",
     "dlm_bridge",
 ]
@@ -341,6 +343,9 @@ DPD_SHUTDOWN_GRACE_SECONDS = env_float("DPD_SHUTDOWN_GRACE_SECONDS", 20.0, minim
 
 INDEXING_TIMEOUT_SECONDS = env_int("INDEXING_TIMEOUT_SECONDS", 21600, minimum=1)
 INDEXING_HEARTBEAT_STALE_SECONDS = env_int("INDEXING_HEARTBEAT_STALE_SECONDS", 300, minimum=1)
+# /status calls a run stalled (not running) once its heartbeat is this old: a
+# few batch intervals (a batch of 500 files takes 1-2 s on 2 cores).
+INDEXING_STALLED_SECONDS = env_int("INDEXING_STALLED_SECONDS", 30, minimum=1)
 INDEXING_BATCH_SIZE = env_int("INDEXING_BATCH_SIZE", 500, minimum=1)
 # 0 means one worker per core.
 INDEXING_PARALLEL_WORKERS = env_int("INDEXING_PARALLEL_WORKERS", 0, minimum=0)

@@ -39,6 +39,7 @@ _INDEXING_UNKNOWN = {
         "indexing_step": "error",
     },
     "coordination_state": None,
+    "stalled": None,
 }
 
 

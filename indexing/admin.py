@@ -43,6 +43,7 @@ class IndexingStateAdmin(ReadOnlyAdmin):
         "volume_prefix",
         "indexing_running",
         "indexed_by",
+        "holder",
         "indexing_step",
         "files_processed",
         "total_files",
@@ -52,6 +53,11 @@ class IndexingStateAdmin(ReadOnlyAdmin):
         "files_indexed",
     )
     actions = ["reindex_now"]
+
+    @admin.display(description="holder process")
+    def holder(self, state: IndexingState) -> str:
+        process = state.holder_process or {}
+        return f"pid {process['pid']} on {process.get('host')}" if process.get("pid") else "-"
 
     @admin.action(description="Re-index the volume now")
     def reindex_now(self, request, queryset) -> None:

@@ -27,7 +27,7 @@ from django.db import transaction
 
 from dpd.models import DataProduct
 from dpd.volume import volume_root
-from indexing.parsing import Parsed, parse_chunk, scan_chunk
+from indexing.parsing import Parsed, init_parse_process, parse_chunk, scan_chunk
 from indexing.scanner import Scan, StoredMap, scan, scan_root
 from indexing.writer import json_as_text, writer_for_connection
 
@@ -315,7 +315,9 @@ class _Run:
             # fork: workers start at once, inherit the loaded code, and never
             # use the inherited database connection (parsing.py).
             self.pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("fork")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=init_parse_process,
             )
         return self.pool
 
@@ -325,11 +327,15 @@ class _Run:
             # One worker, or too few files to be worth starting processes.
             if final or len(self.to_parse) >= PARSE_CHUNK:
                 paths, self.to_parse = self.to_parse, []
-                self.handle(
-                    parse_chunk(
-                        self.root, self.configured_root, paths, self.max_bytes, self.json_text
+                # Chunk by chunk, so batches are written (and a stop request
+                # heeded) as they fill, not after a whole walk chunk is parsed.
+                for start in range(0, len(paths), PARSE_CHUNK):
+                    chunk = paths[start : start + PARSE_CHUNK]
+                    self.handle(
+                        parse_chunk(
+                            self.root, self.configured_root, chunk, self.max_bytes, self.json_text
+                        )
                     )
-                )
             return
         limit = len(self.walks) + self.workers * CHUNKS_IN_FLIGHT_PER_WORKER
         while len(self.to_parse) >= PARSE_CHUNK or (final and self.to_parse):

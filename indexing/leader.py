@@ -10,6 +10,11 @@ slot was reclaimed must stop writing progress for someone else's run).
 
 Times come from the database clock (Now()), so instances on machines whose
 clocks disagree still agree on who is stale.
+
+A claim also records where its holder process runs (indexing/holder.py): an
+instance on the same machine that can prove that process dead (a restart
+after a crash or a kill) reclaims the slot at once instead of waiting for the
+stale limit. Other instances cannot prove it and still wait.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, Q, Value
 from django.db.models.functions import Now
 
+from indexing import holder as holder_process
 from indexing.models import IndexingState
 
 
@@ -43,6 +49,8 @@ class Lease:
     token: uuid.UUID
     previous_holder: str  # who held it before, when we reclaimed a stale slot
     reclaimed: bool
+    # Why the previous holder's slot could be taken ("" when it was free).
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,13 +89,18 @@ def claim(
     force: bool = False,
 ) -> ClaimResult:
     """Try to become the volume's leader. `force` takes the slot even from a
-    holder that still looks alive (operator recovery: `reindex --force`)."""
+    holder that still looks alive (operator recovery: `reindex --force`).
+
+    The slot is free, stale, or held by a process proven dead from here
+    (indexing/holder.py); the UPDATE then matches that holder's lease token,
+    so two instances proving it together cannot both win."""
     stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS if stale_seconds is None else stale_seconds
     token = uuid.uuid4()
     claimed_values: dict[str, Any] = {
         "indexed_by": holder,
         "indexing_running": True,
         "lease": token,
+        "holder_process": holder_process.describe_this_process(),
         "started_at": Now(),
         "last_heartbeat": Now(),
         "completed_at": None,
@@ -99,19 +112,33 @@ def claim(
         "files_updated": 0,
         "files_skipped": 0,
     }
-    # Read only to say whom we replaced; the UPDATE below decides.
+    # Read to say whom we replaced and to judge its process; the UPDATE decides.
     before = IndexingState.objects.filter(volume_prefix=prefix).first()
+    gone = ""
+    if before is not None and before.indexing_running and not force:
+        gone = holder_process.gone_reason(before.holder_process, before.lease)
     slot = IndexingState.objects.filter(volume_prefix=prefix)
     if not force:
-        slot = slot.filter(
+        free = (
             Q(indexing_running=False)
             | Q(last_heartbeat__isnull=True)
             | Q(last_heartbeat__lt=stale_before(stale))
         )
+        slot = slot.filter(free | Q(lease=before.lease) if gone else free)
+    # Bound before the slot is ours: whoever sees our claim can probe it.
+    holder_process.hold_socket(token)
     if slot.update(**claimed_values):
         reclaimed = bool(before and before.indexing_running)
         previous = before.indexed_by if reclaimed else ""
-        return ClaimResult(Lease(prefix, holder, token, previous, reclaimed), "")
+        if not reclaimed:
+            reason = ""
+        elif force:
+            reason = "forced away"
+        elif gone:
+            reason = f"its process is gone: {gone}"
+        else:
+            reason = "its heartbeat went stale"
+        return ClaimResult(Lease(prefix, holder, token, previous, reclaimed, reason), "")
     if before is None:
         try:
             with transaction.atomic():
@@ -120,6 +147,7 @@ def claim(
             pass  # another instance inserted the row first: it is the leader
         else:
             return ClaimResult(Lease(prefix, holder, token, "", False), "")
+    holder_process.drop_socket(token)
     return ClaimResult(None, current_leader(prefix))
 
 
@@ -156,18 +184,28 @@ def release(lease: Lease, *, step: str, completed: bool, **fields: Any) -> bool:
     }
     if completed:
         values["completed_at"] = Now()
-    return bool(
-        IndexingState.objects.filter(volume_prefix=lease.volume_prefix, lease=lease.token).update(
-            **values
-        )
-    )
+    released = IndexingState.objects.filter(
+        volume_prefix=lease.volume_prefix, lease=lease.token
+    ).update(**values)
+    holder_process.drop_socket(lease.token)
+    return bool(released)
 
 
 def is_busy(prefix: str, *, stale_seconds: int | None = None) -> bool:
-    """True while a live leader holds the slot (a stale holder does not count)."""
+    """True while a live leader holds the slot (a stale holder, or one whose
+    process is proven gone, does not count)."""
+    return live_holder(prefix, stale_seconds=stale_seconds) is not None
+
+
+def live_holder(prefix: str, *, stale_seconds: int | None = None) -> IndexingState | None:
+    """The slot while its holder may be alive: running, heartbeat fresh, and
+    its process not proven gone from here."""
     stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS if stale_seconds is None else stale_seconds
-    return IndexingState.objects.filter(
+    state = IndexingState.objects.filter(
         volume_prefix=prefix,
         indexing_running=True,
         last_heartbeat__gte=stale_before(stale),
-    ).exists()
+    ).first()
+    if state is None or holder_process.gone_reason(state.holder_process, state.lease):
+        return None
+    return state

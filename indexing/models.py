@@ -25,6 +25,9 @@ class IndexingState(models.Model):
     # A fresh token per claim: a heartbeat only counts when it comes from the
     # claim that is still current, even if two instances share a name.
     lease = models.UUIDField(null=True, blank=True, editable=False)
+    # Where the holder process runs (host, pid, boot id, namespaces): lets a
+    # restart on the same machine prove it dead at once (indexing/holder.py).
+    holder_process = models.JSONField(default=dict, blank=True, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -67,6 +70,7 @@ class IndexRun(models.Model):
         TIMEOUT = "timeout_partial_completion", "Timed out (partial)"
         ERROR = "error", "Error"
         SKIPPED = "skipped", "Skipped (another instance is the leader)"
+        INTERRUPTED = "interrupted", "Interrupted (the service was stopping)"
 
     class Trigger(models.TextChoices):
         STARTUP = "startup", "Service start-up"

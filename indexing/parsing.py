@@ -11,14 +11,18 @@ connection must never use it.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import stat
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from dpd.metadata import MetadataError, from_volume_file
 from dpd.models import DataProduct
+from indexing import holder, shutdown
 from indexing.scanner import Scan, scan
 
 # DataProduct.fields_from() columns that hold JSON.
@@ -41,6 +45,23 @@ class Parsed:
     # columns as JSON text when parsed with `json_text`.
     fields: dict[str, Any] | None = None
     error: str | None = None
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def init_parse_process() -> None:
+    """Start of every parse process (forked from the process running the index).
+
+    It survives signals sent to the whole process group (the run shuts its
+    pool down at a batch boundary), dies with the run's process (a SIGKILLed
+    worker leaves no parse process behind to hold its claim's socket), and
+    lets go of that socket (only the holder proves itself alive).
+    """
+    shutdown.ignore_stop_signals()
+    holder.drop_inherited_sockets()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def parse_chunk(

@@ -5,7 +5,9 @@ Every way of indexing (start-up, the periodic schedule, GET
 `index_run()`: claim the volume's slot, record an IndexRun, call the indexer
 with a heartbeat after every batch and the INDEXING_TIMEOUT_SECONDS deadline,
 record the outcome, release the slot. An instance that cannot claim the slot
-records a `skipped` run naming the leader and serves the shared tables.
+records a `skipped` run naming the leader and serves the shared tables. A
+process asked to stop (SIGTERM) ends its run at the next batch boundary as
+`interrupted` (indexing/shutdown.py); run_records.py writes every outcome.
 """
 
 from __future__ import annotations
@@ -18,32 +20,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import (
-    DatabaseError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    connection,
-    transaction,
-)
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from indexing import leader
-from indexing.indexer import (
-    IndexProgress,
-    IndexResult,
-    VolumeUnavailable,
-    index_volume,
-    parallel_workers,
-)
+from indexing import leader, shutdown
+from indexing.holder import gone_reason
+from indexing.indexer import IndexProgress, VolumeUnavailable, index_volume, parallel_workers
 from indexing.models import IndexingState, IndexRun
+from indexing.run_records import (
+    close,
+    failure_message,
+    progress_fields,
+    record_failure,
+    record_interrupted,
+    record_result,
+    record_with_retry,
+)
 
 logger = logging.getLogger(__name__)
-
-# Waits between attempts to record a failure once the database is back
-# (a PostgreSQL restart takes a few seconds); about 30 s in all.
-RECORD_RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 
 
 class IndexingBusy(Exception):
@@ -81,24 +76,37 @@ def request_reindex(trigger: str = IndexRun.Trigger.API) -> RunTicket:
 
 
 def leader_watch() -> RunTicket | None:
-    """runservice's periodic step: if the leader stopped heartbeating mid-run,
-    queue a takeover run for any free worker. A start-up task may be stuck
+    """runservice's periodic step: queue a run for any free worker when the
+    volume needs one and nobody will start it. A start-up task may be stuck
     behind the dead leader's run in its worker (one shared queue); this needs
-    no task. Instances seeing it together queue one run between them."""
+    no task. Instances seeing it together queue one run between them.
+
+    - The leader stopped heartbeating mid-run, or its process is proven gone
+      from this machine (indexing/holder.py): a takeover run.
+    - The last run was interrupted by its service stopping, and no start-up
+      run took its place: the run that continues it.
+    """
     prefix = leader.volume_prefix()
     stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS
-    dead = IndexingState.objects.filter(
-        volume_prefix=prefix, indexing_running=True, last_heartbeat__lt=leader.stale_before(stale)
-    )
-    if not dead.exists():
+    state = IndexingState.objects.filter(volume_prefix=prefix).first()
+    if state is None:
+        return None
+    if state.indexing_running:
+        fresh = state.last_heartbeat and state.last_heartbeat >= timezone.now() - timedelta(
+            seconds=stale
+        )
+        if fresh and not gone_reason(state.holder_process, state.lease):
+            return None
+        why = "the indexing leader stopped heartbeating or its process is gone"
+    elif state.indexing_step == IndexRun.Status.INTERRUPTED:
+        why = "the last run was interrupted by a stopping service"
+    else:
         return None
     try:
         ticket = request_reindex(IndexRun.Trigger.TAKEOVER)
     except IndexingBusy:
         return None  # another instance queued it, or a watcher already took over
-    logger.warning(
-        "the indexing leader stopped heartbeating: queued takeover run %s", ticket.run_id
-    )
+    logger.warning("%s: queued run %s", why, ticket.run_id)
     return ticket
 
 
@@ -114,7 +122,7 @@ def close_abandoned_runs(prefix: str) -> int:
         last_heartbeat__lt=leader.stale_before(stale),
     )
     for run in running:
-        closed += _close(
+        closed += close(
             run,
             f"Abandoned: the instance running it ({run.indexed_by}) stopped heartbeating "
             f"for over {stale} s (killed or disconnected).",
@@ -123,23 +131,8 @@ def close_abandoned_runs(prefix: str) -> int:
     for run in IndexRun.objects.filter(
         volume_prefix=prefix, status=IndexRun.Status.QUEUED, created__lt=lost_before
     ):
-        closed += _close(run, "Abandoned: no worker picked up the queued run.")
+        closed += close(run, "Abandoned: no worker picked up the queued run.")
     return closed
-
-
-def _close(run: IndexRun, message: str) -> int:
-    """Conditionally end one active run (a live instance may finish it first)."""
-    expected = run.status
-    run.add_log(message)
-    run.finish(IndexRun.Status.ERROR, message=message)
-    return IndexRun.objects.filter(pk=run.pk, status=expected).update(
-        status=run.status,
-        terminal_timestamp=run.terminal_timestamp,
-        duration=run.duration,
-        failure_message=run.failure_message,
-        log=run.log,
-        indexing_step="error",
-    )
 
 
 def index_run(
@@ -164,7 +157,30 @@ def index_run(
       the index the leader just built instead of scanning again.
     - `configured_root`: another volume than PERSISTENT_STORAGE_PATH (its own slot).
     Never raises for indexing failures: they end the run with status `error`.
+    SIGTERM or SIGINT ends it at the next batch boundary as `interrupted`.
     """
+    with shutdown.stop_on_signals():
+        return _index_run(
+            trigger,
+            run_id=run_id,
+            force=force,
+            wait=wait,
+            requested_at=requested_at,
+            on_progress=on_progress,
+            configured_root=configured_root,
+        )
+
+
+def _index_run(
+    trigger: str,
+    *,
+    run_id: int | None,
+    force: bool,
+    wait: bool,
+    requested_at: datetime | None,
+    on_progress: Callable[[IndexProgress], None] | None,
+    configured_root: str | None,
+) -> IndexRun | None:
     prefix = leader.volume_prefix(configured_root)
     holder = leader.instance_name()
     run = None
@@ -178,6 +194,12 @@ def index_run(
         result = None if fresh else leader.claim(prefix, holder, force=force)
         if result is not None and not result.claimed and wait:
             result, fresh = _watch_leader(prefix, holder, requested_at)
+        if result is not None and not result.claimed and shutdown.requested():
+            message = (
+                f"Interrupted: {shutdown.requested()} received while waiting for "
+                f"{result.leader}'s run; the service was stopping."
+            )
+            return _record_skipped(run, trigger, prefix, holder, message)
         if fresh is not None:
             message = (
                 f"Another instance ({fresh.indexed_by}) indexed the volume after this "
@@ -189,14 +211,12 @@ def index_run(
             return _record_skipped(run, trigger, prefix, holder, message)
     except DatabaseError as exc:
         # The database is down before anything started: end a queued run if we can.
-        message = _failure_message(exc)
+        message = failure_message(exc)
         if run is not None:
-            _record_with_retry(lambda: _close(run, message))
+            record_with_retry(lambda: close(run, message))
         logger.error("index run (%s) could not start: %s", trigger, exc)
         return run
-    return _lead(
-        result.lease, run, trigger, force=force, on_progress=on_progress, root=configured_root
-    )
+    return _lead(result.lease, run, trigger, on_progress=on_progress, root=configured_root)
 
 
 def _completed_since(prefix: str, moment: datetime | None) -> IndexRun | None:
@@ -223,7 +243,8 @@ def _watch_leader(
     give_up = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS + stale
     since = requested_at or timezone.now()
     while True:
-        time.sleep(poll)
+        if shutdown.sleep(poll):  # the service is stopping: stop watching
+            return leader.ClaimResult(None, leader.current_leader(prefix)), None
         fresh = _completed_since(prefix, since)
         if fresh is not None:
             return leader.ClaimResult(None, fresh.indexed_by), fresh
@@ -260,19 +281,18 @@ def _lead(
     run: IndexRun | None,
     trigger: str,
     *,
-    force: bool,
     on_progress: Callable[[IndexProgress], None] | None,
     root: str | None,
 ) -> IndexRun | None:
     queued = run
     try:
-        run = _start_run(lease, run, trigger, force=force)
+        run = _start_run(lease, run, trigger)
     except Exception as exc:
         logger.exception("index run (%s) could not be recorded", trigger)
-        message = _failure_message(exc)
-        _record_with_retry(lambda: leader.release(lease, step="error", completed=False))
+        message = failure_message(exc)
+        record_with_retry(lambda: leader.release(lease, step="error", completed=False))
         if queued is not None:
-            _record_with_retry(lambda: _close(queued, message))
+            record_with_retry(lambda: close(queued, message))
         return queued
     if run is None:  # another instance carried out our queued run already
         leader.release(lease, step="idle", completed=False)
@@ -287,33 +307,37 @@ def _lead(
             workers=_workers(trigger),
             bulk_load=_foreground(trigger),
         )
+    except shutdown.StopRequested as stop:
+        logger.warning("index run %s interrupted at a batch boundary: %s", run.pk, stop)
+        record_interrupted(lease, run, str(stop), reporter.last)
+        return run
     except Exception as exc:  # recorded on the run: a worker must never crash on a run
         if isinstance(exc, VolumeUnavailable | leader.LostLeadership | DatabaseError):
             logger.error("index run %s failed: %s", run.pk, exc)
         else:
             logger.exception("index run %s failed", run.pk)
-        _record_failure(lease, run, exc, reporter.last)
+        record_failure(lease, run, exc, reporter.last)
         return run
-    _record_result(lease, run, result)
+    record_result(lease, run, result)
     return run
 
 
-def _start_run(
-    lease: leader.Lease, run: IndexRun | None, trigger: str, *, force: bool
-) -> IndexRun | None:
+def _start_run(lease: leader.Lease, run: IndexRun | None, trigger: str) -> IndexRun | None:
     """Turn our claim into a running IndexRun: the given queued run, else the
     oldest queued one (a request waiting for the worker is served by this run),
     else a new one. Runs left `running` by an earlier holder are closed."""
     now = timezone.now()
     if lease.reclaimed:
-        reason = "forced away by" if force else "its heartbeat went stale; reclaimed by"
-        note = f"Ended: {lease.previous_holder} lost the indexing slot ({reason} {lease.holder})."
+        note = (
+            f"Ended: {lease.previous_holder} lost the indexing slot ({lease.reason}; "
+            f"reclaimed by {lease.holder})."
+        )
     else:
         note = f"Ended: the indexing slot was taken by {lease.holder}."
     for stale_run in IndexRun.objects.filter(
         volume_prefix=lease.volume_prefix, status=IndexRun.Status.RUNNING
     ):
-        _close(stale_run, note)
+        close(stale_run, note)
     begin = {"status": IndexRun.Status.RUNNING, "started": now, "indexed_by": lease.holder}
     for _ in range(3):
         candidate = run or (
@@ -346,7 +370,7 @@ def _start_run(
     else:
         raise RuntimeError("could not record the index run")
     if lease.reclaimed:
-        candidate.add_log(f"took over the slot from {lease.previous_holder}")
+        candidate.add_log(f"took over the slot from {lease.previous_holder} ({lease.reason})")
         IndexRun.objects.filter(pk=candidate.pk).update(log=candidate.log)
     leader.heartbeat(lease, run=candidate)
     return candidate
@@ -388,7 +412,7 @@ class _ProgressReporter:
 
     def __call__(self, progress: IndexProgress) -> None:
         self.last = progress
-        counts = _progress_fields(progress)
+        counts = progress_fields(progress)
         # Raises LostLeadership when the slot was reclaimed: the run stops.
         leader.heartbeat(self.lease, total_files=progress.files_found, **counts)
         IndexRun.objects.filter(pk=self.run.pk, status=IndexRun.Status.RUNNING).update(
@@ -400,127 +424,8 @@ class _ProgressReporter:
         )
         if self.outer is not None:
             self.outer(progress)
+        # A batch boundary: everything counted so far is committed.
+        shutdown.check()
         if settings.INDEXING_TEST_BATCH_DELAY_SECONDS:
-            time.sleep(settings.INDEXING_TEST_BATCH_DELAY_SECONDS)
-
-
-def _progress_fields(progress: IndexProgress) -> dict[str, object]:
-    """The progress columns shared by IndexingState and IndexRun."""
-    return {
-        "indexing_step": progress.step,
-        "files_processed": progress.files_processed,
-        "files_added": progress.files_added,
-        "files_updated": progress.files_updated,
-        "files_skipped": progress.files_skipped,
-    }
-
-
-def _record_result(lease: leader.Lease, run: IndexRun, result: IndexResult) -> None:
-    status = IndexRun.Status.TIMEOUT if result.timed_out else IndexRun.Status.COMPLETED
-    run.errors = [{"path": path, "reason": reason} for path, reason in result.errors][
-        : IndexRun.ERROR_LIMIT
-    ]
-    run.add_log(
-        f"{status}: found={result.files_found} added={result.files_added} "
-        f"updated={result.files_updated} skipped={result.files_skipped} "
-        f"removed={result.files_removed} errors={len(result.errors)}"
-    )
-    if result.timed_out:
-        run.add_log(
-            f"stopped at INDEXING_TIMEOUT_SECONDS={settings.INDEXING_TIMEOUT_SECONDS}; "
-            "nothing was removed"
-        )
-    run.finish(status)
-    outcome = {
-        "status": run.status,
-        "terminal_timestamp": run.terminal_timestamp,
-        "duration": run.duration,
-        "timed_out": result.timed_out,
-        "errors": run.errors,
-        "log": run.log,
-        "files_found": result.files_found,
-        "files_removed": result.files_removed,
-        "work_units": result.work_units,
-        **_progress_fields(result),
-    }
-    for name, value in outcome.items():
-        setattr(run, name, value)
-    counts = _progress_fields(result)
-    del counts["indexing_step"]
-
-    def write() -> None:
-        with transaction.atomic():
-            IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.RUNNING).update(**outcome)
-            leader.release(
-                lease,
-                step=run.status,
-                completed=True,
-                files_indexed=result.files_processed,
-                total_files=result.files_found,
-                **counts,
-            )
-
-    _record_with_retry(write)
-
-
-def _failure_message(exc: BaseException) -> str:
-    if isinstance(exc, OperationalError | InterfaceError):
-        return f"The database connection was lost during the run: {exc}".strip()
-    if isinstance(exc, VolumeUnavailable):
-        return f"The volume is unavailable: {exc}"
-    if isinstance(exc, leader.LostLeadership):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _record_failure(
-    lease: leader.Lease, run: IndexRun, exc: BaseException, last: IndexProgress | None
-) -> None:
-    message = _failure_message(exc)
-    if last is not None:
-        for name, value in _progress_fields(last).items():
-            setattr(run, name, value)
-        run.errors = [{"path": path, "reason": reason} for path, reason in last.errors][
-            : IndexRun.ERROR_LIMIT
-        ]
-
-    run.add_log(f"error: {message}")
-    run.finish(IndexRun.Status.ERROR, message=message)
-    run.indexing_step = "error"
-
-    def record() -> None:
-        with transaction.atomic():
-            _close_running(run, message)
-            if not isinstance(exc, leader.LostLeadership):
-                leader.release(lease, step="error", completed=False)
-
-    _record_with_retry(record)
-
-
-def _close_running(run: IndexRun, message: str) -> None:
-    IndexRun.objects.filter(pk=run.pk, status=IndexRun.Status.RUNNING).update(
-        status=run.status,
-        terminal_timestamp=run.terminal_timestamp,
-        duration=run.duration,
-        failure_message=message,
-        errors=run.errors,
-        log=run.log,
-        indexing_step="error",
-    )
-
-
-def _record_with_retry(write: Callable[[], object]) -> bool:
-    """Write an outcome, waiting for the database to come back if it went away
-    (e.g. PostgreSQL restarting). Gives up after RECORD_RETRY_DELAYS: the run
-    is then closed as abandoned when its heartbeat is found stale."""
-    for delay in (0, *RECORD_RETRY_DELAYS):
-        time.sleep(delay)
-        try:
-            write()
-            return True
-        except (OperationalError, InterfaceError) as exc:
-            logger.warning("database unavailable while recording an index run: %s", exc)
-            if not connection.in_atomic_block:
-                connection.close()  # the next query reconnects
-    logger.error("gave up recording an index run outcome: the database stayed unavailable")
-    return False
+            shutdown.sleep(settings.INDEXING_TEST_BATCH_DELAY_SECONDS)
+            shutdown.check()

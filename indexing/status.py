@@ -3,6 +3,11 @@
 Health probes call /status every few seconds with a 5 s timeout, so each block
 costs one query, and a database that is down gives the idle defaults instead
 of an exception (the view reports the database itself).
+
+A run whose heartbeat is older than INDEXING_STALLED_SECONDS (a few batch
+intervals) is not reported as running: `indexing_step` says `stalled`, and
+the additive `indexing.stalled` block says who holds the slot, since when it
+has been silent, and when another instance may take it over.
 """
 
 from __future__ import annotations
@@ -36,12 +41,41 @@ def _iso(moment) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def stalled_after() -> int:
+    """Seconds without a heartbeat after which a run counts as stalled: the
+    setting, at most the stale limit (past it the slot is up for takeover)."""
+    return min(settings.INDEXING_STALLED_SECONDS, settings.INDEXING_HEARTBEAT_STALE_SECONDS)
+
+
 def _is_live(state: IndexingState) -> bool:
-    """Running with a fresh heartbeat: a dead leader's slot is not progress."""
+    """Running with a recent heartbeat: a silent leader's slot is not progress."""
     if not state.indexing_running or state.last_heartbeat is None:
         return False
-    stale = timedelta(seconds=settings.INDEXING_HEARTBEAT_STALE_SECONDS)
-    return state.last_heartbeat >= timezone.now() - stale
+    return state.last_heartbeat >= timezone.now() - timedelta(seconds=stalled_after())
+
+
+def stalled_block(state: IndexingState | None) -> dict[str, Any] | None:
+    """Who holds a slot that stopped heartbeating, and when it can be taken
+    over; None when no run is stalled."""
+    if state is None or not state.indexing_running or _is_live(state):
+        return None
+    now = timezone.now()
+    stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS
+    beat = state.last_heartbeat or state.started_at or now
+    takeover_at = beat + timedelta(seconds=stale)
+    process = state.holder_process or {}
+    return {
+        "indexed_by": state.indexed_by or None,
+        "holder_host": process.get("host"),
+        "holder_pid": process.get("pid"),
+        "last_heartbeat": _iso(state.last_heartbeat),
+        "seconds_since_heartbeat": round((now - beat).total_seconds(), 1),
+        "stalled_after_seconds": stalled_after(),
+        # Any instance may claim the slot from then on; a restart on the
+        # holder's own host (holder_host) takes it at once (docs/indexing.md).
+        "takeover_at": _iso(takeover_at),
+        "takeover_due": takeover_at <= now,
+    }
 
 
 def indexing_status() -> dict[str, Any]:
@@ -60,6 +94,7 @@ def indexing_status() -> dict[str, Any]:
         "in_progress": False,
         "progress": dict(IDLE_PROGRESS),
         "coordination_state": coordination,
+        "stalled": None,
     }
     queued = IndexRun.objects.filter(status=IndexRun.Status.QUEUED)
     try:
@@ -84,8 +119,9 @@ def indexing_status() -> dict[str, Any]:
         "files_updated": state.files_updated,
         "files_skipped": state.files_skipped,
         # A leader that stopped heartbeating left its last step behind.
-        "indexing_step": state.indexing_step if live or not state.indexing_running else "error",
+        "indexing_step": state.indexing_step if live or not state.indexing_running else "stalled",
     }
+    block["stalled"] = stalled_block(state)
     coordination.update(
         indexed_by=state.indexed_by or None,
         indexing_running=live,

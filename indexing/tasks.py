@@ -8,6 +8,7 @@ is safe to run twice: the ORM broker delivers at least once.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from indexing import shutdown
 from indexing.models import IndexRun
 from indexing.services import index_run
 
@@ -39,24 +41,37 @@ def _yield_cpu() -> None:
         os.nice(settings.INDEXING_NICENESS - current)
 
 
+def _in_worker(run: Callable[[], IndexRun | None]) -> str:
+    """Run an index in this worker and return its summary.
+
+    When a stop signal interrupted it and django-q2's sentinel is gone (the
+    signal went to the whole process group, as systemd sends it, and the
+    sentinel died of it), no STOP message will ever come: the worker leaves
+    instead of waiting for one until it is killed. Otherwise it returns, its
+    result is saved, and the cluster stops it as usual."""
+    _yield_cpu()
+    parent = os.getppid()
+    summary = _summary(run())
+    if shutdown.requested() and os.getppid() != parent:
+        raise SystemExit(0)
+    return summary
+
+
 def run_requested_index(run_id: int) -> str:
     """Carry out a run queued by request_reindex (no-op unless still queued)."""
-    _yield_cpu()
-    return _summary(index_run(IndexRun.Trigger.API, run_id=run_id))
+    return _in_worker(lambda: index_run(IndexRun.Trigger.API, run_id=run_id))
 
 
 def startup_index(requested_at: str | None = None) -> str:
     """Start-up indexing: lead, or watch the leader and take over if it dies.
     Skipped if a run completed after this instance asked for it."""
-    _yield_cpu()
     moment = parse_datetime(requested_at) if requested_at else timezone.now()
-    return _summary(index_run(IndexRun.Trigger.STARTUP, wait=True, requested_at=moment))
+    return _in_worker(lambda: index_run(IndexRun.Trigger.STARTUP, wait=True, requested_at=moment))
 
 
 def scheduled_index() -> str:
     """The periodic incremental re-index; a follower just skips."""
-    _yield_cpu()
-    return _summary(index_run(IndexRun.Trigger.SCHEDULE))
+    return _in_worker(lambda: index_run(IndexRun.Trigger.SCHEDULE))
 
 
 @dataclass(frozen=True)

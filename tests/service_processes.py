@@ -88,6 +88,17 @@ class Process:
             os.killpg(self.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
 
+    def kill_tree(self) -> None:
+        """SIGKILL the process and all its descendants at once, as an OOM kill
+        of the container or a node failure does (stopped first, so nothing
+        reacts or respawns in between)."""
+        pids = [self.pid, *descendants(self.pid)]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        self.popen.wait(timeout=10)
+
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM, wait, then SIGKILL the group: nothing is left running."""
         if self.alive():
@@ -107,6 +118,15 @@ class Process:
         for child in child_pids(self.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        for child in child_pids(stack.pop()):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def child_pids(pid: int) -> list[int]:
@@ -131,13 +151,34 @@ class ServiceSet:
         self.log_dir = log_dir
         self.processes: list[Process] = []
 
-    def _start(self, name: str, args: list[str], extra_env: dict[str, str]) -> Process:
+    def _start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str],
+        host: str = "",
+        new_container: bool = False,
+    ) -> Process:
         env = {**self.env, **extra_env}
-        process = Process(name, [sys.executable, MANAGE, *args], env, self.log_dir)
+        argv = [sys.executable, MANAGE, *args]
+        if host:
+            argv = on_another_host(host, argv)
+        if new_container:
+            argv = in_a_new_container(argv)
+        process = Process(name, argv, env, self.log_dir)
         self.processes.append(process)
         return process
 
-    def runservice(self, name: str, workers: int = 1, **extra_env: str) -> Service:
+    def runservice(
+        self,
+        name: str,
+        workers: int = 1,
+        host: str = "",
+        new_container: bool = False,
+        **extra_env: str,
+    ) -> Service:
+        """`host`: run it as on another machine of that name (on_another_host);
+        `new_container`: as a container restarted in its pod (in_a_new_container)."""
         port = free_port()
         process = self._start(
             name,
@@ -151,6 +192,8 @@ class ServiceSet:
                 "10",
             ],
             {"DPD_INSTANCE_NAME": name, **extra_env},
+            host,
+            new_container,
         )
         return Service(process, f"http://127.0.0.1:{port}")
 
@@ -185,6 +228,34 @@ def running_services(volume: Path, log_dir: Path, **env: str) -> Iterator[Servic
         yield started
     finally:
         started.stop_all()
+
+
+def on_another_host(host: str, argv: list[str]) -> list[str]:
+    """argv run in a UTS namespace of its own whose host name is `host`: to
+    the leader rules, a process on another machine (it cannot see whether a
+    process of this machine still runs). Needs root or user namespaces."""
+    if not shutil.which("unshare"):
+        unavailable("`unshare` (util-linux) is needed to run an instance as on another host")
+    probe = subprocess.run(
+        [*_UNSHARE, "true"] if os.geteuid() == 0 else [*_UNSHARE_USER, "true"],
+        capture_output=True,
+    )
+    if probe.returncode:
+        unavailable(f"cannot make a UTS namespace: {probe.stderr.decode().strip()}")
+    unshare = _UNSHARE if os.geteuid() == 0 else _UNSHARE_USER
+    return [*unshare, "sh", "-c", 'hostname "$0" && exec "$@"', host, *argv]
+
+
+def in_a_new_container(argv: list[str]) -> list[str]:
+    """argv run as a container restarted in its Kubernetes pod: a pid namespace
+    (and /proc) of its own, the same host name and network. Needs root."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        unavailable("running a process in a new pid namespace needs root and `unshare`")
+    return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *argv]
+
+
+_UNSHARE = ["unshare", "--uts"]
+_UNSHARE_USER = ["unshare", "--user", "--map-root-user", "--uts"]
 
 
 def unavailable(reason: str) -> None:

@@ -4,7 +4,9 @@ the declared schedule and the curators' admin."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from datetime import timedelta
 
 import pytest
@@ -153,8 +155,44 @@ def test_status_does_not_report_a_dead_leader_as_indexing(sample_volume, setting
     block = indexing_status()
 
     assert block["in_progress"] is False
-    assert block["progress"]["indexing_step"] == "error"
+    assert block["progress"]["indexing_step"] == "stalled"
     assert block["coordination_state"]["indexed_by"] == "pod-a"
+    assert block["coordination_state"]["indexing_running"] is False
+    assert block["stalled"]["takeover_due"] is True
+
+
+def test_status_calls_a_run_silent_for_a_few_batches_stalled_and_says_when_it_is_taken_over(
+    sample_volume, settings
+):
+    settings.INDEXING_STALLED_SECONDS = 30
+    settings.INDEXING_HEARTBEAT_STALE_SECONDS = 300
+    leader.claim(leader.volume_prefix(), "pod-a")
+    silent_since = timezone.now() - timedelta(seconds=45)
+    IndexingState.objects.update(last_heartbeat=silent_since)
+
+    block = indexing_status()
+
+    assert block["in_progress"] is False
+    assert block["progress"]["indexing_step"] == "stalled"
+    assert block["coordination_state"]["indexing_running"] is False
+    stalled = block["stalled"]
+    assert stalled["indexed_by"] == "pod-a" and stalled["holder_pid"] == os.getpid()
+    assert stalled["holder_host"] == socket.gethostname()
+    assert parse_datetime(stalled["last_heartbeat"]) == silent_since
+    assert 45 <= stalled["seconds_since_heartbeat"] < 60
+    assert parse_datetime(stalled["takeover_at"]) == silent_since + timedelta(seconds=300)
+    assert stalled["takeover_due"] is False
+
+
+def test_a_run_that_heartbeated_within_the_stalled_limit_is_running(sample_volume, settings):
+    settings.INDEXING_STALLED_SECONDS = 30
+    leader.claim(leader.volume_prefix(), "pod-a")
+    IndexingState.objects.update(last_heartbeat=timezone.now() - timedelta(seconds=20))
+
+    block = indexing_status()
+
+    assert block["in_progress"] is True and block["stalled"] is None
+    assert block["coordination_state"]["indexing_running"] is True
 
 
 def test_status_counts_a_queued_request_as_in_progress(sample_volume):
@@ -188,6 +226,23 @@ def test_indexstatus_prints_the_state_operators_need(sample_volume, capsys):
     assert state["indexing"] == indexing_status()
     assert state["runs"][0]["status"] == "completed"
     assert "indexing_step=completed" in text and "completed (command" in text
+    assert "STALLED" not in text
+
+
+def test_indexstatus_shows_a_silent_holder_as_stalled_with_its_process_and_takeover(
+    sample_volume, capsys, settings
+):
+    settings.INDEXING_HEARTBEAT_STALE_SECONDS = 300
+    leader.claim(leader.volume_prefix(), "pod-a")
+    IndexingState.objects.update(last_heartbeat=timezone.now() - timedelta(seconds=100))
+
+    call_command("indexstatus")
+    text = capsys.readouterr().out
+
+    assert "indexing_step=stalled" in text and "indexing_running=False" in text
+    stalled = next(line for line in text.splitlines() if line.startswith("STALLED"))
+    assert f"pod-a (pid {os.getpid()} on {socket.gethostname()})" in stalled
+    assert "has not heartbeated for 100" in stalled and "takeover by another instance at" in stalled
 
 
 def test_the_periodic_schedule_is_upserted_by_name_and_zero_removes_it(settings):

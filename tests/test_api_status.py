@@ -47,7 +47,8 @@ def test_it_reports_the_v017_shape_with_real_counts(client, settings):
     assert body["api_version"] == settings.SKA_DATAPRODUCT_API_VERSION
     assert dt.datetime.fromisoformat(body["startup_time"]).tzinfo is not None
     assert body["available_data_stores"] == ["shared"]
-    assert set(body["indexing"]) == {"in_progress", "progress", "coordination_state"}
+    # `stalled` is ours (null unless a run stopped heartbeating): an addition.
+    assert set(body["indexing"]) == {"in_progress", "progress", "coordination_state", "stalled"}
     assert set(body["indexing"]["progress"]) >= {
         "files_processed",
         "total_files",

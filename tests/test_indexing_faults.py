@@ -119,7 +119,9 @@ def test_a_leader_killed_mid_scan_is_replaced_after_the_stale_limit_losing_nothi
         timeout=60,
         what="pod-a to lead and write a few batches",
     )
-    pod_b = services.runservice("pod-b", **stale)
+    # On another host: an instance on pod-a's machine would prove it dead at
+    # once (tests/test_restart_recovery.py) instead of waiting for the limit.
+    pod_b = services.runservice("pod-b", host="other-node", **stale)
     status = pod_b.wait_ready()
     assert status["indexing"]["in_progress"] is True
     assert status["indexing"]["coordination_state"]["indexed_by"] == "pod-a"
@@ -154,7 +156,7 @@ def test_a_dead_leader_is_replaced_even_when_no_start_up_task_was_watching(servi
     # leader's worker took pod-b's start-up task off the shared queue.
     expected = write_synthetic_volume(volume, 40)
     stale = {"INDEXING_HEARTBEAT_STALE_SECONDS": "3"}
-    pod_b = services.runservice("pod-b", INDEXING_ON_STARTUP="false", **stale)
+    pod_b = services.runservice("pod-b", host="other-node", INDEXING_ON_STARTUP="false", **stale)
     pod_b.wait_ready()
     pod_a = services.command("pod-a", "reindex", **stale)
     wait_for(

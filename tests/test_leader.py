@@ -4,6 +4,7 @@ a dead leader's slot is reclaimed; every run is recorded."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -13,7 +14,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from dpd.models import DataProduct
-from indexing import leader
+from indexing import holder, leader
 from indexing.models import IndexingState, IndexRun
 from indexing.services import IndexingBusy, index_run, request_reindex
 
@@ -256,3 +257,103 @@ def test_a_background_priority_out_of_range_stops_start_up_naming_the_variable(v
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+# --- proving a holder gone: a restart on the same machine need not wait ------
+
+
+def _claim_as(prefix: str, name: str, **process: object) -> leader.Lease:
+    """Claim the slot and record `process` (this process's description with
+    some fields replaced) as where its holder runs."""
+    lease = leader.claim(prefix, name).lease
+    recorded = {**holder.describe_this_process(), **process}
+    IndexingState.objects.filter(volume_prefix=prefix).update(holder_process=recorded)
+    return lease
+
+
+def _exited_child() -> tuple[int, int]:
+    """The pid and start time of a process that ran on this machine and is gone."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    ticks = holder._start_ticks(child.pid)
+    child.kill()
+    child.wait()
+    return child.pid, ticks
+
+
+def test_a_restart_on_the_same_machine_reclaims_a_killed_holders_slot_at_once():
+    pid, ticks = _exited_child()
+    _claim_as("dpd_0000000000a1", "pod-a", pid=pid, start_ticks=ticks)
+
+    restarted = leader.claim("dpd_0000000000a1", "pod-a")
+
+    assert restarted.claimed and restarted.lease.reclaimed
+    assert restarted.lease.reason == (
+        f"its process is gone: pid {pid} on {socket.gethostname()} no longer runs"
+    )
+
+
+def test_a_dead_holder_on_this_machine_does_not_make_the_volume_busy():
+    pid, ticks = _exited_child()
+    _claim_as("dpd_0000000000a2", "pod-a", pid=pid, start_ticks=ticks)
+    assert not leader.is_busy("dpd_0000000000a2")
+
+
+def test_a_live_holder_on_the_same_machine_keeps_its_slot():
+    _claim_as("dpd_0000000000a3", "pod-a")  # this very process: alive
+
+    assert not leader.claim("dpd_0000000000a3", "pod-b").claimed
+    assert leader.is_busy("dpd_0000000000a3")
+
+
+def test_a_reused_pid_does_not_pass_for_the_holder():
+    # The recorded pid runs, but it is another process started later.
+    _claim_as("dpd_0000000000a4", "pod-a", start_ticks=holder._start_ticks(os.getpid()) - 1)
+
+    taker = leader.claim("dpd_0000000000a4", "pod-b")
+
+    assert taker.claimed and "the pid was reused" in taker.lease.reason
+
+
+def test_an_instance_on_another_host_cannot_prove_anything_and_waits_for_the_stale_limit():
+    pid, ticks = _exited_child()
+    _claim_as("dpd_0000000000a5", "pod-a", host="another-node", pid=pid, start_ticks=ticks)
+
+    assert not leader.claim("dpd_0000000000a5", "pod-b").claimed
+    assert leader.is_busy("dpd_0000000000a5")
+
+
+def test_a_holder_recorded_before_the_machine_rebooted_is_gone():
+    _claim_as("dpd_0000000000a6", "pod-a", boot_id="an-earlier-boot")
+
+    taker = leader.claim("dpd_0000000000a6", "pod-a")
+
+    assert taker.claimed and "before the machine rebooted" in taker.lease.reason
+
+
+def test_another_boot_on_a_machine_without_an_id_proves_nothing():
+    _claim_as("dpd_0000000000a7", "pod-a", boot_id="an-earlier-boot", machine_id="")
+    assert not leader.claim("dpd_0000000000a7", "pod-b").claimed
+
+
+def test_a_restarted_container_sharing_the_pods_network_proves_its_predecessor_gone():
+    # Another pid namespace (a new container), the same network (the pod's):
+    # the holder's lease socket decides, and nobody holds it.
+    lease = _claim_as("dpd_0000000000a8", "pod-a", pid_ns="pid:[1]")
+    holder.drop_socket(lease.token)  # the holder died: the kernel freed its socket
+
+    taker = leader.claim("dpd_0000000000a8", "pod-a")
+
+    assert taker.claimed and "its container restarted" in taker.lease.reason
+
+
+def test_a_live_holder_in_another_container_of_the_pod_keeps_its_slot():
+    _claim_as("dpd_0000000000a9", "pod-a", pid_ns="pid:[1]")  # its socket is still bound
+
+    assert not leader.claim("dpd_0000000000a9", "pod-b").claimed
+
+
+def test_a_released_slot_frees_the_holders_socket():
+    lease = leader.claim("dpd_0000000000aa", "pod-a").lease
+    assert not holder._socket_free(lease.token)
+    leader.release(lease, step="completed", completed=True)
+    assert holder._socket_free(lease.token)

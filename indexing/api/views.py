@@ -77,7 +77,8 @@ class IndexRunDetail(generics.RetrieveAPIView):
         summary="One indexing run (job status)",
         description="`GET /reindexdataproducts` answers with this resource's URL in "
         "`Location`. `status` is queued, running, completed, timeout_partial_completion, "
-        "error or skipped; `terminal_timestamp` is set once it ended.",
+        "error, skipped or interrupted (its service was stopped mid-run; the next run "
+        "continues it); `terminal_timestamp` is set once it ended.",
         responses={
             200: IndexRunSerializer,
             404: OpenApiResponse(ErrorSerializer, description="No run has this id."),

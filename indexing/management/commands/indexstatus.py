@@ -9,7 +9,9 @@ from indexing.status import indexing_status, pv_index_status
 class Command(BaseCommand):
     help = (
         "Print the indexing state exactly as GET /status reports it (indexing and the "
-        "indexing fields of pv_interface_status), plus the latest runs."
+        "indexing fields of pv_interface_status), plus the latest runs. A run whose "
+        "heartbeat stopped is shown as STALLED with its holder, its last heartbeat and "
+        "when another instance may take it over."
     )
 
     def add_arguments(self, parser):
@@ -47,6 +49,15 @@ class Command(BaseCommand):
         self.stdout.write(
             "pv_interface_status: " + " ".join(f"{key}={value}" for key, value in pv.items())
         )
+        if stalled := indexing["stalled"]:
+            where = f"pid {stalled['holder_pid']} on {stalled['holder_host']}"
+            takeover = "due now" if stalled["takeover_due"] else f"at {stalled['takeover_at']}"
+            self.stdout.write(
+                f"STALLED: {stalled['indexed_by']} ({where}) has not heartbeated for "
+                f"{stalled['seconds_since_heartbeat']} s (last {stalled['last_heartbeat']}); "
+                f"takeover by another instance {takeover}, or at once by a restart on "
+                f"{stalled['holder_host']} if that process is gone"
+            )
         for run in latest:
             detail = f" - {run.failure_message}" if run.failure_message else ""
             self.stdout.write(

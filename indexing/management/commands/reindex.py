@@ -13,7 +13,8 @@ class Command(BaseCommand):
         "Index the volume now (PERSISTENT_STORAGE_PATH, or --path) under the same leadership "
         "rules as the service: if another instance holds the volume's indexing slot, nothing "
         "is scanned and the command fails naming it. --force takes the slot anyway (recovery "
-        "when the holder is known to be dead; a live holder stops at its next batch). Ends "
+        "when the holder is known to be dead; a live holder stops at its next batch). SIGTERM "
+        "or Ctrl-C stops the run at its next batch boundary (recorded as interrupted). Ends "
         "with one summary line: seen / added / updated / skipped / removed / errors / seconds."
     )
 
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             raise CommandError(f"{run.failure_message} Nothing was scanned (--force takes over).")
         for error in run.errors:
             self.stdout.write(f"error: {error['path']}: {error['reason']}")
-        if run.status == IndexRun.Status.ERROR:
+        if run.status in (IndexRun.Status.ERROR, IndexRun.Status.INTERRUPTED):
             raise CommandError(run.failure_message)
         if run.timed_out:
             self.stdout.write(f"timed out after {settings.INDEXING_TIMEOUT_SECONDS}s: no removals")
