@@ -21,6 +21,7 @@ from django.db import connection
 from dpd.models import DataProduct
 from dpd.status import api_status
 from dpd.synthetic import write_synthetic_volume
+from indexing.leader import volume_prefix
 from indexing.models import IndexingState, IndexRun
 from indexing.services import index_run, request_reindex
 from indexing.status import indexing_status, pv_index_status
@@ -58,6 +59,11 @@ def services(transactional_db, volume, tmp_path):
         DPD_COMPAT_OPEN_MANAGEMENT="true",
     ) as started:
         yield started
+
+
+def _volume_slot(holder: str) -> IndexingState:
+    """The volume's slot held by `holder` (its SDP flow watcher holds another)."""
+    return IndexingState.objects.get(volume_prefix=volume_prefix(), indexed_by=holder)
 
 
 def _assert_catalogue_exact(expected: int) -> None:
@@ -130,7 +136,7 @@ def test_a_leader_killed_mid_scan_is_replaced_after_the_stale_limit_losing_nothi
     assert pod_a.popen.returncode == -9
     # The slot's heartbeat decides staleness; the run's is written just after
     # it, so it can be a fraction of a millisecond later.
-    last_beat = IndexingState.objects.get(indexed_by="pod-a").last_heartbeat
+    last_beat = _volume_slot("pod-a").last_heartbeat
 
     # pod-b's start-up task, watching the slot, or its runservice's periodic
     # leader watch, whichever notices first, takes over.
@@ -168,7 +174,7 @@ def test_a_dead_leader_is_replaced_even_when_no_start_up_task_was_watching(servi
     )
 
     pod_a.kill()
-    last_beat = IndexingState.objects.get(indexed_by="pod-a").last_heartbeat  # the slot's
+    last_beat = _volume_slot("pod-a").last_heartbeat  # the slot's
 
     taken = wait_for(
         lambda: IndexRun.objects.filter(trigger="takeover", status="completed").first(),
