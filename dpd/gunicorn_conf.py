@@ -10,6 +10,7 @@ never kills a long transfer. The values come from Django's settings, read
 from the master's environment, so the master and its workers agree.
 """
 
+import math
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpd.settings")
@@ -25,7 +26,7 @@ SHUTDOWN_MARGIN_SECONDS = 5
 
 worker_class = "dpd.web_server.ServiceWorker"
 threads = settings.DPD_DOWNLOADS_PER_PROCESS + settings.DPD_WEB_THREADS
-graceful_timeout = int(settings.DPD_SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS + 0.999)
+graceful_timeout = math.ceil(settings.DPD_SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS)
 # Each worker proves it is alive by touching a file; in memory (/dev/shm,
 # where there is one) that never waits on the disk's journal, as gunicorn's
 # documentation advises for containers.

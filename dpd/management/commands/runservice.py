@@ -6,9 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from dpd import sdp
+from dpd import gunicorn_conf, sdp
 from dpd.apps import SERVICE_STARTED_AT
-from dpd.gunicorn_conf import SHUTDOWN_MARGIN_SECONDS
 from dpd.supervisor import Supervisor
 from dpd.web_server import gunicorn_command
 
@@ -39,7 +38,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, bind: str, workers: int, grace: float | None, **options):
         if grace is None:
-            grace = settings.DPD_SHUTDOWN_GRACE_SECONDS + SHUTDOWN_MARGIN_SECONDS + 2
+            grace = gunicorn_conf.graceful_timeout + 2  # gunicorn's own stop, then ours
         web = gunicorn_command(bind, workers, "--access-logfile", "-")
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         commands = {"web": web, "worker": [*manage, "qcluster"]}
