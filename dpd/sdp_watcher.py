@@ -49,6 +49,7 @@ class FlowWatcher:
         self._next_heartbeat = 0.0
         self._next_reconcile = 0.0
         self._since = None
+        self._etcd_error: str | None = None
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -102,10 +103,20 @@ class FlowWatcher:
                 self.connect()
                 self.follow()
             except sdp.EtcdUnavailable as exc:
-                logger.warning("sdp watcher: %s", exc)
+                self.log_etcd_error(str(exc))
                 self.disconnect()
                 self.record(etcd_connected=False, watcher_connected=False, message=str(exc))
                 self.pause(settings.SDP_WATCHER_RECONNECT_DELAY_SECONDS)
+
+    def log_etcd_error(self, message: str) -> None:
+        """A WARNING when etcd becomes unreachable (or fails differently), DEBUG
+        while it stays so: an installation without etcd (the embedded default)
+        would otherwise log the same line every reconnect delay, for ever.
+        /status says the state at every moment."""
+        repeated = message == self._etcd_error
+        self._etcd_error = message
+        level = logging.DEBUG if repeated else logging.WARNING
+        logger.log(level, "sdp watcher: %s%s", message, " (still)" if repeated else "")
 
     def connect(self) -> None:
         """A new connection, a snapshot written, a watch from its revision."""
@@ -119,6 +130,7 @@ class FlowWatcher:
         self.changes = queue.Queue()
         self.connection.watch(snapshot.revision + 1, self.changes)
         self.record(etcd_connected=True, watcher_connected=True, message="", event=True)
+        self._etcd_error = None
         logger.info(
             "sdp watcher: snapshot of revision %s: %s flows, %s processing blocks",
             snapshot.revision,

@@ -4,7 +4,9 @@ what a snapshot writes, what watched changes do, what hostile keys do."""
 from __future__ import annotations
 
 import json
+import logging
 import queue
+import threading
 import time
 
 import pytest
@@ -15,6 +17,7 @@ from dpd.sdp import Connection, WatchCompacted
 from dpd.sdp_watcher import FlowWatcher
 from dpd.services import product_ingest_metadata
 from indexing.leader import LostLeadership
+from tests.service_processes import free_port
 
 pytestmark = [
     pytest.mark.django_db,
@@ -259,3 +262,42 @@ def test_one_instance_writes_and_another_takes_over_when_it_stops_heartbeating(s
     with pytest.raises(LostLeadership):
         first._next_heartbeat = 0
         first.tick(reconcile=False)
+
+
+def test_an_unreachable_etcd_is_one_warning_not_one_per_retry(sdp_etcd, settings, caplog):
+    """The embedded default has no etcd: its log must not repeat the same
+    warning every reconnect delay; a new outage after a recovery warns again."""
+    settings.SDP_CONFIG_PORT = free_port()  # nothing listens there
+    settings.SDP_WATCHER_RECONNECT_DELAY_SECONDS = 0.05
+    watching = FlowWatcher(holder="test-watcher")
+    assert watching.claim()
+
+    def attempts() -> list:
+        return [r for r in caplog.records if r.name == "dpd.sdp_watcher" and "etcd" in r.message]
+
+    def lead_until(count: int) -> None:
+        watching.stop.clear()
+        stopper = threading.Thread(target=_stop_after, args=(watching, attempts, count))
+        stopper.start()
+        watching.lead()
+        stopper.join()
+
+    with caplog.at_level(logging.DEBUG, logger="dpd.sdp_watcher"):
+        lead_until(4)
+        assert [r.levelno for r in attempts()][:4] == [logging.WARNING] + [logging.DEBUG] * 3
+        assert SdpWatcherState.objects.get().etcd_connected is False  # /status still says so
+
+        settings.SDP_CONFIG_PORT = sdp_etcd.port
+        watching.connect()  # etcd is back
+        settings.SDP_CONFIG_PORT = free_port()
+        caplog.clear()
+        lead_until(2)
+        assert [r.levelno for r in attempts()][:2] == [logging.WARNING, logging.DEBUG]
+    watching.shutdown()
+
+
+def _stop_after(watcher: FlowWatcher, attempts, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(attempts()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    watcher.stop.set()
