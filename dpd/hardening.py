@@ -4,6 +4,9 @@
   DATA_UPLOAD_MAX_MEMORY_SIZE check (done in `request.body`) never runs for
   API bodies; `RequestBodyLimitMiddleware` applies that same setting to every
   request before anything reads the body, with a 413 that says the limit.
+  A body that stops arriving part way (the web server's idle limit,
+  DPD_CLIENT_IDLE_TIMEOUT, or a client gone) is a 408, not a 500 with a
+  traceback: the client was slow, the server did not fail.
 - `AnonymousRateThrottle` is DRF's anonymous throttle, with the rate read at
   request time (DRF binds rates at import, which settings can't change).
 - `LoginThrottleMiddleware` refuses logins from a client address that failed
@@ -13,12 +16,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import socket
 from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.urls import NoReverseMatch, reverse
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle
 
@@ -27,6 +33,8 @@ from dpd.refusal import refusal_page
 # Oversized bodies up to this size are read and dropped before the 413 (see
 # RequestBodyLimitMiddleware); larger ones are refused without reading them.
 BODY_DRAIN_LIMIT = 64 * 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 
 class RequestBodyLimitMiddleware:
@@ -46,8 +54,11 @@ class RequestBodyLimitMiddleware:
                 # Read what the client sends before answering: a server that
                 # closes with the body unread resets the connection, and many
                 # clients (Python's http.client, requests) then never see the 413.
-                while request.read(1 << 16):
-                    pass
+                try:
+                    while request.read(1 << 16):
+                        pass
+                except UnreadablePostError as exc:
+                    return body_stopped(request, exc)
             return JsonResponse(
                 {
                     "detail": (
@@ -58,6 +69,41 @@ class RequestBodyLimitMiddleware:
                 status=413,
             )
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, UnreadablePostError):
+            return body_stopped(request, exception)
+        return None
+
+
+def body_stopped(request: HttpRequest, exc: UnreadablePostError) -> HttpResponse:
+    """408 for a body that stopped arriving, and no keep-alive after it.
+
+    The rest of the body may still come, and would be read as the next
+    request: the connection's read side is shut, so that gunicorn closes it
+    once the answer is sent.
+    """
+    idle = settings.DPD_CLIENT_IDLE_TIMEOUT
+    logger.info(
+        "%s %s: the body stopped arriving (%s); sent or read nothing for %s s",
+        request.method,
+        request.path,
+        exc,
+        idle,
+    )
+    sock = request.META.get("gunicorn.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already gone
+            sock.shutdown(socket.SHUT_RD)
+    return JsonResponse(
+        {
+            "detail": (
+                "The request body stopped arriving before its Content-Length: "
+                f"sent or read nothing for {idle} s (DPD_CLIENT_IDLE_TIMEOUT)."
+            )
+        },
+        status=408,
+    )
 
 
 class AnonymousRateThrottle(AnonRateThrottle):

@@ -354,3 +354,31 @@ def test_sigterm_cuts_what_outlasts_the_grace_period_and_logs_it(product, tmp_pa
     assert "cutting 1 request(s) still in flight" in log
     assert f"download of {EB}.tar cut after" in log
     assert code == 0
+
+
+@pytest.mark.parametrize("path", ["/dataproductsearch", "/filterdataproducts"])
+def test_a_body_that_stops_arriving_gets_408_and_frees_the_worker(product, tmp_path, path):
+    """Headers complete, then part of the promised body, then nothing: the
+    client is told it was too slow (it may retry), not that the server failed."""
+    with server(product, tmp_path, workers=1, DPD_CLIENT_IDLE_TIMEOUT="1") as (process, port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode()
+                + b'{"start_'
+            )
+            started = time.monotonic()
+            status, headers, body = read_head(sock)
+            waited = time.monotonic() - started
+            while len(body) < int(headers.get("content-length", "0")):
+                body += sock.recv(4096)
+            closed = wait_for(lambda: closed_by_server(sock), timeout=5, what="the close")
+        after = timed_request(port, "GET", "/status")
+        log = process.output()
+
+    assert status == 408, (status, body, log[-2000:])
+    assert "sent or read nothing for 1.0 s" in json.loads(body)["detail"]
+    assert closed  # the rest of the body is never read as a next request
+    assert waited < 8
+    assert after[0] == 200
+    assert "Traceback" not in log
