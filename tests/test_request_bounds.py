@@ -135,8 +135,9 @@ def test_a_filter_body_at_every_bound_is_answered(anonymous):
     at = "x" * bounds.MAX_TEXT
     body = {
         "filterModel": {
-            "items": [item("uid", "doesNotContain", at)] * (bounds.MAX_FILTER_ITEMS - 1)
-            + [{"field": "formFields", "keyPairs": [{"keyPair": "a"}] * 64, "id": at}],
+            "items": [item("uid", "doesNotContain", at)]
+            + [item("uid", "isNotEmpty", None)] * (bounds.MAX_FILTER_ITEMS - 2)
+            + [{"field": "formFields", "keyPairs": [{"keyPair": ""}] * 64, "id": at}],
             "logicOperator": "a" * bounds.MAX_KEYWORD,
             "quickFilterValues": ["q"] * bounds.MAX_FILTER_ITEMS,
         },
@@ -148,6 +149,28 @@ def test_a_filter_body_at_every_bound_is_answered(anonymous):
 
     assert response.status_code == 200
     assert response.json()["total"] == OPEN_PRODUCTS
+
+
+def test_filter_values_too_long_in_all_are_a_400_however_few(anonymous):
+    half = "x" * (bounds.MAX_MATCH_CHARACTERS // 2)
+    body = {
+        "filterModel": {"items": [item("context.intent", "contains", half)]},
+        "searchPanelOptions": {"items": [item("context.notes", "contains", half + "x")]},
+    }
+
+    response = filter_answer(anonymous, body)
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("searchPanelOptions: Ensure what this body")
+
+
+def test_key_value_pairs_too_long_in_all_are_a_422(anonymous):
+    pairs = ["files:" + "x" * 2000, "files:" + "y" * 2100]
+
+    response = anonymous.post("/dataproductsearch", {"key_value_pairs": pairs}, format="json")
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("key_value_pairs: Ensure what this body")
 
 
 @pytest.mark.parametrize(
