@@ -295,3 +295,23 @@ def test_status_reports_the_database_running_after_a_refused_request(anonymous):
     status = anonymous.get("/status").json()
 
     assert status["metadata_store_status"]["db_status"]["running"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "named"),
+    [
+        ("/dataproductmetadata", {"execution_block": LONG}, "execution_block: "),
+        (
+            "/dataproductmetadata",
+            {"uid": "", "execution_block": EB, "data_store": LONG},
+            "data_store: ",
+        ),
+        ("/ingestnewdataproduct", {"execution_block": EB, "fullPathName": LONG}, "fullPathName: "),
+        ("/ingestnewdataproduct", {"execution_block": EB, "metaDataFile": LONG}, "metaDataFile: "),
+    ],
+)
+def test_a_product_body_string_past_its_bound_is_a_422_naming_the_field(curator, path, body, named):
+    response = curator.post(path, body, format="json")
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(named)
