@@ -307,33 +307,30 @@ class _FilterBuilder:
     def _string_q(self, field: str, operator: str, value: Any) -> Q | None:
         """Case-insensitive, like MUI's client-side filters (reference 3.6 [rec])."""
         if operator == "isAnyOf":
-            values = value.split(",") if isinstance(value, str) else value
-            if not isinstance(values, list):
-                return None
-            values = [str(v).strip() for v in values if v not in (None, "")]
+            # One condition whatever the number of values (bounded by the
+            # request serializer): one array on the execution_block column,
+            # one regular expression on the search text.
+            values = any_of_values(value)
             if not values:
                 return None
             if field == "execution_block":
-                return self._execution_block_q("equals", values)
+                return Q(execution_block_folded__any_of=[search_text.clean(v) for v in values])
             return Q(search_text__iregex=search_text.field_pattern(field, "equals", values))
         if isinstance(value, dict | list):
             return None
         text = str(value)
         positive = {"doesNotContain": "contains", "doesNotEqual": "equals"}.get(operator, operator)
         if field == "execution_block":
-            q = self._execution_block_q(positive, [text])
+            q = self._execution_block_q(positive, text)
         else:
             q = Q(search_text__iregex=search_text.field_pattern(field, positive, [text]))
         # The negations also match rows where the field is missing.
         return ~q if positive != operator else q
 
-    def _execution_block_q(self, operator: str, values: list[str]) -> Q:
+    def _execution_block_q(self, operator: str, text: str) -> Q:
         """The same test on execution_block's folded column (every product has
         one, with the text its row field holds), through its own trigram index."""
-        q = Q()
-        for value in values:
-            q |= Q(execution_block_folded__like=search_text.like_pattern(operator, value))
-        return q
+        return Q(execution_block_folded__like=search_text.like_pattern(operator, text))
 
     def _number_q(self, field: str, operator: str, value: Any) -> Q | None:
         number = _as_number(value)
@@ -411,6 +408,16 @@ class _FilterBuilder:
                 pair_q = key_value_q(pair["keyPair"], "" if value is None else str(value))
                 q = pair_q if q is None else q & pair_q
         return q  # None without a usable pair: an item with nothing to apply
+
+
+def any_of_values(value: Any) -> list[str]:
+    """The values of an isAnyOf item as the filter compares them: a list's
+    elements, or a string's comma-separated parts, each as text, stripped;
+    null and "" elements left out. [] when the value holds none."""
+    values = value.split(",") if isinstance(value, str) else value
+    if not isinstance(values, list):
+        return []
+    return [str(v).strip() for v in values if v not in (None, "")]
 
 
 def _as_number(value: Any) -> float | None:

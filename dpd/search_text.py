@@ -168,6 +168,13 @@ def like_as_regex(pattern: str) -> str:
     return "(?is)\\A" + "".join(parts) + "\\Z"
 
 
+def any_of_regex(values: Iterable[str]) -> str:
+    """A case-insensitive regular expression for Python's `re` that matches a
+    whole string equal to one of the values (like_as_regex of each value's
+    "equals" pattern, as one alternation)."""
+    return "(?is)\\A(?:" + "|".join(re.escape(v) for v in values) + ")\\Z"
+
+
 # --- Signatures ------------------------------------------------------------------
 # Which of SIGNATURE_BITS buckets the byte pairs (UTF-8 bigrams) of a search
 # text fall in. A key:value pair can only match a text that holds its key and

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from dpd.sample_volume import build_sample_volume
 
-pytest_plugins = ["tests.product_fixtures", "tests.etcd_fixtures"]
+pytest_plugins = ["tests.product_fixtures", "tests.etcd_fixtures", "tests.database_peer"]
 
 FIXTURES = settings.BASE_DIR / "sample_data" / "ska-examples"
 # The upstream tests' configured root: section 7's uids are computed with it.
@@ -59,12 +59,19 @@ def _indexing_tasks_keep_the_test_process_priority(settings):
 def indexed_sample(tmp_path: Path, settings, db) -> Path:
     """The fixture volume's 15 valid products in the catalogue, with the uids of
     reference section 7 (the volume is built under the upstream tests' root)."""
+    settings.BASE_DIR = tmp_path
+    settings.PERSISTENT_STORAGE_PATH = UPSTREAM_ROOT
+    return catalogue_sample(tmp_path)
+
+
+def catalogue_sample(base_dir: Path) -> Path:
+    """indexed_sample's rows, in whichever database the process uses
+    (tests/database_peer.py catalogues them in SQLite the same way); the
+    settings point at base_dir / UPSTREAM_ROOT."""
     from dpd.metadata import MetadataError, from_volume_file
     from dpd.models import DataProduct
 
-    settings.BASE_DIR = tmp_path
-    settings.PERSISTENT_STORAGE_PATH = UPSTREAM_ROOT
-    root = tmp_path / UPSTREAM_ROOT
+    root = base_dir / UPSTREAM_ROOT
     build_sample_volume(root)
     rows = []
     for path in sorted(root.rglob(settings.METADATA_FILE_NAME)):

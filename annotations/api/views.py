@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -26,7 +26,9 @@ from annotations.api.serializers import (
     NotProcessedSerializer,
 )
 from annotations.models import Annotation
+from dpd import database_errors
 from dpd.access import caller_identity, visible_products
+from dpd.api.exceptions import database_error_response
 from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 
@@ -58,16 +60,19 @@ class AnnotationStoreView(APIView):
     database_error_message = ""
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, OperationalError | InterfaceError):
+        if not isinstance(exc, DatabaseError):
+            return super().handle_exception(exc)
+        cause = database_errors.cause(exc)
+        if cause is database_errors.Cause.UNAVAILABLE:
             logger.warning("annotations: database unavailable: %s", exc)
             return Response(NOT_PROCESSED, status=self.unavailable_status)
-        if isinstance(exc, DatabaseError):
-            logger.exception("annotations: database error")
-            return Response(
-                {"detail": f"{self.database_error_message} Error: {type(exc).__name__}"},
-                status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-            )
-        return super().handle_exception(exc)
+        if cause is database_errors.Cause.TOO_LARGE:
+            return database_error_response(exc, self.request)
+        logger.error("annotations: database error", exc_info=exc)
+        return Response(
+            {"detail": f"{self.database_error_message} Error: {type(exc).__name__}"},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
 
 
 def _detail(message: str, code: int, headers: dict[str, str] | None = None) -> Response:

@@ -1,18 +1,26 @@
 """Every API error has a `detail` key (the dashboard reads it), and an
-unreachable database is a 503, never a stack trace."""
+unreachable database is a 503, never a stack trace.
+
+Database errors are answered by their cause (dpd.database_errors): only an
+unreachable database is the 503 "not available"; a query the database
+refuses for its size is the request's fault when the request's body shaped
+it (a 400: sending it again never succeeds), ours otherwise; anything else
+is a 500 with a `detail` and the traceback in the log.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from rest_framework import status
 from rest_framework.exceptions import MethodNotAllowed, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from dpd import database_errors
 from dpd.api.product_serializers import BoundedJSONParser, Unprocessable
 from dpd.refusal import refusal_page
 
@@ -22,6 +30,12 @@ PAGES_PREFIX = "/products/"
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "The metadata database is not available; try again shortly."
+REQUEST_TOO_LARGE = (
+    "The request is too large or complex for the database to answer ({reason}); "
+    "narrow it (docs/api.md lists the bounds of a request)."
+)
+# Methods whose body shapes the queries they run (search, filter, ingest, annotate).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 METHOD_NOT_ALLOWED = "Method Not Allowed"
 
 
@@ -37,17 +51,8 @@ def _first_message(data: Any) -> str:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, OperationalError | InterfaceError):
-        logger.warning("database unavailable: %s", exc)
-        return Response(
-            {"detail": DATABASE_UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE
-        )
     if isinstance(exc, DatabaseError):
-        logger.exception("database error")
-        return Response(
-            {"detail": f"Database error: {type(exc).__name__}"},
-            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
-        )
+        return database_error_response(exc, context.get("request"))
     view = context.get("view")
     if isinstance(exc, UnsupportedMediaType) and _reads_a_typed_body(view):
         # Upstream (FastAPI) validates a form or text body against the model: 422.
@@ -66,6 +71,29 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     ):
         response.data = {"detail": _first_message(response.data), "errors": response.data}
     return response
+
+
+def database_error_response(exc: DatabaseError, request: Any) -> Response:
+    """The answer to a database error, by its cause (module docstring)."""
+    cause = database_errors.cause(exc)
+    if cause is database_errors.Cause.UNAVAILABLE:
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            {"detail": DATABASE_UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+    if cause is database_errors.Cause.TOO_LARGE and getattr(request, "method", "") in _BODY_METHODS:
+        # A request bound is missing or too loose: worth a traceback too.
+        logger.warning("database refused a request's query for its size", exc_info=exc)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return Response(
+            {"detail": REQUEST_TOO_LARGE.format(reason=reason)},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    logger.error("database error", exc_info=exc)
+    return Response(
+        {"detail": f"Database error: {type(exc).__name__}"},
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
 
 
 def _reads_a_typed_body(view: Any) -> bool:

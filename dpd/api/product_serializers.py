@@ -19,6 +19,10 @@ from rest_framework.exceptions import APIException, ParseError, ValidationError
 
 from dpd.api.parsers import JSONParser
 
+# Strings a product body may carry that no other check bounds (the ingest
+# paths are bounded by the path check: 4,096 bytes, 255 a name, a 400).
+MAX_TEXT = 4096
+
 MISSING_IDENTIFIER = (
     "Invalid product identifier: DataProductIdentifier must have either a UUID or an "
     "execution_block."
@@ -159,13 +163,20 @@ class ProductIdentifierSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         allow_blank=True,
+        max_length=MAX_TEXT,
         help_text="An execution block: /download sends all its products.",
     )
     data_store = StrictCharField(
-        required=False, default="dpd", help_text="Accepted for compatibility; ignored."
+        required=False,
+        default="dpd",
+        max_length=MAX_TEXT,
+        help_text="Accepted for compatibility; ignored.",
     )
     metadata_store_name = StrictCharField(
-        required=False, allow_blank=True, help_text="Accepted for compatibility; ignored."
+        required=False,
+        allow_blank=True,
+        max_length=MAX_TEXT,
+        help_text="Accepted for compatibility; ignored.",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -193,10 +204,10 @@ class IngestProductSerializer(serializers.Serializer):
         ),
     )
     fullPathName = PathField(
-        required=False, allow_null=True, allow_blank=True, help_text="Ignored."
+        required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT, help_text="Ignored."
     )
     metaDataFile = PathField(
-        required=False, allow_null=True, allow_blank=True, help_text="Ignored."
+        required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT, help_text="Ignored."
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

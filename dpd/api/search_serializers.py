@@ -17,11 +17,31 @@ from rest_framework.exceptions import APIException, ValidationError
 
 from dpd import search
 
+# The bounds of every list and string a search or filter body may carry
+# (docs/api.md, "Request bounds"). Past one, the body is refused with a 4xx
+# naming the field, before any query is built: an unbounded list once reached
+# SQLite as a 1,000-deep OR ("Expression tree is too large") and PostgreSQL
+# as a megabyte regular expression that took minutes to compile.
+MAX_TEXT = 4096  # any string: a value, a field name, a key:value pair, a date
+MAX_KEYWORD = 64  # operator, logicOperator, sort direction
 MAX_KEY_VALUE_PAIRS = 64
+MAX_FILTER_ITEMS = 64
+MAX_SORT_ITEMS = 16
+# An isAnyOf list (or comma-separated string): its values, and their
+# characters in all, so that its one condition (one regular expression, or
+# one array) is never larger than a single 4,096-character value's.
+MAX_ANY_OF_VALUES = 256
+MAX_ANY_OF_CHARACTERS = MAX_TEXT
+# Everything one body asks to match (key:value pairs; filter values, isAnyOf
+# values and legacy keyPairs of both item lists), in all. Each becomes a
+# regular expression that PostgreSQL tests on every candidate row, at a cost
+# that grows with its length: at 64 pairs of 4,096 characters (each within
+# its own bound) one search of the 15-product sample took 15 s, an OR of
+# four 4,096-character filter values 2.8 s; 4,096 characters in all, 0.3 s.
+MAX_MATCH_CHARACTERS = MAX_TEXT
 # Offsets past this are past the end of any catalogue: clamped, so an absurd
 # page number answers an empty page, not a database error (bigint overflow).
 MAX_OFFSET = 2**31 - 1
-MAX_FILTER_ITEMS = 64
 
 
 # A request body validated by one instance of its class per process. DRF
@@ -55,7 +75,7 @@ class _Text(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
         kwargs.setdefault("allow_blank", True)
-        kwargs.setdefault("max_length", 4096)
+        kwargs.setdefault("max_length", MAX_TEXT)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
@@ -98,6 +118,7 @@ class SearchRequestSerializer(RequestBodySerializer):
         # The pair check comes first, as upstream (reference 2.3).
         try:
             attrs["pairs"] = search.parse_key_value_pairs(attrs.get("key_value_pairs") or [])
+            _match_size("key_value_pairs", sum(map(len, attrs.get("key_value_pairs") or [])))
             attrs["start_bound"] = search.parse_date_bound(attrs["start_date"], "start_date")
             attrs["end_bound"] = search.parse_date_bound(attrs["end_date"], "end_date")
         except search.SearchError as exc:
@@ -114,6 +135,32 @@ class SearchRequestSerializer(RequestBodySerializer):
             "count", data.get("limit", settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
         )
         return min(offset, MAX_OFFSET), min(size, settings.SEARCH_MAX_PAGE_SIZE)
+
+
+def _match_size(name: str, characters: int) -> None:
+    if characters > MAX_MATCH_CHARACTERS:
+        raise ValidationError(
+            {
+                name: [
+                    f"Ensure what this body asks to match has at most {MAX_MATCH_CHARACTERS} "
+                    f"characters in all (it has {characters})."
+                ]
+            }
+        )
+
+
+def _item_match_size(item: Any) -> int:
+    """The characters an item of an item list asks to match."""
+    if not isinstance(item, dict):
+        return 0
+    value, size = item.get("value"), 0
+    for element in value if isinstance(value, list) else [value]:
+        if isinstance(element, str):
+            size += len(element)
+    for pair in item.get("keyPairs") or []:
+        for text in pair.values():
+            size += len(text) if isinstance(text, str) else 0
+    return size
 
 
 class SearchBadRequest(APIException):
@@ -137,23 +184,90 @@ def _no_null_characters(value: Any) -> None:
             stack.extend(node)
 
 
+def _scalar(value: Any) -> None:
+    """A JSON string (at most MAX_TEXT characters), number, boolean or null."""
+    if isinstance(value, dict | list):
+        raise serializers.ValidationError("Must be a string, a number, a boolean or null.")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise serializers.ValidationError(
+            f"Ensure this value has at most {MAX_TEXT} characters (it has {len(value)})."
+        )
+
+
+def _filter_value(value: Any) -> None:
+    """A scalar, or a list (isAnyOf) of at most MAX_ANY_OF_VALUES scalars whose
+    text has at most MAX_ANY_OF_CHARACTERS characters in all."""
+    if not isinstance(value, list):
+        _scalar(value)
+        return
+    if len(value) > MAX_ANY_OF_VALUES:
+        raise serializers.ValidationError(
+            f"Ensure this list has at most {MAX_ANY_OF_VALUES} values (it has {len(value)})."
+        )
+    for element in value:
+        if isinstance(element, dict | list):
+            raise serializers.ValidationError(
+                "A list value holds strings, numbers, booleans or nulls only."
+            )
+    _any_of_size(search.any_of_values(value))
+
+
+def _any_of_size(values: list[str]) -> None:
+    if len(values) > MAX_ANY_OF_VALUES:
+        raise serializers.ValidationError(
+            f"Ensure this isAnyOf value has at most {MAX_ANY_OF_VALUES} values "
+            f"(it has {len(values)})."
+        )
+    characters = sum(map(len, values))
+    if characters > MAX_ANY_OF_CHARACTERS:
+        raise serializers.ValidationError(
+            f"Ensure this isAnyOf value has at most {MAX_ANY_OF_CHARACTERS} characters "
+            f"in all its values (it has {characters})."
+        )
+
+
+def _key_pair(value: Any) -> None:
+    """A legacy {"keyPair": key, "valuePair": value}: scalars only."""
+    if len(value) > 2 * MAX_KEYWORD:
+        raise serializers.ValidationError(f"Ensure this object has at most {2 * MAX_KEYWORD} keys.")
+    for inner in value.values():
+        _scalar(inner)
+
+
 class FilterItemSerializer(serializers.Serializer):
-    field = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    operator = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    field = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=MAX_TEXT
+    )
+    operator = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=MAX_KEYWORD
+    )
     value = serializers.JSONField(
         required=False,
         allow_null=True,
-        validators=[_no_null_characters],
-        help_text="A string, number, or list (isAnyOf).",
+        validators=[_no_null_characters, _filter_value],
+        help_text=f"A string, number, or list (isAnyOf: at most {MAX_ANY_OF_VALUES} values, "
+        f"{MAX_ANY_OF_CHARACTERS} characters in all).",
     )
-    id = serializers.JSONField(required=False, allow_null=True, help_text="Ignored.")
+    id = serializers.JSONField(
+        required=False, allow_null=True, validators=[_scalar], help_text="Ignored."
+    )
     keyPairs = serializers.ListField(
-        child=serializers.DictField(),
+        child=serializers.DictField(validators=[_key_pair]),
         required=False,
         allow_null=True,
+        max_length=MAX_KEY_VALUE_PAIRS,
         validators=[_no_null_characters],
         help_text='Legacy `formFields` item: [{"keyPair": key, "valuePair": value}].',
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A comma-separated isAnyOf string holds as many values as a list may.
+        if attrs.get("operator") == "isAnyOf" and isinstance(attrs.get("value"), str):
+            try:
+                _any_of_size(search.any_of_values(attrs["value"]))
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"value": exc.detail}) from None
+        return attrs
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # Keep the item as sent: search.filter_products ignores what it cannot use.
@@ -166,18 +280,31 @@ class FilterModelSerializer(serializers.Serializer):
         child=FilterItemSerializer(), required=False, max_length=MAX_FILTER_ITEMS
     )
     logicOperator = serializers.CharField(
-        required=False, allow_null=True, allow_blank=True, help_text='"and" (default) or "or".'
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=MAX_KEYWORD,
+        help_text='"and" (default) or "or".',
     )
-    quickFilterValues = serializers.ListField(required=False, help_text="Ignored (as upstream).")
+    quickFilterValues = serializers.ListField(
+        child=serializers.JSONField(validators=[_scalar]),
+        required=False,
+        max_length=MAX_FILTER_ITEMS,
+        help_text="Ignored (as upstream).",
+    )
     quickFilterLogicOperator = serializers.CharField(
-        required=False, allow_null=True, help_text="Ignored."
+        required=False, allow_null=True, max_length=MAX_KEYWORD, help_text="Ignored."
     )
 
 
 class SortItemSerializer(serializers.Serializer):
-    field = serializers.CharField()
+    field = serializers.CharField(max_length=MAX_TEXT)
     sort = serializers.CharField(
-        required=False, allow_null=True, allow_blank=True, help_text='"asc" or "desc".'
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=MAX_KEYWORD,
+        help_text='"asc" or "desc".',
     )
 
 
@@ -185,10 +312,18 @@ class FilterRequestSerializer(RequestBodySerializer):
     filterModel = FilterModelSerializer(required=False, allow_null=True)
     searchPanelOptions = FilterModelSerializer(required=False, allow_null=True)
     sortModel = serializers.ListField(
-        child=SortItemSerializer(), required=False, allow_null=True, max_length=16
+        child=SortItemSerializer(), required=False, allow_null=True, max_length=MAX_SORT_ITEMS
     )
     page = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     pageSize = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        characters = 0
+        for name in ("filterModel", "searchPanelOptions"):
+            items = (attrs.get(name) or {}).get("items") or []
+            characters += sum(map(_item_match_size, items))
+            _match_size(name, characters)
+        return attrs
 
     @staticmethod
     def page_bounds(data: dict[str, Any]) -> tuple[int, int] | None:
