@@ -33,11 +33,14 @@ from dpd.api.product_serializers import (
     body_object,
 )
 from dpd.authentication import ReadOnlyPost
-from dpd.download import DownloadNotFound, plan_download, stream_tar, tar_size
+from dpd.download import DownloadNotFound, plan_download
+from dpd.http_ranges import Unsatisfiable, requested_range
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
 from dpd.models import DataProduct
 from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
+from dpd.tar_layout import archive_layout
+from dpd.tar_stream import stream_archive
 from indexing.services import IndexingBusy, request_reindex
 
 REINDEX_ACCEPTED = "Metadata re-index request has been added to the background tasks"
@@ -209,6 +212,51 @@ class DownloadView(ReadOnlyPost, APIView):
         ],
     )
     def post(self, request):
+        products, stem, asked = self.selection(request)
+        try:
+            slot = download_slots.acquire()
+        except download_slots.DownloadsBusy as exc:
+            raise DownloadsBusy(str(exc)) from None
+        try:
+            plan = plan_download(products, filename=f"{stem}.tar", asked=asked)
+            layout = archive_layout(plan)
+            wanted = requested_range(
+                request.headers.get("Range"),
+                request.headers.get("If-Range"),
+                size=layout.size,
+                etag=layout.etag,
+            )
+        except BaseException as exc:
+            slot.release()
+            if isinstance(exc, DownloadNotFound):
+                raise NotFound(str(exc)) from None
+            if isinstance(exc, Unsatisfiable):
+                return _unsatisfiable(layout.size, layout.etag)
+            raise
+        # The stream needs no database, and may last hours: give this thread's
+        # connection back now, or every download in flight would hold one
+        # (2 workers x 32 downloads is past PostgreSQL's default 100). Not
+        # inside a transaction (a test's), which closing would break.
+        if not connection.in_atomic_block:
+            connection.close()
+        start, stop = (0, layout.size) if wanted is None else (wanted.start, wanted.stop)
+        stream = download_slots.TrackedDownload(
+            stream_archive(layout, start, stop), name=plan.filename, size=stop - start, slot=slot
+        )
+        response = StreamingHttpResponse(stream, content_type="application/x-tar")
+        if wanted is not None:
+            response.status_code = status.HTTP_206_PARTIAL_CONTENT
+            response["Content-Range"] = wanted.content_range(layout.size)
+        response["Content-Length"] = str(stop - start)
+        response["Accept-Ranges"] = "bytes"
+        response["ETag"] = layout.etag
+        response["Content-Disposition"] = content_disposition_header(True, plan.filename)
+        return response
+
+    def selection(self, request) -> tuple[list[DataProduct], str, str]:
+        """(the products to send, the archive's name stem, the request in
+        words for error messages): the one place where a download's body
+        becomes products, after the caller's visibility."""
         uid, execution_block = identifier_from(request)
         products = visible_products(request)
         if uid is not None:
@@ -228,31 +276,19 @@ class DownloadView(ReadOnlyPost, APIView):
                 f"Nothing to download: {asked} is a placeholder for SDP work in progress "
                 "(reference 4.7); it has no files until its data product is indexed."
             )
-        try:
-            slot = download_slots.acquire()
-        except download_slots.DownloadsBusy as exc:
-            raise DownloadsBusy(str(exc)) from None
-        try:
-            plan = plan_download(products, filename=f"{stem}.tar", asked=asked)
-            size = tar_size(plan)
-        except BaseException as exc:
-            slot.release()
-            if isinstance(exc, DownloadNotFound):
-                raise NotFound(str(exc)) from None
-            raise
-        # The stream needs no database, and may last hours: give this thread's
-        # connection back now, or every download in flight would hold one
-        # (2 workers x 32 downloads is past PostgreSQL's default 100). Not
-        # inside a transaction (a test's), which closing would break.
-        if not connection.in_atomic_block:
-            connection.close()
-        stream = download_slots.TrackedDownload(
-            stream_tar(plan, expected_size=size), name=plan.filename, size=size, slot=slot
-        )
-        response = StreamingHttpResponse(stream, content_type="application/x-tar")
-        response["Content-Length"] = str(size)
-        response["Content-Disposition"] = content_disposition_header(True, plan.filename)
-        return response
+        return products, stem, asked
+
+
+def _unsatisfiable(size: int, etag: str) -> Response:
+    """416: the range starts at or past the end (RFC 9110 15.5.17)."""
+    response = Response(
+        {"detail": f"Range Not Satisfiable: the archive is {size} bytes long."},
+        status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+    )
+    response["Content-Range"] = f"bytes */{size}"
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    return response
 
 
 INGEST_UID = "e38eb2bb-684f-de46-63ec-bd64deff6ff0"

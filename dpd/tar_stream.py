@@ -1,0 +1,216 @@
+"""The bytes of an archive laid out by dpd.tar_layout, from any offset.
+
+`stream_archive(layout, start, stop)` sends bytes [start, stop): it starts at
+the member holding `start` (found by bisection, nothing before it is read),
+reads a file from the position inside it, and stops at `stop`. Memory stays
+flat: small members are gathered into chunks of about STREAM_CHUNK_SIZE, a
+large file goes out one chunk at a time, never a temporary archive.
+
+The race rules of a stream that has started: each file is opened without
+following symlinks (O_NOFOLLOW) and must still be the file the walk saw
+(inode, size, mtime), or the stream is cut (DownloadInterrupted, logged),
+never sent with other bytes than its ETag and length promise; a file that
+appeared after the walk is not in the archive.
+
+The manifest member lists the SHA-256 of every regular file. A file sent
+whole is hashed as it goes; the digests of files the range skipped (a
+resumed download) come from dpd.checksums or are computed when the
+manifest's bytes are due. Hashing is skipped when the range ends before the
+manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+
+from django.conf import settings
+
+from dpd import checksums
+from dpd.download import DownloadInterrupted
+from dpd.tar_layout import BLOCK, REG, ArchiveLayout, Member, escape_manifest_name
+
+logger = logging.getLogger("dpd.download")
+
+EMPTY_DIGEST = hashlib.sha256(b"").digest()
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def stream_archive(
+    layout: ArchiveLayout,
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    chunk_size: int | None = None,
+) -> Iterator[bytes]:
+    """Bytes [start, stop) of the archive in chunks of about `chunk_size`."""
+    stop = layout.size if stop is None else stop
+    chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
+    sent = 0
+    name = b""
+    try:
+        for piece in _pieces(layout, start, stop, chunk_size):
+            sent += len(piece)
+            yield piece
+    except OSError as exc:
+        logger.error(
+            "download of %s cut after %d bytes: %s", layout.filename, sent, exc, exc_info=False
+        )
+        raise DownloadInterrupted(str(exc)) from exc
+    if sent != stop - start:  # cannot happen: the layout and the stream share the walk
+        logger.error("download of %s: %d bytes sent of %d", layout.filename, sent, stop - start)
+        raise DownloadInterrupted(f"{name!r}: the stream and its layout disagree")
+
+
+def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+    wants_manifest = stop > layout.manifest_data_offset and layout.manifest_size > 0
+    digests: dict[int, bytes] = {}
+    pending = bytearray()
+    first = max(layout.member_at(start), 0)
+    for member in layout.members[first:]:
+        at = member.offset
+        if at >= stop:
+            break
+        data_at = at + member.header_size
+        if start <= at and member.end <= stop:
+            # The whole member: the common case, kept cheap.
+            pending += member.header()
+            if member.kind == REG and member.size:
+                for data in _read(member, 0, member.size, chunk_size, digests, wants_manifest):
+                    if len(data) >= chunk_size:
+                        if pending:
+                            yield bytes(pending)
+                            pending.clear()
+                        yield data
+                    else:
+                        pending += data
+                pending += bytes(-member.size % BLOCK)
+        else:
+            if start < data_at:
+                pending += member.header()[max(0, start - at) : stop - at]
+            if member.kind == REG and member.size and stop > data_at:
+                low = max(0, start - data_at)
+                high = min(member.size, stop - data_at)
+                if high > low:
+                    for data in _read(member, low, high, chunk_size, digests, wants_manifest):
+                        if pending:
+                            yield bytes(pending)
+                            pending.clear()
+                        yield data
+                padding_at = data_at + member.size
+                padding = -member.size % BLOCK
+                if stop > padding_at and padding:
+                    low = max(0, start - padding_at)
+                    pending += bytes(min(padding, stop - padding_at) - low)
+        if len(pending) >= chunk_size:
+            yield bytes(pending)
+            pending.clear()
+    manifest = layout.manifest
+    if start < manifest.end and stop > manifest.offset:
+        at = manifest.offset
+        if start < manifest.data_offset:
+            pending += manifest.header()[max(0, start - at) : stop - at]
+        if wants_manifest:
+            body = _manifest_bytes(layout, digests)
+            body += bytes(-len(body) % BLOCK)
+            data_at = manifest.data_offset
+            pending += body[max(0, start - data_at) : stop - data_at]
+    end_at = layout.end_offset
+    if stop > end_at:
+        pending += bytes(stop - max(start, end_at))
+    if pending:
+        yield bytes(pending)
+
+
+def _read(
+    member: Member,
+    low: int,
+    high: int,
+    chunk_size: int,
+    digests: dict[int, bytes],
+    wants_manifest: bool,
+) -> Iterator[bytes]:
+    """Bytes [low, high) of a file, checked to be the file the walk saw; its
+    digest goes to `digests` when the whole file passes through here."""
+    shown = os.fsdecode(member.name)
+    try:
+        fd = os.open(member.path, OPEN_FLAGS)
+    except OSError as exc:
+        raise OSError(f"{shown}: {exc.strerror or exc}") from exc
+    try:
+        _check_unchanged(fd, member, shown)
+        key = (member.dev, member.ino, member.size, member.mtime_ns, member.ctime_ns)
+        hasher = None
+        if wants_manifest:
+            known = checksums.remembered(key)
+            if known is not None:
+                digests[member.offset] = known
+            elif low == 0:
+                hasher = hashlib.sha256()
+        if low:
+            os.lseek(fd, low, os.SEEK_SET)
+        remaining = high - low
+        while remaining:
+            data = os.read(fd, min(chunk_size, remaining))
+            if not data:
+                raise OSError(f"{shown}: file shrank while it was sent")
+            remaining -= len(data)
+            if hasher is not None:
+                hasher.update(data)
+            yield data
+        if hasher is not None and high == member.size:
+            digest = hasher.digest()
+            digests[member.offset] = digest
+            checksums.remember(key, digest)
+    finally:
+        os.close(fd)
+
+
+def _check_unchanged(fd: int, member: Member, shown: str) -> None:
+    info = os.fstat(fd)
+    if (info.st_ino, info.st_size, info.st_mtime_ns) != (
+        member.ino,
+        member.size,
+        member.mtime_ns,
+    ):
+        raise OSError(f"{shown}: the file changed since the download began")
+
+
+def _manifest_bytes(layout: ArchiveLayout, digests: dict[int, bytes]) -> bytes:
+    """The manifest's text: a `sha256sum` line per regular file, in archive order,
+    names relative to the manifest's folder."""
+    folder = layout.manifest_folder
+    skip = len(folder) + 1 if folder else 0
+    lines = []
+    for member in layout.files:
+        digest = digests.get(member.offset) or _digest_of(member)
+        name, prefix = escape_manifest_name(member.name[skip:])
+        lines.append(b"%b%b  %b\n" % (prefix, digest.hex().encode(), name))
+    body = b"".join(lines)
+    if len(body) != layout.manifest_size:  # cannot happen: same names, same rule
+        raise OSError("the manifest is not the length announced")
+    return body
+
+
+def _digest_of(member: Member) -> bytes:
+    """A file's digest when the stream did not hash it (it was before the range)."""
+    if member.size == 0:
+        return EMPTY_DIGEST
+    key = (member.dev, member.ino, member.size, member.mtime_ns, member.ctime_ns)
+    known = checksums.remembered(key)
+    if known is not None:
+        return known
+    shown = os.fsdecode(member.name)
+    try:
+        fd = os.open(member.path, OPEN_FLAGS)
+    except OSError as exc:
+        raise OSError(f"{shown}: {exc.strerror or exc}") from exc
+    try:
+        _check_unchanged(fd, member, shown)
+        digest = checksums.file_digest(fd, member.size)
+    finally:
+        os.close(fd)
+    checksums.remember(key, digest)
+    return digest
