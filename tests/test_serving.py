@@ -164,6 +164,7 @@ def assert_whole_archive(download: Download, data: bytes, expected: bytes) -> No
         assert sorted(archive.getnames()) == sorted(
             [EB, f"{EB}/data", f"{EB}/ska-data-product.yaml"]
             + [f"{EB}/data/{name}" for name in ("a.bin", "b.bin", "empty")]
+            + [f"{EB}/MANIFEST.sha256"]
         )
 
 
