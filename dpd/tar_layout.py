@@ -27,9 +27,12 @@ import os
 import pwd
 import stat
 import tarfile
+from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cache
+from types import SimpleNamespace
+from typing import Any
 
 from dpd.download import DownloadNotFound, DownloadPlan
 
@@ -47,42 +50,23 @@ MANIFEST_LINE_OVERHEAD = 64 + 2 + 1
 
 
 class Member:
-    """One tar member as the walk saw it. `name` is the member name as sent
-    (bytes; a directory's ends with "/"), `path` the file on the volume."""
+    """One tar member as the walk saw it: `name` is the member name as sent
+    (bytes; a directory's ends with "/"), `path` the file on the volume,
+    `info` its lstat."""
 
-    __slots__ = (
-        "ctime_ns",
-        "dev",
-        "gid",
-        "header_size",
-        "ino",
-        "kind",
-        "linkname",
-        "mode",
-        "mtime_ns",
-        "name",
-        "offset",
-        "path",
-        "size",
-        "uid",
-    )
+    __slots__ = ("header_size", "info", "kind", "linkname", "name", "offset", "path", "size")
 
     def __init__(
-        self, name: bytes, path: bytes, kind: bytes, info: os.stat_result, linkname: bytes = b""
+        self, name: bytes, path: bytes, kind: bytes, info: Any, linkname: bytes = b""
     ) -> None:
         self.name = name
         self.path = path
         self.kind = kind
-        self.mode = info.st_mode
-        self.uid = info.st_uid
-        self.gid = info.st_gid
-        self.size = info.st_size if kind == REG else 0
-        self.mtime_ns = info.st_mtime_ns
-        self.ino = info.st_ino
-        self.dev = info.st_dev
-        self.ctime_ns = info.st_ctime_ns
+        self.info = info
         self.linkname = linkname
-        self.header_size = header_size(name, linkname)
+        self.size = info.st_size if kind == REG else 0
+        short = len(name) <= NAME_MAX and len(linkname) <= LINK_MAX
+        self.header_size = BLOCK if short else header_size(name, linkname)
         self.offset = 0
 
     @property
@@ -94,18 +78,23 @@ class Member:
         """Where the next member starts: after the data and its padding."""
         return self.offset + self.header_size + self.size + (-self.size % BLOCK)
 
+    @property
+    def identity(self) -> tuple[int, int, int, int, int]:
+        """What dpd.checksums keys a digest by."""
+        info = self.info
+        return (info.st_dev, info.st_ino, self.size, info.st_mtime_ns, info.st_ctime_ns)
+
     def header(self) -> bytes:
-        return gnu_header(
+        info = self.info
+        return fast_header(
             self.name,
-            self.mode,
-            self.uid,
-            self.gid,
+            info.st_mode,
+            info.st_uid,
+            info.st_gid,
             self.size,
-            self.mtime_ns // 1_000_000_000,
+            info.st_mtime_ns // 1_000_000_000,
             self.kind,
             self.linkname,
-            _user_name(self.uid),
-            _group_name(self.gid),
         )
 
 
@@ -160,31 +149,35 @@ def archive_layout(plan: DownloadPlan) -> ArchiveLayout:
     folder = _common_folder([os.fsencode(f) for f in plan.folders])
     taken = {member.name.rstrip(b"/") for member in members}
     manifest_name = _manifest_name(folder, taken)
-    manifest_size = sum(manifest_line_size(_relative(m.name, folder)) for m in files)
-    newest = max((m.mtime_ns for m in members), default=0)
+    manifest_size = _manifest_size(files, folder)
+    newest = max((m.info.st_mtime_ns for m in members), default=0)
     manifest = _manifest_member(manifest_name, manifest_size, newest)
     offsets = []
     offset = 0
-    digest = hashlib.sha256(FORMAT_VERSION)
+    numbers: list[int] = []
     for member in members:
         member.offset = offset
         offsets.append(offset)
         offset = member.end
-        digest.update(
-            b"%b\0%b\0%o %d %d %d %d %d %d\0%b\n"
-            % (
-                member.name,
-                member.kind,
-                member.mode,
-                member.uid,
-                member.gid,
-                member.size,
-                member.mtime_ns,
-                member.ino,
-                member.ctime_ns,
-                member.linkname,
-            )
+        info = member.info
+        numbers += (
+            info.st_mode,
+            info.st_uid,
+            info.st_gid,
+            member.size,
+            info.st_mtime_ns,
+            info.st_ino,
+            info.st_ctime_ns,
         )
+    # Names, types, link targets and those numbers: any change makes another ETag.
+    digest = hashlib.sha256(FORMAT_VERSION)
+    digest.update(b"\0".join([m.name for m in members]))
+    digest.update(b"".join([m.kind for m in members]))
+    digest.update(b"\0".join([m.linkname for m in members]))
+    try:
+        digest.update(array("q", numbers).tobytes())
+    except OverflowError:  # an inode number past 2**63 (some network file systems)
+        digest.update(" ".join(map(str, numbers)).encode())
     manifest.offset = offset
     offsets.append(offset)
     offset += manifest.header_size + _padded(manifest_size)
@@ -249,8 +242,13 @@ def _manifest_name(folder: bytes, taken: set[bytes]) -> bytes:
     raise DownloadNotFound("File not found: no free name for the checksum manifest")
 
 
-def _relative(name: bytes, folder: bytes) -> bytes:
-    return name[len(folder) + 1 :] if folder else name
+def _manifest_size(files: list[Member], folder: bytes) -> int:
+    """The manifest's length, from the names alone (no file is read)."""
+    skip = len(folder) + 1 if folder else 0
+    names = b"\0".join([m.name for m in files])
+    if b"\\" in names or b"\n" in names:
+        return sum(manifest_line_size(m.name[skip:]) for m in files)
+    return len(names) - max(len(files) - 1, 0) + len(files) * (MANIFEST_LINE_OVERHEAD - skip)
 
 
 def manifest_line_size(relative: bytes) -> int:
@@ -267,11 +265,18 @@ def escape_manifest_name(relative: bytes) -> tuple[bytes, bytes]:
 
 
 def _manifest_member(name: bytes, size: int, newest_ns: int) -> Member:
-    info = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, size, 0, 0, 0))
-    member = Member(name, b"", REG, info)
-    member.mtime_ns = newest_ns  # the newest member's: the same for the same files
-    member.ctime_ns = 0
-    return member
+    # The newest member's mtime: the same for the same files on every server.
+    info = SimpleNamespace(
+        st_mode=stat.S_IFREG | 0o644,
+        st_uid=0,
+        st_gid=0,
+        st_size=size,
+        st_mtime_ns=newest_ns,
+        st_ino=0,
+        st_dev=0,
+        st_ctime_ns=0,
+    )
+    return Member(name, b"", REG, info)
 
 
 def _padded(size: int) -> int:
@@ -332,6 +337,55 @@ def gnu_header(
         )
     )
     return head + block[:148] + b"%06o\0" % sum(block) + block[155:]
+
+
+def fast_header(
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    kind: bytes,
+    linkname: bytes,
+) -> bytes:
+    """gnu_header with the owner's names looked up, from a template per
+    (mode, owner, type): only the name, size, mtime, link and checksum are
+    filled in per member (~3 us instead of ~15 us)."""
+    if (
+        len(name) > NAME_MAX
+        or len(linkname) > LINK_MAX
+        or not 0 <= size < 8**11
+        or not 0 <= mtime < 8**11
+    ):
+        uname, gname = _user_name(uid), _group_name(gid)
+        return gnu_header(name, mode, uid, gid, size, mtime, kind, linkname, uname, gname)
+    owner, tail, fixed = _template(mode & 0o7777, uid, gid, kind)
+    size_field = b"%011o\0" % size
+    mtime_field = b"%011o\0" % mtime
+    checksum = fixed + sum(name) + sum(size_field) + sum(mtime_field) + sum(linkname)
+    return b"".join(
+        (
+            name.ljust(NAME_MAX, NUL),
+            owner,
+            size_field,
+            mtime_field,
+            b"%06o\0 " % checksum,
+            kind,
+            linkname.ljust(LINK_MAX, NUL),
+            tail,
+        )
+    )
+
+
+@cache
+def _template(mode: int, uid: int, gid: int, kind: bytes) -> tuple[bytes, bytes, int]:
+    """(the mode, uid and gid fields; the magic, owner names and the block's
+    end; the byte sum of both, the type byte and the blank checksum field)."""
+    owner = _number(mode, 8) + _number(uid, 8) + _number(gid, 8)
+    names = _user_name(uid)[:32].ljust(32, NUL) + _group_name(gid)[:32].ljust(32, NUL)
+    tail = MAGIC + names + TAIL
+    return owner, tail, sum(owner) + sum(tail) + sum(kind) + 8 * 32
 
 
 def _long_record(name: bytes, kind: bytes) -> bytes:

@@ -66,41 +66,42 @@ def stream_archive(
 
 def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
     wants_manifest = stop > layout.manifest_data_offset and layout.manifest_size > 0
-    digests: dict[int, bytes] = {}
+    digests: dict[Member, bytes] = {}
     pending = bytearray()
     first = max(layout.member_at(start), 0)
     for member in layout.members[first:]:
         at = member.offset
         if at >= stop:
             break
-        data_at = at + member.header_size
-        if start <= at and member.end <= stop:
+        size = member.size
+        if start <= at and at + member.header_size + size + BLOCK <= stop:
             # The whole member: the common case, kept cheap.
             pending += member.header()
-            if member.kind == REG and member.size:
-                for data in _read(member, 0, member.size, chunk_size, digests, wants_manifest):
-                    if len(data) >= chunk_size:
-                        if pending:
-                            yield bytes(pending)
-                            pending.clear()
-                        yield data
-                    else:
-                        pending += data
-                pending += bytes(-member.size % BLOCK)
+            if size and size <= chunk_size:
+                pending += _small_file(member, digests, wants_manifest)
+                pending += bytes(-size % BLOCK)
+            elif size:
+                for data in _read(member, 0, size, chunk_size, digests, wants_manifest):
+                    if pending:
+                        yield bytes(pending)
+                        pending.clear()
+                    yield data
+                pending += bytes(-size % BLOCK)
         else:
+            data_at = at + member.header_size
             if start < data_at:
                 pending += member.header()[max(0, start - at) : stop - at]
-            if member.kind == REG and member.size and stop > data_at:
+            if member.kind == REG and size and stop > data_at:
                 low = max(0, start - data_at)
-                high = min(member.size, stop - data_at)
+                high = min(size, stop - data_at)
                 if high > low:
                     for data in _read(member, low, high, chunk_size, digests, wants_manifest):
                         if pending:
                             yield bytes(pending)
                             pending.clear()
                         yield data
-                padding_at = data_at + member.size
-                padding = -member.size % BLOCK
+                padding_at = data_at + size
+                padding = -size % BLOCK
                 if stop > padding_at and padding:
                     low = max(0, start - padding_at)
                     pending += bytes(min(padding, stop - padding_at) - low)
@@ -124,12 +125,40 @@ def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> It
         yield bytes(pending)
 
 
+def _small_file(member: Member, digests: dict[Member, bytes], wants_manifest: bool) -> bytes:
+    """A whole file of at most a chunk, in one read (most members of a
+    product of many small files: no generator, no seek)."""
+    try:
+        fd = os.open(member.path, OPEN_FLAGS)
+    except OSError as exc:
+        raise OSError(f"{os.fsdecode(member.name)}: {exc.strerror or exc}") from exc
+    try:
+        _check_unchanged(fd, member)
+        size = member.size
+        data = os.read(fd, size)
+        while len(data) < size:
+            more = os.read(fd, size - len(data))
+            if not more:
+                raise OSError(f"{os.fsdecode(member.name)}: file shrank while it was sent")
+            data += more
+    finally:
+        os.close(fd)
+    if wants_manifest:
+        identity = member.identity
+        digest = checksums.remembered(identity)
+        if digest is None:
+            digest = hashlib.sha256(data).digest()
+            checksums.remember(identity, digest)
+        digests[member] = digest
+    return data
+
+
 def _read(
     member: Member,
     low: int,
     high: int,
     chunk_size: int,
-    digests: dict[int, bytes],
+    digests: dict[Member, bytes],
     wants_manifest: bool,
 ) -> Iterator[bytes]:
     """Bytes [low, high) of a file, checked to be the file the walk saw; its
@@ -140,13 +169,13 @@ def _read(
     except OSError as exc:
         raise OSError(f"{shown}: {exc.strerror or exc}") from exc
     try:
-        _check_unchanged(fd, member, shown)
-        key = (member.dev, member.ino, member.size, member.mtime_ns, member.ctime_ns)
+        _check_unchanged(fd, member)
+        key = member.identity
         hasher = None
         if wants_manifest:
             known = checksums.remembered(key)
             if known is not None:
-                digests[member.offset] = known
+                digests[member] = known
             elif low == 0:
                 hasher = hashlib.sha256()
         if low:
@@ -162,33 +191,39 @@ def _read(
             yield data
         if hasher is not None and high == member.size:
             digest = hasher.digest()
-            digests[member.offset] = digest
+            digests[member] = digest
             checksums.remember(key, digest)
     finally:
         os.close(fd)
 
 
-def _check_unchanged(fd: int, member: Member, shown: str) -> None:
-    info = os.fstat(fd)
-    if (info.st_ino, info.st_size, info.st_mtime_ns) != (
-        member.ino,
-        member.size,
-        member.mtime_ns,
+def _check_unchanged(fd: int, member: Member) -> None:
+    now, then = os.fstat(fd), member.info
+    if (
+        now.st_mtime_ns != then.st_mtime_ns
+        or now.st_size != then.st_size
+        or now.st_ino != then.st_ino
     ):
-        raise OSError(f"{shown}: the file changed since the download began")
+        name = os.fsdecode(member.name)
+        raise OSError(f"{name}: the file changed since the download began")
 
 
-def _manifest_bytes(layout: ArchiveLayout, digests: dict[int, bytes]) -> bytes:
+def _manifest_bytes(layout: ArchiveLayout, digests: dict[Member, bytes]) -> bytes:
     """The manifest's text: a `sha256sum` line per regular file, in archive order,
     names relative to the manifest's folder."""
     folder = layout.manifest_folder
     skip = len(folder) + 1 if folder else 0
-    lines = []
-    for member in layout.files:
-        digest = digests.get(member.offset) or _digest_of(member)
-        name, prefix = escape_manifest_name(member.name[skip:])
-        lines.append(b"%b%b  %b\n" % (prefix, digest.hex().encode(), name))
-    body = b"".join(lines)
+    files = layout.files
+    hexes = [(digests.get(m) or _digest_of(m)).hex().encode() for m in files]
+    names = [m.name[skip:] for m in files]
+    if any(b"\\" in name or b"\n" in name for name in names):
+        lines = []
+        for hex_digest, relative in zip(hexes, names, strict=True):
+            name, prefix = escape_manifest_name(relative)
+            lines.append(b"%b%b  %b\n" % (prefix, hex_digest, name))
+        body = b"".join(lines)
+    else:
+        body = b"".join([b"%b  %b\n" % pair for pair in zip(hexes, names, strict=True)])
     if len(body) != layout.manifest_size:  # cannot happen: same names, same rule
         raise OSError("the manifest is not the length announced")
     return body
@@ -198,7 +233,7 @@ def _digest_of(member: Member) -> bytes:
     """A file's digest when the stream did not hash it (it was before the range)."""
     if member.size == 0:
         return EMPTY_DIGEST
-    key = (member.dev, member.ino, member.size, member.mtime_ns, member.ctime_ns)
+    key = member.identity
     known = checksums.remembered(key)
     if known is not None:
         return known
@@ -208,7 +243,7 @@ def _digest_of(member: Member) -> bytes:
     except OSError as exc:
         raise OSError(f"{shown}: {exc.strerror or exc}") from exc
     try:
-        _check_unchanged(fd, member, shown)
+        _check_unchanged(fd, member)
         digest = checksums.file_digest(fd, member.size)
     finally:
         os.close(fd)
