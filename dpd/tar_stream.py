@@ -13,10 +13,12 @@ never sent with other bytes than its ETag and length promise; a file that
 appeared after the walk is not in the archive.
 
 The manifest member lists the SHA-256 of every regular file. A file sent
-whole is hashed as it goes; the digests of files the range skipped (a
-resumed download) come from dpd.checksums or are computed when the
-manifest's bytes are due. Hashing is skipped when the range ends before the
-manifest.
+whole is hashed as it goes, in a helper thread one chunk behind the socket
+(hashlib releases the GIL: a second core hashes while the first sends); the
+digests of files a resumed range skipped come from dpd.checksums or are
+computed in another helper thread while the range streams, and the
+manifest's bytes wait for them. Nothing is hashed when the range ends
+before the manifest.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 
@@ -50,8 +53,9 @@ def stream_archive(
     chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
     sent = 0
     name = b""
+    hashing = _Hashing()
     try:
-        for piece in _pieces(layout, start, stop, chunk_size):
+        for piece in _pieces(layout, start, stop, chunk_size, hashing):
             sent += len(piece)
             yield piece
     except OSError as exc:
@@ -59,14 +63,44 @@ def stream_archive(
             "download of %s cut after %d bytes: %s", layout.filename, sent, exc, exc_info=False
         )
         raise DownloadInterrupted(str(exc)) from exc
+    finally:
+        hashing.close()
     if sent != stop - start:  # cannot happen: the layout and the stream share the walk
         logger.error("download of %s: %d bytes sent of %d", layout.filename, sent, stop - start)
         raise DownloadInterrupted(f"{name!r}: the stream and its layout disagree")
 
 
-def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+class _Hashing:
+    """One download's helper threads, started when needed. SHA-256 in hashlib
+    releases the GIL, so hashing a chunk overlaps the socket write of the one
+    before it (a second core does the hashing), and the files a resumed range
+    skipped are hashed while the range streams, not when the manifest is due."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, ThreadPoolExecutor] = {}
+
+    def pool(self, purpose: str) -> ThreadPoolExecutor:
+        if purpose not in self.pools:
+            self.pools[purpose] = ThreadPoolExecutor(1, thread_name_prefix=f"dpd-{purpose}")
+        return self.pools[purpose]
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _pieces(
+    layout: ArchiveLayout, start: int, stop: int, chunk_size: int, hashing: _Hashing
+) -> Iterator[bytes]:
     wants_manifest = stop > layout.manifest_data_offset and layout.manifest_size > 0
     digests: dict[Member, bytes] = {}
+    skipped: dict[Member, Future] = {}
+    if wants_manifest and start:
+        for member in layout.files:
+            if member.data_offset >= start:
+                break
+            if member.size and checksums.remembered(member.identity) is None:
+                skipped[member] = hashing.pool("skipped").submit(_digest_of, member)
     pending = bytearray()
     first = max(layout.member_at(start), 0)
     for member in layout.members[first:]:
@@ -81,7 +115,7 @@ def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> It
                 pending += _small_file(member, digests, wants_manifest)
                 pending += bytes(-size % BLOCK)
             elif size:
-                for data in _read(member, 0, size, chunk_size, digests, wants_manifest):
+                for data in _read(member, 0, size, chunk_size, digests, wants_manifest, hashing):
                     if pending:
                         yield bytes(pending)
                         pending.clear()
@@ -95,7 +129,9 @@ def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> It
                 low = max(0, start - data_at)
                 high = min(size, stop - data_at)
                 if high > low:
-                    for data in _read(member, low, high, chunk_size, digests, wants_manifest):
+                    for data in _read(
+                        member, low, high, chunk_size, digests, wants_manifest, hashing
+                    ):
                         if pending:
                             yield bytes(pending)
                             pending.clear()
@@ -114,6 +150,8 @@ def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> It
         if start < manifest.data_offset:
             pending += manifest.header()[max(0, start - at) : stop - at]
         if wants_manifest:
+            for member, future in skipped.items():
+                digests.setdefault(member, future.result())
             body = _manifest_bytes(layout, digests)
             body += bytes(-len(body) % BLOCK)
             data_at = manifest.data_offset
@@ -160,6 +198,7 @@ def _read(
     chunk_size: int,
     digests: dict[Member, bytes],
     wants_manifest: bool,
+    hashing: _Hashing,
 ) -> Iterator[bytes]:
     """Bytes [low, high) of a file, checked to be the file the walk saw; its
     digest goes to `digests` when the whole file passes through here."""
@@ -181,14 +220,19 @@ def _read(
         if low:
             os.lseek(fd, low, os.SEEK_SET)
         remaining = high - low
+        hashed: Future | None = None
         while remaining:
             data = os.read(fd, min(chunk_size, remaining))
             if not data:
                 raise OSError(f"{shown}: file shrank while it was sent")
             remaining -= len(data)
             if hasher is not None:
-                hasher.update(data)
+                if hashed is not None:
+                    hashed.result()  # in order, one chunk ahead at most
+                hashed = hashing.pool("hash").submit(hasher.update, data)
             yield data
+        if hashed is not None:
+            hashed.result()
         if hasher is not None and high == member.size:
             digest = hasher.digest()
             digests[member] = digest
