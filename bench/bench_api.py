@@ -29,8 +29,20 @@ measures:
   as a ratio to its idle p99 (target <= 2), the downloads' total rate, and
   the workers' RSS growth with all of them in flight.
 
-The 2 GiB folder is deleted afterwards. The last line is name=value pairs,
+- /download of a product of --small-files files of --small-file-bytes each
+  (20,000 x 2 KiB) against `tar -cf - DIR | cat > /dev/null`, medians of
+  --download-repeats alternated, with curl's time to the first byte;
+- the first full download of the 2 GiB product after the server started
+  (every file hashed for the archive's manifest) against tar, and a ranged
+  download of its second half (`Range: bytes=N-`) as a ratio to half of the
+  full download's median time (target <= 0.6).
+
+--downloads-only skips the searches, the grid list and the busy phase.
+The 2 GiB folder is deleted afterwards (the small-file product stays in the
+bench volume, under /tmp, for the next run). The last line is name=value pairs,
 ratios first: download_vs_tar (download throughput / tar throughput),
+download_cold_vs_tar (the first download), small_files_vs_tar,
+ranged_half_vs_half_full,
 search_p99_busy_vs_idle (worst shape), search_p99_ms_16 (worst shape),
 search_rps_16 (slowest shape), download_rss_growth_mib, search_p99_busy_ms_16,
 busy_downloads (in flight at the end of the busy phase), busy_download_mb_s
@@ -186,6 +198,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--busy-rate", default="5M", help="curl --limit-rate of each")
     parser.add_argument(
         "--busy-seconds", type=float, default=20.0, help="per shape, with the downloads running"
+    )
+    parser.add_argument("--small-files", type=int, default=20_000)
+    parser.add_argument("--small-file-bytes", type=int, default=2048)
+    parser.add_argument(
+        "--downloads-only",
+        action="store_true",
+        help="skip the searches and the busy phase: the download figures alone",
     )
     parser.add_argument("--download-uid", help="with --url: the product to download")
     parser.add_argument("--download-dir", help="with --url: that product's folder")
@@ -508,6 +527,93 @@ def _fetch_download(url: str, uid: str) -> int:
         conn.close()
 
 
+SMALL_EB = "eb-benchsmall-20240101-00001"
+
+
+def write_small_product(volume: Path, files: int, size: int) -> Path:
+    """A product folder of `files` files of `size` bytes (1,000 to a folder)."""
+    folder = volume / SMALL_EB
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "ska-data-product.yaml").write_text(
+        f"execution_block: {SMALL_EB}\ncontext: {{}}\nconfig: {{}}\nfiles: []\n"
+    )
+    payload = os.urandom(size)
+    for n in range(files):
+        sub = folder / "data" / f"d{n // 1000:03d}"
+        path = sub / f"f{n:06d}.bin"
+        if not path.exists():
+            sub.mkdir(exist_ok=True)
+            path.write_bytes(payload)
+    return folder
+
+
+def archive_size(url: str, uid: str) -> int:
+    """The archive's length, from the Content-Range of a one-byte range."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=300)
+    try:
+        conn.request(
+            "POST",
+            parts.path.rstrip("/") + "/download",
+            json.dumps({"uid": uid}).encode(),
+            {"Content-Type": "application/json", "Range": "bytes=0-0"},
+        )
+        response = conn.getresponse()
+        response.read()
+        return int(response.getheader("Content-Range").rsplit("/", 1)[1])
+    finally:
+        conn.close()
+
+
+def curl_seconds(url: str, uid: str, *options: str) -> tuple[float, int, float]:
+    """(seconds, bytes, seconds to the first byte) of one curl /download."""
+    argv = curl_download(url, uid, "--fail", *options)
+    argv[argv.index("%{size_download}")] = "%{size_download} %{time_starttransfer}"
+    started = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - started
+    size, first_byte = result.stdout.split()
+    return elapsed, int(float(size)), float(first_byte)
+
+
+def measure_small_files(url: str, volume: Path, args: argparse.Namespace) -> float:
+    """/download of SMALL_EB against `tar -cf - DIR | cat` (medians, alternated)."""
+    from dpd.services import product_ingest_folder
+
+    folder = write_small_product(volume, args.small_files, args.small_file_bytes)
+    uid = str(product_ingest_folder(SMALL_EB).uid)
+    tars, downloads, firsts = [], [], []
+    for _ in range(args.download_repeats):
+        tars.append(tar_seconds(folder))
+        seconds, received, first_byte = curl_seconds(url, uid)
+        downloads.append(seconds)
+        firsts.append(first_byte)
+        print(
+            f"small files: tar | cat {tars[-1]:.2f} s; download {received / MIB:.0f} MiB "
+            f"in {seconds:.2f} s, first byte after {first_byte:.2f} s"
+        )
+    ratio = statistics.median(tars) / statistics.median(downloads)
+    print(
+        f"small files ({args.small_files} x {args.small_file_bytes} B): download/tar "
+        f"speed {ratio:.2f} (median tar {statistics.median(tars):.2f} s, download "
+        f"{statistics.median(downloads):.2f} s, first byte {statistics.median(firsts):.2f} s)"
+    )
+    return ratio
+
+
+def measure_ranged_half(url: str, uid: str, full_seconds: float) -> float:
+    """A ranged download of the second half of the archive, in seconds as a
+    ratio to half of a full download's (median) seconds."""
+    half = archive_size(url, uid) // 2
+    seconds, received, _ = curl_seconds(url, uid, "-H", f"Range: bytes={half}-")
+    ratio = seconds / (full_seconds / 2)
+    print(
+        f"ranged second half: {received / MIB:.0f} MiB in {seconds:.2f} s "
+        f"= {ratio:.2f} x half the full download's {full_seconds:.2f} s"
+    )
+    return ratio
+
+
 # --- main --------------------------------------------------------------------------
 
 
@@ -540,7 +646,12 @@ def main() -> None:
             import django
 
             django.setup()
-            fill_catalogue(args.products)
+            if args.downloads_only:
+                from django.core.management import call_command
+
+                call_command("migrate", verbosity=0, skip_checks=True)
+            else:
+                fill_catalogue(args.products)
             from django.db import connections
 
             connections.close_all()
@@ -551,7 +662,8 @@ def main() -> None:
             big_folder = Path(args.download_dir)
 
         results: dict[tuple[str, int], dict] = {}
-        for clients in (1, 16):
+        nan = {"p99_ms": float("nan"), "rps": float("nan"), "kib": float("nan")}
+        for clients in () if args.downloads_only else (1, 16):
             for name, (path, body) in SHAPES.items():
                 total = args.requests if clients == 1 else 4 * args.requests
                 result = measure_shape(url, path, body, clients, total, args.seconds)
@@ -563,7 +675,13 @@ def main() -> None:
                     f"steal={result['steal_ms']:.0f} ms"
                 )
 
-        grid_list = measure_grid_list(args.url, env if args.url is None else {}, args)
+        if args.downloads_only:
+            grid_list = {16: nan, "kib": float("nan")}
+        else:
+            grid_list = measure_grid_list(args.url, env if args.url is None else {}, args)
+        small_ratio = float("nan")
+        if args.url is None and args.small_files:
+            small_ratio = measure_small_files(url, volume, args)
 
         if args.url is None:
             # Written after the searches: 2 GiB of dirty pages that the kernel
@@ -573,7 +691,7 @@ def main() -> None:
 
             uid = str(product_ingest_folder(BIG_EB).uid)
 
-        ratio = growth = float("nan")
+        ratio = growth = cold_ratio = ranged_ratio = float("nan")
         if uid and big_folder is not None:
             # Alternated, and compared by their medians: one ~1 s transfer of
             # each alone was at the mercy of a single stall (0.72 to 1.43).
@@ -592,13 +710,18 @@ def main() -> None:
                 downloads.append(seconds)
                 growths.append(grown)
             ratio = statistics.median(tars) / statistics.median(downloads)
+            # The first download after the server started hashes every file
+            # for its manifest; later ones may find the digests remembered by
+            # the worker that serves them (dpd.checksums).
+            cold_ratio = statistics.median(tars) / downloads[0]
             growth = max(growths)
+            ranged_ratio = measure_ranged_half(url, uid, statistics.median(downloads))
         else:
             print("download: skipped (with --url give --download-uid and --download-dir)")
 
         busy_ratio = busy_p99 = busy_mb_s = busy_growth = float("nan")
         in_flight = 0
-        if uid and shutil.which("curl") and args.busy_downloads:
+        if uid and shutil.which("curl") and args.busy_downloads and not args.downloads_only:
             busy = measure_busy(url, uid, master, args)
             for name, result in busy["shapes"].items():
                 print(
@@ -619,10 +742,13 @@ def main() -> None:
                 f"{busy_mb_s:.0f} MB/s in total; worker RSS growth {busy_growth:.1f} MiB"
             )
 
-        p99_16 = max(results[(name, 16)]["p99_ms"] for name in SHAPES)
-        rps_16 = min(results[(name, 16)]["rps"] for name in SHAPES)
+        at_16 = [results[(name, 16)] for name in SHAPES if (name, 16) in results] or [nan]
+        p99_16 = max(result["p99_ms"] for result in at_16)
+        rps_16 = min(result["rps"] for result in at_16)
         print(
-            f"download_vs_tar={ratio:.2f} search_p99_busy_vs_idle={busy_ratio:.2f} "
+            f"download_vs_tar={ratio:.2f} download_cold_vs_tar={cold_ratio:.2f} "
+            f"small_files_vs_tar={small_ratio:.2f} ranged_half_vs_half_full={ranged_ratio:.2f} "
+            f"search_p99_busy_vs_idle={busy_ratio:.2f} "
             f"search_p99_ms_16={p99_16:.1f} search_rps_16={rps_16:.1f} "
             f"download_rss_growth_mib={growth:.1f} search_p99_busy_ms_16={busy_p99:.1f} "
             f"busy_downloads={in_flight} busy_download_mb_s={busy_mb_s:.0f} "

@@ -328,6 +328,13 @@ SKA_DATAPRODUCT_API_VERSION = env_str("SKA_DATAPRODUCT_API_VERSION", _package_ve
 DPD_DOWNLOADS_PER_PROCESS = env_int("DPD_DOWNLOADS_PER_PROCESS", 32, minimum=1)
 DPD_DOWNLOADS_TOTAL = env_int("DPD_DOWNLOADS_TOTAL", 64, minimum=1)
 DPD_DOWNLOADS_RETRY_AFTER_SECONDS = env_int("DPD_DOWNLOADS_RETRY_AFTER_SECONDS", 30, minimum=1)
+# Digests of volume files remembered per web process (dpd.checksums), so a
+# resumed download's manifest needs no second read of the files it skipped.
+DPD_CHECKSUM_CACHE_ENTRIES = env_int("DPD_CHECKSUM_CACHE_ENTRIES", 200_000, minimum=0)
+# A search-body /download (every matching product in one archive) is refused
+# with 413 beyond either figure, before any byte.
+DPD_QUERY_DOWNLOAD_MAX_PRODUCTS = env_int("DPD_QUERY_DOWNLOAD_MAX_PRODUCTS", 1000, minimum=1)
+DPD_QUERY_DOWNLOAD_MAX_BYTES = env_int("DPD_QUERY_DOWNLOAD_MAX_BYTES", 1024**4, minimum=1)
 # Threads of each web process for everything but downloads: a process runs
 # DPD_DOWNLOADS_PER_PROCESS + DPD_WEB_THREADS threads, so downloads never take them all.
 DPD_WEB_THREADS = env_int("DPD_WEB_THREADS", 16, minimum=1)

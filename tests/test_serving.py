@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from dpd.download import plan_download, stream_tar, tar_size
+from dpd.download import plan_download
 from dpd.models import DataProduct
 from dpd.services import product_ingest_folder
+from dpd.tar_layout import archive_layout
+from dpd.tar_stream import stream_archive
 from dpd.web_server import gunicorn_command
 from tests.service_processes import Process, database_url, free_port, running_services, wait_for
 
@@ -56,7 +58,7 @@ def product(tmp_path, transactional_db, settings) -> Path:
 
 def expected_archive() -> bytes:
     plan = plan_download(DataProduct.objects.filter(execution_block=EB), filename="x", asked="x")
-    return b"".join(stream_tar(plan, expected_size=tar_size(plan)))
+    return b"".join(stream_archive(archive_layout(plan)))
 
 
 @contextlib.contextmanager
@@ -162,6 +164,7 @@ def assert_whole_archive(download: Download, data: bytes, expected: bytes) -> No
         assert sorted(archive.getnames()) == sorted(
             [EB, f"{EB}/data", f"{EB}/ska-data-product.yaml"]
             + [f"{EB}/data/{name}" for name in ("a.bin", "b.bin", "empty")]
+            + [f"{EB}/MANIFEST.sha256"]
         )
 
 

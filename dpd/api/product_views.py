@@ -13,7 +13,12 @@ from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
@@ -21,6 +26,7 @@ from rest_framework.views import APIView
 
 from dpd import download_slots, services
 from dpd.access import visible_products
+from dpd.api.download_selection import check_size, select_products
 from dpd.api.product_serializers import (
     MISSING_IDENTIFIER,
     BadRequest,
@@ -33,11 +39,13 @@ from dpd.api.product_serializers import (
     body_object,
 )
 from dpd.authentication import ReadOnlyPost
-from dpd.download import DownloadNotFound, plan_download, stream_tar, tar_size
+from dpd.download import DownloadNotFound, plan_download
+from dpd.http_ranges import Unsatisfiable, requested_range
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
-from dpd.models import DataProduct
 from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
+from dpd.tar_layout import archive_layout
+from dpd.tar_stream import stream_archive
 from indexing.services import IndexingBusy, request_reindex
 
 REINDEX_ACCEPTED = "Metadata re-index request has been added to the background tasks"
@@ -67,6 +75,7 @@ def _errors(*codes: int, **described: str) -> dict:
         403: "Signed in without the permission (see docs/security.md).",
         413: "Body over METADATA_MAX_BYTES.",
         422: "The body is not valid JSON or fails the model.",
+        416: "The range starts past the end; `Content-Range: bytes */LENGTH`.",
         503: "Every download slot is taken (DPD_DOWNLOADS_PER_PROCESS, DPD_DOWNLOADS_TOTAL); "
         "`Retry-After` says when to try again.",
     }
@@ -174,30 +183,79 @@ class DownloadView(ReadOnlyPost, APIView):
 
     @extend_schema(
         operation_id="download",
-        summary="A tar stream of a product, or of every product of an execution block",
+        summary="A tar of a product, of an execution block, or of everything a search matches",
         description=(
             "An uncompressed tar built while it is sent, member names relative to the volume "
-            "root, directories as entries, symlinks stored not followed, each file once. "
-            "`uid` wins when both identifiers are given. Unknown products, products without "
-            "files and folders gone from the volume are a 404 before any byte is sent. "
-            "`Content-Length` is the archive's exact length; a folder changing during the "
-            "download cuts the stream short of it. A download lasts as long as the client "
+            "root, directories as entries, symlinks stored not followed, each file once, and "
+            "last a `MANIFEST.sha256` member (the `sha256sum -c` format, names relative to its "
+            "folder: the products' deepest common folder) listing every regular file. "
+            "`uid` wins when both identifiers are given; without either, a /dataproductsearch "
+            "body (`start_date`, `end_date`, `key_value_pairs`) or a /filterdataproducts "
+            "filter model (`filterModel`, `searchPanelOptions`) sends every visible matching "
+            "product with files in one archive, `dataproducts.tar`, or 413 over "
+            "DPD_QUERY_DOWNLOAD_MAX_PRODUCTS or DPD_QUERY_DOWNLOAD_MAX_BYTES. `uid` or "
+            "`execution_block` may also come as query parameters of a POST without a body "
+            "(for `curl -C -`). Unknown products, products without files and folders gone "
+            "from the volume are a 404 before any byte is sent. "
+            "`Content-Length` is the exact length; `ETag` is strong and changes when any file "
+            "does (name, size, mtime); `Range: bytes=N-` or `N-M` answers 206 with "
+            "`Content-Range`, a range past the end 416 with `Content-Range: bytes */LENGTH`, "
+            "and a malformed or multiple range, or an `If-Range` that is not the current ETag, "
+            "the whole archive (200). A file changing during the download cuts the stream "
+            "short of its length. A download lasts as long as the client "
             "takes to read it; a client that reads nothing for DPD_CLIENT_IDLE_TIMEOUT "
             "seconds is disconnected. Beyond the concurrent-download limits the answer is "
             "503 with `Retry-After`, before any byte."
         ),
+        parameters=[
+            OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER),
+            OpenApiParameter("If-Range", OpenApiTypes.STR, OpenApiParameter.HEADER),
+            OpenApiParameter("uid", OpenApiTypes.UUID, OpenApiParameter.QUERY),
+            OpenApiParameter("execution_block", OpenApiTypes.STR, OpenApiParameter.QUERY),
+        ],
         request=ProductIdentifierSerializer,
         responses={
             (200, "application/x-tar"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="The tar stream."
             ),
-            **_errors(400, 404, 413, 422, 503),
+            (206, "application/x-tar"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The bytes of the range asked for."
+            ),
+            **_errors(
+                400,
+                404,
+                413,
+                416,
+                422,
+                503,
+                e413="Body over METADATA_MAX_BYTES, or a search download over its limits.",
+            ),
         },
         examples=[
             *IDENTIFIER_EXAMPLES,
             OpenApiExample(
                 "By execution block",
                 value={"execution_block": "eb-test-20200325-00001"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Everything a search matches",
+                value={
+                    "start_date": "2024-01-01",
+                    "end_date": "2024-12-31",
+                    "key_value_pairs": ["context.observer:AIV_person_1"],
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Everything a filter model matches",
+                value={
+                    "filterModel": {
+                        "items": [
+                            {"field": "execution_block", "operator": "contains", "value": "eb-m"}
+                        ]
+                    }
+                },
                 request_only=True,
             ),
             OpenApiExample(
@@ -209,36 +267,30 @@ class DownloadView(ReadOnlyPost, APIView):
         ],
     )
     def post(self, request):
-        uid, execution_block = identifier_from(request)
-        products = visible_products(request)
-        if uid is not None:
-            products = products.filter(uid=uid)
-            asked = f"uid {uid}"
-        else:
-            products = products.filter(execution_block=execution_block)
-            asked = f"execution_block {execution_block}"
-        products = list(products.only("uid", "dataproduct_file", "source"))
-        if uid is not None:
-            stem = (products[0].dataproduct_file or str(uid)) if products else str(uid)
-            stem = stem.rstrip("/").rsplit("/", 1)[-1]
-        else:
-            stem = execution_block
-        if products and all(p.source == DataProduct.Source.SDP for p in products):
-            raise NotFound(
-                f"Nothing to download: {asked} is a placeholder for SDP work in progress "
-                "(reference 4.7); it has no files until its data product is indexed."
-            )
+        # The one place where the request becomes products (visibility included).
+        selection = select_products(request)
         try:
             slot = download_slots.acquire()
         except download_slots.DownloadsBusy as exc:
             raise DownloadsBusy(str(exc)) from None
         try:
-            plan = plan_download(products, filename=f"{stem}.tar", asked=asked)
-            size = tar_size(plan)
+            plan = plan_download(
+                selection.products, filename=f"{selection.stem}.tar", asked=selection.asked
+            )
+            layout = archive_layout(plan)
+            check_size(selection, layout.size)
+            wanted = requested_range(
+                request.headers.get("Range"),
+                request.headers.get("If-Range"),
+                size=layout.size,
+                etag=layout.etag,
+            )
         except BaseException as exc:
             slot.release()
             if isinstance(exc, DownloadNotFound):
                 raise NotFound(str(exc)) from None
+            if isinstance(exc, Unsatisfiable):
+                return _unsatisfiable(layout.size, layout.etag)
             raise
         # The stream needs no database, and may last hours: give this thread's
         # connection back now, or every download in flight would hold one
@@ -246,13 +298,31 @@ class DownloadView(ReadOnlyPost, APIView):
         # inside a transaction (a test's), which closing would break.
         if not connection.in_atomic_block:
             connection.close()
+        start, stop = (0, layout.size) if wanted is None else (wanted.start, wanted.stop)
         stream = download_slots.TrackedDownload(
-            stream_tar(plan, expected_size=size), name=plan.filename, size=size, slot=slot
+            stream_archive(layout, start, stop), name=plan.filename, size=stop - start, slot=slot
         )
         response = StreamingHttpResponse(stream, content_type="application/x-tar")
-        response["Content-Length"] = str(size)
+        if wanted is not None:
+            response.status_code = status.HTTP_206_PARTIAL_CONTENT
+            response["Content-Range"] = wanted.content_range(layout.size)
+        response["Content-Length"] = str(stop - start)
+        response["Accept-Ranges"] = "bytes"
+        response["ETag"] = layout.etag
         response["Content-Disposition"] = content_disposition_header(True, plan.filename)
         return response
+
+
+def _unsatisfiable(size: int, etag: str) -> Response:
+    """416: the range starts at or past the end (RFC 9110 15.5.17)."""
+    response = Response(
+        {"detail": f"Range Not Satisfiable: the archive is {size} bytes long."},
+        status=status.HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE,
+    )
+    response["Content-Range"] = f"bytes */{size}"
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    return response
 
 
 INGEST_UID = "e38eb2bb-684f-de46-63ec-bd64deff6ff0"
