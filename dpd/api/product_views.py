@@ -19,6 +19,7 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from dlm_bridge import services as dlm
 from dpd import download_slots, services
 from dpd.access import visible_products
 from dpd.api.product_serializers import (
@@ -162,10 +163,17 @@ class DataProductMetadataView(ReadOnlyPost, APIView):
                 f"(execution_block {execution_block!r} alone does not select a product; "
                 "send its uid)."
             )
-        product = visible_products(request).filter(uid=uid).first()
+        # DLM rows while the DLM answers, deleted and expired ones too (issue 19).
+        hidden = dlm.hidden_sources(include_retired=True)
+        visible = visible_products(request, hidden_sources=hidden)
+        product = visible.filter(uid=uid).first()
         if product is None:
             raise NotFound(f"Data product not found: no data product with uid {uid}.")
-        return Response(product.nested_document(), headers=product_page_link(request, product.uid))
+        document = product.nested_document()
+        listed = DataProduct.Source.DLM not in hidden
+        if listed and (copies := product.dlm_copies(visible)):  # where the DLM holds copies
+            document["dlm_copies"] = copies
+        return Response(document, headers=product_page_link(request, product.uid))
 
 
 class DownloadView(ReadOnlyPost, APIView):
@@ -210,7 +218,7 @@ class DownloadView(ReadOnlyPost, APIView):
     )
     def post(self, request):
         uid, execution_block = identifier_from(request)
-        products = visible_products(request)
+        products = visible_products(request, hidden_sources=dlm.hidden_sources())
         if uid is not None:
             products = products.filter(uid=uid)
             asked = f"uid {uid}"
@@ -223,6 +231,8 @@ class DownloadView(ReadOnlyPost, APIView):
             stem = stem.rstrip("/").rsplit("/", 1)[-1]
         else:
             stem = execution_block
+        if refusal := dlm.download_refusal(products, asked):  # issue 19
+            raise NotFound(refusal)
         if products and all(p.source == DataProduct.Source.SDP for p in products):
             raise NotFound(
                 f"Nothing to download: {asked} is a placeholder for SDP work in progress "
