@@ -190,6 +190,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--download-uid", help="with --url: the product to download")
     parser.add_argument("--download-dir", help="with --url: that product's folder")
     parser.add_argument("--server-pid", type=int, help="with --url: gunicorn master pid")
+    parser.add_argument(
+        "--dlm-items",
+        type=int,
+        default=0,
+        help="also this many DLM items, in the database --dlm-database-url names (bench_dlm.py)",
+    )
+    parser.add_argument(
+        "--dlm-database-url",
+        help="the DLM's database (default: the bench database's name + _dlm); its schema dlm "
+        "is DROPPED and refilled",
+    )
+    parser.add_argument("--no-download", action="store_true", help="searches only")
     args = bench_database.parse_args(parser)
     if args.download_repeats < 1:
         parser.error("--download-repeats must be at least 1")
@@ -213,7 +225,11 @@ def fill_catalogue(products: int) -> None:
     from indexing.writer import has_lz4
 
     call_command("migrate", verbosity=0, skip_checks=True)
-    existing = DataProduct.objects.exclude(execution_block=BIG_EB).count()
+    from dpd.models import DLM_SOURCES
+
+    existing = (
+        DataProduct.objects.exclude(execution_block=BIG_EB).exclude(source__in=DLM_SOURCES).count()
+    )
     # Rows from before a derived column existed (NULL row_json) are rebuilt.
     stale = DataProduct.objects.filter(Q(row_json__isnull=True) | Q(search_signature__isnull=True))
     if existing == products and not stale.exists():
@@ -536,11 +552,23 @@ def main() -> None:
                 # each busy download that curl gives up at the end.
                 "LOG_LEVEL": "ERROR",
             }
+            if args.dlm_items:
+                dlm_url = args.dlm_database_url or args.database_url.rstrip("/") + "_dlm"
+                bench_database.ensure_database(dlm_url)
+                env |= {
+                    "SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED": "true",
+                    "DLM_DATABASE_URL": dlm_url,
+                }
             os.environ.update(env)
             import django
 
             django.setup()
             fill_catalogue(args.products)
+            if args.dlm_items:
+                import bench_dlm
+
+                bench_dlm.fill_dlm(dlm_url, args.dlm_items)
+                dlm_sync = bench_dlm.mirror()
             from django.db import connections
 
             connections.close_all()
@@ -565,7 +593,7 @@ def main() -> None:
 
         grid_list = measure_grid_list(args.url, env if args.url is None else {}, args)
 
-        if args.url is None:
+        if args.url is None and not args.no_download:
             # Written after the searches: 2 GiB of dirty pages that the kernel
             # may start writing back stall a search run that follows it.
             big_folder = write_big_product(volume, args.download_gib)
@@ -598,7 +626,7 @@ def main() -> None:
 
         busy_ratio = busy_p99 = busy_mb_s = busy_growth = float("nan")
         in_flight = 0
-        if uid and shutil.which("curl") and args.busy_downloads:
+        if uid and shutil.which("curl") and args.busy_downloads and not args.no_download:
             busy = measure_busy(url, uid, master, args)
             for name, result in busy["shapes"].items():
                 print(
@@ -621,6 +649,12 @@ def main() -> None:
 
         p99_16 = max(results[(name, 16)]["p99_ms"] for name in SHAPES)
         rps_16 = min(results[(name, 16)]["rps"] for name in SHAPES)
+        dlm_figures = ""
+        if args.dlm_items and args.url is None:
+            dlm_figures = (
+                f" dlm_items={args.dlm_items} dlm_sync_first_s={dlm_sync['first']:.1f}"
+                f" dlm_sync_unchanged_s={dlm_sync['unchanged']:.2f}"
+            )
         print(
             f"download_vs_tar={ratio:.2f} search_p99_busy_vs_idle={busy_ratio:.2f} "
             f"search_p99_ms_16={p99_16:.1f} search_rps_16={rps_16:.1f} "
@@ -629,6 +663,7 @@ def main() -> None:
             f"busy_rss_growth_mib={busy_growth:.1f} "
             f"grid_list_p99_ms_16={grid_list[16]['p99_ms']:.1f} "
             f"grid_list_rps_16={grid_list[16]['rps']:.1f} grid_list_kib={grid_list['kib']:.0f}"
+            + dlm_figures
         )
     finally:
         if server is not None:

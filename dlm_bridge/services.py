@@ -76,6 +76,13 @@ def interface_status() -> dict[str, Any]:
     """/status `metadata_store_status.dlm_interface_status`: the probe's
     answer, the number of the DLM's items, and how the last sync went."""
     probe = probes.current()
+    if not probe.enabled:  # the upstream's off state, exactly
+        return {
+            "number_of_items": None,
+            "dlm_data_item_accessible": False,
+            "dlm_tables_accessible": False,
+            "dlm_tables_error": None,
+        }
     status: dict[str, Any] = {
         "number_of_items": None,
         "dlm_data_item_accessible": probe.serves_items,
@@ -83,8 +90,6 @@ def interface_status() -> dict[str, Any]:
         "dlm_tables_error": probe.error,
         "dlm_database_reachable": probe.reachable,
     }
-    if not probe.enabled:
-        return status
     if probe.serves_items:
         try:
             status["number_of_items"] = DataItem.objects.count()

@@ -32,7 +32,12 @@ from django.utils import timezone
 from dlm_bridge import probe as probes
 from dlm_bridge.models import DataItem, Location, Storage, SyncState
 from dlm_bridge.router import DLM_ALIAS
-from dpd.metadata import FALLBACK_DATE, MetadataError, from_ingested_document
+from dpd.metadata import (
+    FALLBACK_DATE,
+    MetadataError,
+    date_from_execution_block,
+    validate_document,
+)
 from dpd.models import DataProduct
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,8 @@ LOCATION_FIELDS = (
     "location_facility",
 )
 ENRICHMENT_FIELDS = (*STORAGE_FIELDS, *LOCATION_FIELDS)
+# The row fields the catalogue derives (dpd.metadata._derive drops them too).
+DERIVED_KEYS = ("date_created", "dataproduct_file", "metadata_file", "uid")
 # Read and written in batches of this many rows.
 BATCH = 1000
 # Only one sync at a time across instances (a session advisory lock).
@@ -191,23 +198,28 @@ def mirror_row(item: DataItem, *, enriched: bool, fingerprint: int) -> DataProdu
     for name in LOCATION_FIELDS:
         document[name] = getattr(location, name, None)
     document["item_state"] = item.item_state
+    # Checked as ingested metadata is, but not made JSON-safe nor walked for
+    # NULs: it comes from jsonb, which holds neither (the walk was a third of
+    # a sync's time on the bench's documents).
     try:
-        product = from_ingested_document(document)
+        execution_block = validate_document(document, require_files_list=False)
     except MetadataError as exc:
         logger.warning("DLM item %s skipped: %s", item.uid, exc)
         return None
-    date_created = product.date_created
+    for derived in DERIVED_KEYS:  # ours, never the document's (as for ingested metadata)
+        document.pop(derived, None)
+    date_created = date_from_execution_block(execution_block)
     if date_created == FALLBACK_DATE and item.uid_creation is not None:
         date_created = item.uid_creation.date()  # the DLM's own date of the copy
     retired = item.item_state in RETIRED_STATES or bool(item.deleted) or bool(item.expired)
     row = DataProduct(
         uid=item.uid,
-        execution_block=product.execution_block,
+        execution_block=execution_block,
         metadata_file=None,
         dataproduct_file=None,
         date_created=date_created,
-        metadata=product.document,
-        access_group=product.access_group,
+        metadata=document,
+        access_group=(document.get("context") or {}).get("access_group"),
         source=DataProduct.Source.DLM_RETIRED if retired else DataProduct.Source.DLM,
         file_mtime_ns=fingerprint,
     )

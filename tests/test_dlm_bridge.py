@@ -377,3 +377,13 @@ def test_the_dlm_database_stopping_empties_the_dlm_part_and_it_comes_back(
     assert gone == 404
     assert "unreachable" in sync_during.error
     assert set(after) == set(before)
+
+
+def test_the_product_page_shows_the_dlm_copies_and_a_dlm_items_storage(synced, member):
+    product = from_ingested_document({"execution_block": "eb-m001-20260115-00003"})
+    volume = DataProduct.objects.create(**DataProduct.fields_from(product))
+    page = member.get(volume.get_absolute_url()).content.decode()
+    dlm_page = member.get(DataProduct.objects.get(uid=ON_S3).get_absolute_url()).content.decode()
+    assert "Copies in the Data Lifecycle Manager" in page
+    assert "dlm-archive" in page and "sdp-shared-pvc" in page
+    assert "Held by the Data Lifecycle Manager: Acacia (Pawsey-Kensington)" in dlm_page
