@@ -7,11 +7,25 @@ add, change or delete is offered, and the router refuses them anyway.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 
 from dlm_bridge.models import DataItem, Location, Storage, SyncState
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    # The admin opens a write transaction for any POST before it checks
+    # permissions; the router refuses that for the DLM's models (a 500), so
+    # a POST is refused here first, as the admin refuses what may not be done.
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            raise PermissionDenied
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            raise PermissionDenied
+        return super().delete_view(request, object_id, extra_context)
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 

@@ -387,3 +387,20 @@ def test_the_product_page_shows_the_dlm_copies_and_a_dlm_items_storage(synced, m
     assert "Copies in the Data Lifecycle Manager" in page
     assert "dlm-archive" in page and "sdp-shared-pvc" in page
     assert "Held by the Data Lifecycle Manager: Acacia (Pawsey-Kensington)" in dlm_page
+
+
+def test_the_admin_lists_dlm_items_read_only_with_their_storage_and_location(synced):
+    staff = User.objects.create_superuser("dlm-curator", password="x")
+    client = APIClient()
+    client.force_login(staff)
+    listing = client.get("/admin/dlm_bridge/dataitem/?item_state__exact=READY")
+    page = listing.content.decode()
+    assert listing.status_code == 200
+    assert "sdp-shared-pvc" in page and "STFC-RAL" in page
+    assert "test_item" not in page  # EXPIRED, filtered out
+    assert client.get("/admin/dlm_bridge/dataitem/add/").status_code == 403
+    detail = client.get(f"/admin/dlm_bridge/dataitem/{ON_S3}/change/")
+    assert detail.status_code == 200
+    assert client.post(f"/admin/dlm_bridge/dataitem/{ON_S3}/delete/").status_code == 403
+    assert client.post(f"/admin/dlm_bridge/dataitem/{ON_S3}/change/").status_code == 403
+    assert DataItem.objects.filter(uid=ON_S3).exists()
