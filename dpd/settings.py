@@ -428,6 +428,9 @@ if DATABASES["dlm"]["ENGINE"].startswith("django.db.backends.postgresql"):
         f"{_dlm_options.get('options', '')} -c default_transaction_read_only=on"
     ).strip()
     DATABASES["dlm"]["CONN_HEALTH_CHECKS"] = True
+# A request touches the DLM once per DLM_PROBE_SECONDS at most: no connection
+# kept per serving thread for it (each would double the main database's).
+DATABASES["dlm"]["CONN_MAX_AGE"] = 0
 DATABASE_ROUTERS = ["dlm_bridge.router.DlmRouter"]
 # How old the DLM's reachability and access may be when a request uses it (seconds).
 DLM_PROBE_SECONDS = env_float("DLM_PROBE_SECONDS", 5.0, minimum=0)

@@ -404,3 +404,32 @@ def test_the_admin_lists_dlm_items_read_only_with_their_storage_and_location(syn
     assert client.post(f"/admin/dlm_bridge/dataitem/{ON_S3}/delete/").status_code == 403
     assert client.post(f"/admin/dlm_bridge/dataitem/{ON_S3}/change/").status_code == 403
     assert DataItem.objects.filter(uid=ON_S3).exists()
+
+
+def test_a_service_start_declares_the_sync_schedule_and_queues_a_sync(dlm_on, settings):
+    from django_q.models import OrmQ, Schedule
+
+    from dlm_bridge.tasks import SCHEDULE_NAME, SYNC_TASK, prepare_background_work, sync_dlm
+
+    settings.DLM_SYNC_MINUTES = 2
+    lines = prepare_background_work()
+    schedule = Schedule.objects.get(name=SCHEDULE_NAME)
+    assert (schedule.func, schedule.minutes) == (SYNC_TASK, 2)
+    assert OrmQ.objects.count() == 1
+    assert "every 2 min" in lines[0]
+    with dlm.as_role(FULL):
+        assert sync_dlm().startswith(
+            f"items={len(LISTED) + 2}"
+        )  # + the deleted/expired one, + private
+
+
+def test_a_service_start_with_the_dlm_off_removes_its_rows_and_schedule(synced, settings):
+    from django_q.models import Schedule
+
+    from dlm_bridge.tasks import SCHEDULE_NAME, prepare_background_work
+
+    Schedule.objects.create(name=SCHEDULE_NAME, func="dlm_bridge.tasks.sync_dlm")
+    settings.SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED = False
+    prepare_background_work()
+    assert not Schedule.objects.filter(name=SCHEDULE_NAME).exists()
+    assert not DataProduct.objects.filter(source__startswith="dlm").exists()
