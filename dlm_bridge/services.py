@@ -7,9 +7,11 @@ these return as arguments.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import QuerySet
 
@@ -72,6 +74,19 @@ def download_refusal(products: Iterable[DataProduct], asked: str) -> str | None:
     )
 
 
+_counted: tuple[float, int] | None = None
+
+
+def _item_count() -> int:
+    """The DLM's data_item rows, counted at most once per DLM_PROBE_SECONDS
+    (the dashboard polls /status every few seconds; a count reads every row)."""
+    global _counted
+    now = time.monotonic()
+    if _counted is None or now - _counted[0] >= settings.DLM_PROBE_SECONDS:
+        _counted = (now, DataItem.objects.count())
+    return _counted[1]
+
+
 def interface_status() -> dict[str, Any]:
     """/status `metadata_store_status.dlm_interface_status`: the probe's
     answer, the number of the DLM's items, and how the last sync went."""
@@ -92,7 +107,7 @@ def interface_status() -> dict[str, Any]:
     }
     if probe.serves_items:
         try:
-            status["number_of_items"] = DataItem.objects.count()
+            status["number_of_items"] = _item_count()
         except DatabaseError as exc:
             probes.forget()
             status["dlm_tables_error"] = f"DLM database unreachable: {type(exc).__name__}"
