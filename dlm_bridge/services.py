@@ -27,10 +27,19 @@ _RETIRED = frozenset({DataProduct.Source.DLM_RETIRED.value})
 
 def hidden_sources(*, include_retired: bool = False) -> frozenset[str]:
     """Catalogue sources a listing or lookup must leave out now: every DLM
-    row while the DLM is off, unreachable or unreadable (the DLM part of the
+    row while the DLM is unreachable or unreadable (the DLM part of the
     answer is then empty, /status says why); otherwise the deleted and
-    expired items unless `include_retired`."""
-    if not probes.current().serves_items:
+    expired items unless `include_retired`.
+
+    With the interface off, nothing: there are no DLM rows to hide (a service
+    start with it off removes them, dlm_bridge.tasks, and so does a sync), and
+    searches keep the very queries and plans they have without a DLM (an
+    extra condition on `source` moved the window's walk off its index).
+    """
+    probe = probes.current()
+    if not probe.enabled:
+        return frozenset()
+    if not probe.serves_items:
         return _ALL_DLM
     return frozenset() if include_retired else _RETIRED
 

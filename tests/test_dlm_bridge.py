@@ -158,10 +158,11 @@ def test_a_role_without_select_on_data_item_disables_the_dlm(synced, anonymous):
     assert not DataProduct.objects.filter(source__startswith="dlm").exists()
 
 
-def test_with_the_interface_off_status_reports_it_and_no_dlm_row_is_listed(
+def test_with_the_interface_off_status_reports_it_and_a_sync_removes_the_rows(
     synced, anonymous, settings
 ):
     settings.SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED = False
+    sync_items()  # as the service's start does (dlm_bridge.tasks.prepare_background_work)
     rows = rows_by_uid(grid(anonymous))
     status = dlm_status(anonymous)
     assert not set(rows) & LISTED
