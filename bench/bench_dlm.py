@@ -62,8 +62,9 @@ def fill_dlm(url: str, items: int) -> None:
                 pb = f"pb-syn-{day}-{index + 500_000:06d}"
                 product_type, script, pattern = rng.choice(PRODUCT_TYPES)
                 paths = [pattern.format(n=n) for n in range(1, rng.randint(3, 9))]
-                document = yaml.safe_load(
-                    render_document(rng, execution_block, pb, product_type, script, paths)
+                document = yaml.load(  # libyaml's loader: the pure-Python one took minutes
+                    render_document(rng, execution_block, pb, product_type, script, paths),
+                    Loader=yaml.CSafeLoader,
                 )
                 roll = rng.random()
                 state = "DELETED" if roll < 0.03 else "EXPIRED" if roll < 0.05 else "READY"
