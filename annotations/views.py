@@ -55,6 +55,8 @@ def _render_product(
         "annotations": annotations,
         "form": form,
         "flows": list(product.sdp_flow_rows().order_by("key")),
+        # Where the DLM holds copies of its execution block (issue 19), as last synced.
+        "dlm_copies": product.dlm_copies(visible_products(request)),
     }
     return render(request, "annotations/product_detail.html", context, status=status)
 

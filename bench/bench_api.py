@@ -209,6 +209,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--download-uid", help="with --url: the product to download")
     parser.add_argument("--download-dir", help="with --url: that product's folder")
     parser.add_argument("--server-pid", type=int, help="with --url: gunicorn master pid")
+    parser.add_argument(
+        "--dlm-items",
+        type=int,
+        default=0,
+        help="also this many DLM items, in the database --dlm-database-url names (bench_dlm.py)",
+    )
+    parser.add_argument(
+        "--dlm-database-url",
+        help="the DLM's database (default: the bench database's name + _dlm); its schema dlm "
+        "is DROPPED and refilled",
+    )
+    parser.add_argument("--no-download", action="store_true", help="searches only")
     args = bench_database.parse_args(parser)
     if args.download_repeats < 1:
         parser.error("--download-repeats must be at least 1")
@@ -232,7 +244,11 @@ def fill_catalogue(products: int) -> None:
     from indexing.writer import has_lz4
 
     call_command("migrate", verbosity=0, skip_checks=True)
-    existing = DataProduct.objects.exclude(execution_block=BIG_EB).count()
+    from dpd.models import DLM_SOURCES
+
+    existing = (
+        DataProduct.objects.exclude(execution_block=BIG_EB).exclude(source__in=DLM_SOURCES).count()
+    )
     # Rows from before a derived column existed (NULL row_json) are rebuilt.
     stale = DataProduct.objects.filter(Q(row_json__isnull=True) | Q(search_signature__isnull=True))
     if existing == products and not stale.exists():
@@ -642,6 +658,13 @@ def main() -> None:
                 # each busy download that curl gives up at the end.
                 "LOG_LEVEL": "ERROR",
             }
+            if args.dlm_items:
+                dlm_url = args.dlm_database_url or args.database_url.rstrip("/") + "_dlm"
+                bench_database.ensure_database(dlm_url)
+                env |= {
+                    "SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED": "true",
+                    "DLM_DATABASE_URL": dlm_url,
+                }
             os.environ.update(env)
             import django
 
@@ -652,6 +675,11 @@ def main() -> None:
                 call_command("migrate", verbosity=0, skip_checks=True)
             else:
                 fill_catalogue(args.products)
+            if args.dlm_items:
+                import bench_dlm
+
+                bench_dlm.fill_dlm(dlm_url, args.dlm_items)
+                dlm_sync = bench_dlm.mirror()
             from django.db import connections
 
             connections.close_all()
@@ -683,7 +711,7 @@ def main() -> None:
         if args.url is None and args.small_files:
             small_ratio = measure_small_files(url, volume, args)
 
-        if args.url is None:
+        if args.url is None and not args.no_download:
             # Written after the searches: 2 GiB of dirty pages that the kernel
             # may start writing back stall a search run that follows it.
             big_folder = write_big_product(volume, args.download_gib)
@@ -721,7 +749,13 @@ def main() -> None:
 
         busy_ratio = busy_p99 = busy_mb_s = busy_growth = float("nan")
         in_flight = 0
-        if uid and shutil.which("curl") and args.busy_downloads and not args.downloads_only:
+        if (
+            uid
+            and shutil.which("curl")
+            and args.busy_downloads
+            and not args.downloads_only
+            and not args.no_download
+        ):
             busy = measure_busy(url, uid, master, args)
             for name, result in busy["shapes"].items():
                 print(
@@ -745,6 +779,12 @@ def main() -> None:
         at_16 = [results[(name, 16)] for name in SHAPES if (name, 16) in results] or [nan]
         p99_16 = max(result["p99_ms"] for result in at_16)
         rps_16 = min(result["rps"] for result in at_16)
+        dlm_figures = ""
+        if args.dlm_items and args.url is None:
+            dlm_figures = (
+                f" dlm_items={args.dlm_items} dlm_sync_first_s={dlm_sync['first']:.1f}"
+                f" dlm_sync_unchanged_s={dlm_sync['unchanged']:.2f}"
+            )
         print(
             f"download_vs_tar={ratio:.2f} download_cold_vs_tar={cold_ratio:.2f} "
             f"small_files_vs_tar={small_ratio:.2f} ranged_half_vs_half_full={ranged_ratio:.2f} "
@@ -755,6 +795,7 @@ def main() -> None:
             f"busy_rss_growth_mib={busy_growth:.1f} "
             f"grid_list_p99_ms_16={grid_list[16]['p99_ms']:.1f} "
             f"grid_list_rps_16={grid_list[16]['rps']:.1f} grid_list_kib={grid_list['kib']:.0f}"
+            + dlm_figures
         )
     finally:
         if server is not None:

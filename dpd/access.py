@@ -55,17 +55,26 @@ def is_open_product_access(request) -> bool:
     return bool(getattr(request, OPEN_PRODUCT_ACCESS_ATTR, False))
 
 
-def visible_products(request) -> QuerySet[DataProduct]:
+def visible_products(
+    request, *, hidden_sources: frozenset[str] = frozenset()
+) -> QuerySet[DataProduct]:
     """Every product this request may see; use it for every lookup, list and count.
 
     A product outside it answers exactly like a missing one (404, same body).
+    `hidden_sources`: rows the caller leaves out whoever asks (the DLM's while
+    it does not answer, dlm_bridge.services.hidden_sources).
     """
     if is_open_product_access(request):
         products = DataProduct.objects.all()
     else:
         products = DataProduct.objects.filter(visible_to(caller_groups(request)))
-    if not sees_placeholders(request):
-        products = products.exclude(source=DataProduct.Source.SDP)
+    hidden = sorted(
+        {*hidden_sources, *([] if sees_placeholders(request) else [DataProduct.Source.SDP])}
+    )
+    if len(hidden) == 1:
+        products = products.exclude(source=hidden[0])
+    elif hidden:
+        products = products.exclude(source__in=hidden)
     return products
 
 

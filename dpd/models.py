@@ -127,6 +127,10 @@ class DataProduct(models.Model):
         # A placeholder for an active SDP processing block whose execution
         # block has no product yet (dpd.sdp_sync); no files, no access group.
         SDP = "sdp", "SDP placeholder"
+        # Mirrors of the DLM's items (dlm_bridge.sync): listed while the DLM
+        # answers; deleted or expired ones only when a filter asks for them.
+        DLM = "dlm", "DLM item"
+        DLM_RETIRED = "dlm_retired", "DLM item, deleted or expired"
 
     uid = models.UUIDField(unique=True)
     execution_block = models.CharField(max_length=255, db_index=True)
@@ -250,9 +254,7 @@ class DataProduct(models.Model):
             "date_created": self.date_created.isoformat(),
             "dataproduct_file": self.dataproduct_file or NO_FOLDER,
             "metadata_file": self.metadata_file or NO_FOLDER,
-            "metadata_store_name": (
-                SDP_STORE_NAME if self.source == self.Source.SDP else settings.PVCNAME
-            ),
+            "metadata_store_name": self.store_name,
             "uid": str(self.uid),
         }
         if self.sdp_flows is not None:  # reference 4.7
@@ -260,6 +262,27 @@ class DataProduct(models.Model):
             if self.sdp_flow_status is not None:
                 fields["sdp_flow_status"] = self.sdp_flow_status
         return fields
+
+    @property
+    def store_name(self) -> str:
+        """metadata_store_name (reference 4.4): the volume's, SDP's or the DLM's."""
+        if self.source == self.Source.SDP:
+            return SDP_STORE_NAME
+        if self.source in DLM_SOURCES:
+            return DLM_STORE_NAME
+        return settings.PVCNAME
+
+    def dlm_copies(self, visible: models.QuerySet) -> list[dict[str, Any]]:
+        """Where the DLM holds copies of this product's execution block: each
+        listed DLM row among `visible` (the caller's products), with its
+        storage and location (dlm_bridge.sync puts them in the document)."""
+        if self.source in DLM_SOURCES:
+            return []
+        rows = visible.filter(execution_block=self.execution_block, source=self.Source.DLM)
+        return [
+            {"uid": str(uid), **{name: document.get(name) for name in DLM_COPY_FIELDS}}
+            for uid, document in rows.order_by("uid").values_list("uid", "metadata")
+        ]
 
     def refresh_search_fields(self) -> None:
         """Recompute the derived search columns after editing the row in place."""
@@ -297,6 +320,21 @@ SDP_STORE_NAME = "SDP"
 # How a placeholder's row_json starts (its document's first key): the pages
 # splice SDP_STORE_NAME into these rows instead of PVCNAME (dpd.search_rows).
 PLACEHOLDER_ROW_START = '{"sdp_flow_placeholder":true'
+# DLM rows (dlm_bridge.sync): their store, and how their row_json starts.
+DLM_STORE_NAME = "DLM"
+DLM_SOURCES = (DataProduct.Source.DLM, DataProduct.Source.DLM_RETIRED)
+DLM_ROW_START = '{"dlm_oid":'
+DLM_COPY_FIELDS = (
+    "storage_name",
+    "storage_type",
+    "storage_interface",
+    "location_name",
+    "location_type",
+    "location_country",
+    "location_city",
+    "location_facility",
+    "item_state",
+)
 
 
 def row_json_text(row: dict[str, Any]) -> str:

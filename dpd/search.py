@@ -32,7 +32,7 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 
 from dpd import search_text
 from dpd.access import visible_to
-from dpd.models import DataProduct
+from dpd.models import DLM_SOURCES, DLM_STORE_NAME, DataProduct
 
 INVALID_KEY_PAIR = "Invalid search key pair."
 # Items that every product passes, or none (a date test, a store name test):
@@ -124,15 +124,23 @@ def key_value_q(key: str, value: str) -> Q:
 
 
 def open_candidates(
-    start_date: dt.date | None, end_date: dt.date | None, *, placeholders: bool = True
+    start_date: dt.date | None,
+    end_date: dt.date | None,
+    *,
+    placeholders: bool = True,
+    hidden_sources: frozenset[str] = frozenset(),
 ) -> QuerySet[DataProduct]:
     """The open products in the inclusive date range, newest first (reference
     3.2): /dataproductsearch shows scripts open products only, whoever calls
     (reference 1.6); SDP placeholder rows too unless `placeholders` is False
-    (dpd.access.sees_placeholders)."""
+    (dpd.access.sees_placeholders); no row of the `hidden_sources` (the DLM's
+    while it does not answer: the caller says, dlm_bridge.services)."""
     products = DataProduct.objects.filter(visible_to(frozenset()))
-    if not placeholders:
-        products = products.exclude(source=DataProduct.Source.SDP)
+    hidden = sorted({*hidden_sources, *([] if placeholders else [DataProduct.Source.SDP])})
+    if len(hidden) == 1:
+        products = products.exclude(source=hidden[0])
+    elif hidden:
+        products = products.exclude(source__in=hidden)
     if start_date is not None:
         products = products.filter(date_created__gte=start_date)
     if end_date is not None:
@@ -146,10 +154,13 @@ def search_products(
     end_date: dt.date | None,
     pairs: list[tuple[str, str]],
     placeholders: bool = True,
+    hidden_sources: frozenset[str] = frozenset(),
 ) -> QuerySet[DataProduct]:
     """Open products in the inclusive date range AND matching every pair,
     newest first (reference 3.2-3.4)."""
-    products = open_candidates(start_date, end_date, placeholders=placeholders)
+    products = open_candidates(
+        start_date, end_date, placeholders=placeholders, hidden_sources=hidden_sources
+    )
     for key, value in pairs:
         products = products.filter(key_value_q(key, value))
     return products
@@ -368,7 +379,12 @@ class _FilterBuilder:
         values = [str(v).strip().lower() for v in values]
         text = str(value).lower()
         placeholder = Q(source=DataProduct.Source.SDP)
-        stores = ((settings.PVCNAME.lower(), ~placeholder), ("sdp", placeholder))
+        dlm = Q(source__in=DLM_SOURCES)
+        stores = (
+            (settings.PVCNAME.lower(), ~placeholder & ~dlm),
+            ("sdp", placeholder),
+            (DLM_STORE_NAME.lower(), dlm),
+        )
         negated = {"doesNotEqual": "equals", "doesNotContain": "contains", "isEmpty": "isNotEmpty"}
         positive = negated.get(operator, operator)
         matching = []

@@ -34,7 +34,14 @@ from django.db import connections
 from django.db.models import QuerySet
 
 from dpd import search, search_text
-from dpd.models import PLACEHOLDER_ROW_START, SDP_STORE_NAME, DataProduct, row_json_text
+from dpd.models import (
+    DLM_ROW_START,
+    DLM_STORE_NAME,
+    PLACEHOLDER_ROW_START,
+    SDP_STORE_NAME,
+    DataProduct,
+    row_json_text,
+)
 
 # The derived search columns are for the database, not for the rows.
 _SEARCH_COLUMNS = (
@@ -97,12 +104,17 @@ def _spliced(stored: list[tuple[int, str | None]], offset: int) -> list[str]:
             )
             for product in DataProduct.objects.filter(pk__in=missing)
         }
-    # Placeholder rows (SDP work with no product yet) are the SDP store's;
-    # their stored text says so by how it starts (one string test a row).
-    stores = {False: store, True: json.dumps(SDP_STORE_NAME)}
+    # Placeholder rows (SDP work with no product yet) are the SDP store's,
+    # DLM rows the DLM's; their stored text says so by how it starts.
+    sdp, dlm = json.dumps(SDP_STORE_NAME), json.dumps(DLM_STORE_NAME)
+
+    def store_of(text: str) -> str:
+        if text.startswith(PLACEHOLDER_ROW_START):
+            return sdp
+        return dlm if text.startswith(DLM_ROW_START) else store
+
     return [
-        f'{text[:-1]},"metadata_store_name":{stores[text.startswith(PLACEHOLDER_ROW_START)]},'
-        f'"id":{position}}}'
+        f'{text[:-1]},"metadata_store_name":{store_of(text)},"id":{position}}}'
         for position, text in enumerate(
             (text or rendered[pk] for pk, text in stored), start=offset + 1
         )
@@ -201,6 +213,7 @@ def window_rows(
     needed: int,
     *,
     placeholders: bool = True,
+    hidden_sources: frozenset[str] = frozenset(),
 ) -> list[tuple[int, str | None]] | None:
     """(id, row_json) of the first `needed` open products dated start..end
     (search.open_candidates, in display order) that match every key:value
@@ -214,13 +227,16 @@ def window_rows(
     if connection.vendor != "postgresql" or window < needed or not pairs:
         return None
     bounds = [day for day in (start_date, end_date) if day is not None]
+    hidden = tuple(sorted(hidden_sources))
     statement = _window_statement(
-        start_date is not None, end_date is not None, window, placeholders
+        start_date is not None, end_date is not None, window, placeholders, hidden
     )
     rows = _matches_in(connection, statement, bounds, pairs, needed)
     if len(rows) == needed:
         return rows
-    beyond = search.open_candidates(start_date, end_date, placeholders=placeholders)
+    beyond = search.open_candidates(
+        start_date, end_date, placeholders=placeholders, hidden_sources=hidden_sources
+    )
     beyond = beyond[window : window + 1]
     return None if beyond.exists() else rows
 
@@ -232,7 +248,9 @@ _SOME_DAY = dt.date(2000, 1, 1)
 
 
 @functools.lru_cache(maxsize=16)
-def _window_statement(has_start: bool, has_end: bool, window: int, placeholders: bool) -> str:
+def _window_statement(
+    has_start: bool, has_end: bool, window: int, placeholders: bool, hidden: tuple[str, ...] = ()
+) -> str:
     """The window's SQL for a date range with these bounds; its parameters
     are the bounds present, then the signature mask twice and the rows to read.
 
@@ -251,6 +269,7 @@ def _window_statement(has_start: bool, has_end: bool, window: int, placeholders:
         _SOME_DAY if has_start else None,
         _SOME_DAY if has_end else None,
         placeholders=placeholders,
+        hidden_sources=frozenset(hidden),
     )
     part = candidates.values(
         "id",
@@ -262,14 +281,15 @@ def _window_statement(has_start: bool, has_end: bool, window: int, placeholders:
         "uid",
     )[:window]
     sql, params = part.query.sql_with_params()
-    # Its parameters are the date bounds, and the placeholders' source when
-    # they are left out: a constant of ours, written into the statement.
-    constant = DataProduct.Source.SDP.value
-    dates = [p for p in params if p != constant]
-    if dates != [_SOME_DAY] * (has_start + has_end) or len(params) - len(dates) > 1:
+    # Its parameters are the date bounds, and the sources left out (the
+    # placeholders', the DLM's while hidden): constants of ours, written
+    # into the statement.
+    constants = set(DataProduct.Source.values)
+    dates = [p for p in params if p not in constants]
+    if dates != [_SOME_DAY] * (has_start + has_end):
         raise AssertionError(f"the window's parameters are not its date bounds: {params!r}")
     if len(dates) != len(params):
-        sql = sql % tuple("%s" if p == _SOME_DAY else f"'{constant}'" for p in params)
+        sql = sql % tuple("%s" if p == _SOME_DAY else f"'{p}'" for p in params)
     bits = f"bit({search_text.SIGNATURE_BITS})"
     return (
         f"SELECT w.id, w.search_text, w.row_json FROM ({sql}) w "

@@ -409,6 +409,40 @@ SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED = env_bool("SKA_DATAPRODUCT_DLM_INTERFACE_
 SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA = env_str(
     "SKA_DATAPRODUCT_API_POSTGRESQL_DLM_SCHEMA", "dlm"
 )
+# --- DLM bridge (issue 19; dlm_bridge/) ---
+SKA_DATAPRODUCT_API_POSTGRESQL_DLM_METADATA_TABLE_NAME = env_str(
+    "SKA_DATAPRODUCT_API_POSTGRESQL_DLM_METADATA_TABLE_NAME", "data_item"
+)
+# The DLM's database: its own URL, else the main database (the upstream chart's
+# "shared PostgreSQL"). Always a connection of its own, read-only in the server
+# (default_transaction_read_only) as well as in the router.
+DLM_DATABASE_URL = env_str("DLM_DATABASE_URL", "").strip()
+if DLM_DATABASE_URL:
+    try:
+        DATABASES["dlm"] = dj_database_url.parse(DLM_DATABASE_URL, conn_max_age=60)
+    except Exception as exc:
+        raise ImproperlyConfigured(
+            f"DLM_DATABASE_URL is not a usable database URL: {exc}"
+        ) from None
+else:
+    DATABASES["dlm"] = {**DATABASES["default"], "OPTIONS": dict(DATABASES["default"]["OPTIONS"])}
+    # Tests: the main test database, through this connection of its own.
+    DATABASES["dlm"]["TEST"] = {"MIRROR": "default"}
+if DATABASES["dlm"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    _dlm_options = DATABASES["dlm"].setdefault("OPTIONS", {})
+    _dlm_options["connect_timeout"] = env_int("DLM_CONNECT_TIMEOUT", 3, minimum=1)
+    _dlm_options["options"] = (
+        f"{_dlm_options.get('options', '')} -c default_transaction_read_only=on"
+    ).strip()
+    DATABASES["dlm"]["CONN_HEALTH_CHECKS"] = True
+# A request touches the DLM once per DLM_PROBE_SECONDS at most: no connection
+# kept per serving thread for it (each would double the main database's).
+DATABASES["dlm"]["CONN_MAX_AGE"] = 0
+DATABASE_ROUTERS = ["dlm_bridge.router.DlmRouter"]
+# How old the DLM's reachability and access may be when a request uses it (seconds).
+DLM_PROBE_SECONDS = env_float("DLM_PROBE_SECONDS", 5.0, minimum=0)
+# The mirror's refresh (a django-q2 schedule; 0 turns it off).
+DLM_SYNC_MINUTES = env_int("DLM_SYNC_MINUTES", 1, minimum=0)
 
 # --- Access --------------------------------------------------------------------
 

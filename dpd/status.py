@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count, Max, Q
 
+from dlm_bridge import services as dlm_services
 from dpd.access import visible_to
 from dpd.database_check import database_in_use
 from dpd.models import DataProduct
@@ -53,7 +54,7 @@ def available_data_stores() -> list[str]:
     return sorted(stores)
 
 
-def _catalogue_counts() -> dict[str, Any]:
+def _catalogue_counts(hidden: frozenset[str]) -> dict[str, Any]:
     """One query: the counts and the last change time.
 
     /status authenticates nobody (probes and the dashboard poll it), so the
@@ -63,7 +64,8 @@ def _catalogue_counts() -> dict[str, Any]:
     time tells nothing about which product changed.
     """
     # Placeholder rows (SDP work with no product yet) are not products.
-    open_to_all = visible_to(frozenset()) & ~Q(source=DataProduct.Source.SDP)
+    # DLM rows only while they are listed (dlm_bridge.services.hidden_sources).
+    open_to_all = visible_to(frozenset()) & ~Q(source__in=[DataProduct.Source.SDP, *hidden])
     return DataProduct.objects.aggregate(
         total=Count("pk", filter=open_to_all),
         on_volume=Count("pk", filter=open_to_all & Q(source=DataProduct.Source.VOLUME)),
@@ -72,19 +74,14 @@ def _catalogue_counts() -> dict[str, Any]:
 
 
 def _dlm_interface_status() -> dict[str, Any]:
-    """Off state; the DLM bridge reports its probes here once it is enabled."""
-    return {
-        "number_of_items": None,
-        "dlm_data_item_accessible": False,
-        "dlm_tables_accessible": False,
-        "dlm_tables_error": None,
-    }
+    """The DLM bridge's probes and last sync (issue 19)."""
+    return dlm_services.interface_status()
 
 
 def api_status() -> dict[str, Any]:
     db_error = None
     try:
-        counts = _catalogue_counts()
+        counts = _catalogue_counts(dlm_services.hidden_sources())
     except DatabaseError as exc:
         logger.warning("status: database unavailable: %s", exc)
         db_error = f"Database not available: {type(exc).__name__}"

@@ -130,6 +130,7 @@ def test_the_update_time_moves_when_a_product_is_added_or_updated(client):
     assert updated > added["last_metadata_update_time"]
 
 
+@pytest.mark.django_db(databases=["default", "dlm"])  # the DLM's probe reads its alias
 def test_configured_stores_are_listed_but_report_not_connected(client, db, settings):
     settings.SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED = True
     settings.SDP_ETCD_HOST = "127.0.0.1"

@@ -26,6 +26,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 
 from annotations.services import annotated_product_uids
+from dlm_bridge import services as dlm
 from dpd import search
 from dpd.access import visible_products
 from dpd.api.product_serializers import ProductIdentifierSerializer, Unprocessable, body_object
@@ -72,7 +73,7 @@ def _identified(request, body: dict[str, Any]) -> Selection:
         raise Unprocessable(serializer.errors)
     uid = serializer.validated_data.get("uid")
     execution_block = serializer.validated_data["execution_block"]
-    products = visible_products(request)
+    products = visible_products(request, hidden_sources=dlm.hidden_sources())
     if uid is not None:
         products = products.filter(uid=uid)
         asked = f"uid {uid}"
@@ -85,6 +86,8 @@ def _identified(request, body: dict[str, Any]) -> Selection:
         stem = stem.rstrip("/").rsplit("/", 1)[-1]
     else:
         stem = execution_block
+    if refusal := dlm.download_refusal(products, asked):  # a DLM copy: not on this volume
+        raise NotFound(refusal)
     if products and all(p.source == DataProduct.Source.SDP for p in products):
         raise NotFound(
             f"Nothing to download: {asked} is a placeholder for SDP work in progress "

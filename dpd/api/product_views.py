@@ -24,6 +24,7 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from dlm_bridge import services as dlm
 from dpd import download_slots, services
 from dpd.access import visible_products
 from dpd.api.download_selection import check_size, select_products
@@ -43,6 +44,7 @@ from dpd.download import DownloadNotFound, plan_download
 from dpd.http_ranges import Unsatisfiable, requested_range
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
+from dpd.models import DataProduct
 from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
 from dpd.tar_layout import archive_layout
 from dpd.tar_stream import stream_archive
@@ -171,10 +173,17 @@ class DataProductMetadataView(ReadOnlyPost, APIView):
                 f"(execution_block {execution_block!r} alone does not select a product; "
                 "send its uid)."
             )
-        product = visible_products(request).filter(uid=uid).first()
+        # DLM rows while the DLM answers, deleted and expired ones too (issue 19).
+        hidden = dlm.hidden_sources(include_retired=True)
+        visible = visible_products(request, hidden_sources=hidden)
+        product = visible.filter(uid=uid).first()
         if product is None:
             raise NotFound(f"Data product not found: no data product with uid {uid}.")
-        return Response(product.nested_document(), headers=product_page_link(request, product.uid))
+        document = product.nested_document()
+        listed = DataProduct.Source.DLM not in hidden
+        if listed and (copies := product.dlm_copies(visible)):  # where the DLM holds copies
+            document["dlm_copies"] = copies
+        return Response(document, headers=product_page_link(request, product.uid))
 
 
 class DownloadView(ReadOnlyPost, APIView):

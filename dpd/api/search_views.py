@@ -31,6 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.services import annotated_product_uids
+from dlm_bridge import services as dlm
 from dpd import search, search_rows
 from dpd.access import caller_groups, sees_placeholders, visible_products
 from dpd.api import column_labels
@@ -312,19 +313,30 @@ class DataProductSearchView(ReadOnlyPost, APIView):
             raise Unprocessable(exc.detail) from None
         start, end = data["start_bound"], data["end_bound"]
         placeholders = sees_placeholders(request)
+        # DLM rows: none while the DLM does not answer (issue 19).
+        hidden = dlm.hidden_sources(include_retired=dlm.pairs_ask_for_retired(data["pairs"]))
 
         def matching() -> QuerySet[DataProduct]:
             # Built only when the window is not the whole answer: building the
             # pairs' conditions alone is ~0.16 ms of ORM work per request.
             return search.search_products(
-                start_date=start, end_date=end, pairs=data["pairs"], placeholders=placeholders
+                start_date=start,
+                end_date=end,
+                pairs=data["pairs"],
+                placeholders=placeholders,
+                hidden_sources=hidden,
             )
 
         as_text = _wants_json(request)
         page = SearchRequestSerializer.page(body, data)
         offset, size = page or (0, settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT)
         found = search_rows.window_rows(
-            start, end, data["pairs"], offset + size, placeholders=placeholders
+            start,
+            end,
+            data["pairs"],
+            offset + size,
+            placeholders=placeholders,
+            hidden_sources=hidden,
         )
         if found is not None:
             rows = search_rows.window_page(found, offset, as_text=as_text)
@@ -335,7 +347,7 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         else:
             rows, total = search_rows.counted_page(matching(), offset, size, as_text=as_text)
         if page is None:
-            asked = ("search", start, end, tuple(data["pairs"]))
+            asked = ("search", start, end, tuple(data["pairs"]), tuple(sorted(hidden)))
             return _plain_list(rows, as_text, size, matching, asked)
         more = offset + len(rows) < total
         return _rows_response(rows, as_text, total=total, more_results=more)
@@ -411,8 +423,14 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
         data = FilterRequestSerializer.validated(data)
         grid = data.get("filterModel") or {}
         panel = data.get("searchPanelOptions") or {}
+        # DLM rows: none while the DLM does not answer (issue 19).
+        hidden = dlm.hidden_sources(
+            include_retired=dlm.filter_asks_for_retired(
+                [*(grid.get("items") or []), *(panel.get("items") or [])]
+            )
+        )
         products = search.filter_products(
-            visible_products(request),
+            visible_products(request, hidden_sources=hidden),
             filter_items=grid.get("items") or [],
             logic_operator=(grid.get("logicOperator") or "and").lower(),
             panel_items=panel.get("items") or [],
@@ -425,7 +443,12 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
             rows = search_rows.fetch_page(products, 0, limit, as_text=as_text)
             # The body and the caller's groups decide the matches.
-            asked = ("filter", json.dumps(data, sort_keys=True, default=str), _groups_of(request))
+            asked = (
+                "filter",
+                json.dumps(data, sort_keys=True, default=str),
+                _groups_of(request),
+                tuple(sorted(hidden)),
+            )
             return _plain_list(rows, as_text, limit, lambda: products, asked)
         offset, size = page
         rows, total = search_rows.counted_page(products, offset, size, as_text=as_text)

@@ -96,10 +96,11 @@ def _prepare_background_work(stdout) -> None:
     and would queue a run for each of them."""
     from django.db import DatabaseError
 
+    from dlm_bridge.tasks import prepare_background_work as prepare_dlm_sync
     from indexing.tasks import queue_startup_index, sync_schedules
 
     try:
-        for line in sync_schedules():
+        for line in [*sync_schedules(), *prepare_dlm_sync()]:  # DLM: issue 19
             stdout.write(f"schedule {line}")
         if settings.INDEXING_ON_STARTUP:
             queue_startup_index(timezone.now())
