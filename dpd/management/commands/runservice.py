@@ -30,8 +30,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, bind: str, workers: int, grace: float | None, **options):
-        web = gunicorn_command(bind, workers, "--access-logfile", "-")
-        commands = {"web": web, **worker_commands()}
+        # No gunicorn access log: dpd.ops.middleware logs every request (LOG_FORMAT).
+        commands = {"web": gunicorn_command(bind, workers), **worker_commands()}
         code = run_supervised(
             commands,
             grace=default_grace() if grace is None else grace,
