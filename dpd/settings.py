@@ -463,6 +463,15 @@ if DPD_THROTTLE_ANON_RATE and not re.fullmatch(
 # Reverse proxies in front of us: the client address is taken from X-Forwarded-For
 # this many hops back (0: the connection's address; a client can't choose it).
 DPD_NUM_PROXIES = env_int("DPD_NUM_PROXIES", 0, minimum=0)
+# Those proxies' addresses (CIDRs): X-Forwarded-For is believed only from them; empty: from any.
+DPD_PROXY_ADDRESSES = env_list("DPD_PROXY_ADDRESSES", [])
+for _cidr in DPD_PROXY_ADDRESSES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DPD_PROXY_ADDRESSES: {_cidr!r} is not an address or CIDR"
+        ) from None
 # Who may read /metrics: addresses or CIDRs of the connection (not X-Forwarded-For:
 # Prometheus scrapes the pod directly); "*" is anyone.
 DPD_METRICS_ALLOWED_ADDRESSES = env_list("DPD_METRICS_ALLOWED_ADDRESSES", ["127.0.0.1", "::1"])

@@ -85,6 +85,9 @@ def test_metrics_are_refused_to_addresses_not_listed(client, settings):
     settings.DPD_METRICS_ALLOWED_ADDRESSES = ["10.0.0.0/8"]
     response = client.get("/metrics", REMOTE_ADDR="10.9.8.7", **POD)
     assert response.status_code == 200
+    # The same pod network holds the ingress: what it forwards is refused.
+    forwarded = {"REMOTE_ADDR": "10.9.8.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+    assert client.get("/metrics", **forwarded, **POD).status_code == 403
     assert response["Content-Type"].startswith("text/plain; version=")
 
 

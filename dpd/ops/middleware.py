@@ -40,6 +40,11 @@ class OpsEndpointsMiddleware:
             from dpd.ops import metrics
 
             address = request.META.get("REMOTE_ADDR", "")
+            if "HTTP_X_FORWARDED_FOR" in request.META:
+                # Through the ingress (whose address may be in the allowed
+                # networks): scrapers reach the pod directly.
+                detail = "/metrics is not served through a proxy: scrape the pod directly."
+                return _json({"detail": detail}, 403)
             if not metrics.allowed(address):
                 detail = f"/metrics is not open to {address} (DPD_METRICS_ALLOWED_ADDRESSES)."
                 return _json({"detail": detail}, 403)
