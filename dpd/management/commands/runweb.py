@@ -1,6 +1,7 @@
 import os
 
 from django.core.management.base import BaseCommand
+from django.db import connections
 
 from dpd.service_sides import mark_service_start, prepare_database
 from dpd.web_server import gunicorn_command
@@ -25,5 +26,6 @@ class Command(BaseCommand):
         self.stdout.flush()
         mark_service_start()
         argv = gunicorn_command(bind, workers)
+        connections.close_all()  # the migration's connection must not outlive us in gunicorn
         # gunicorn takes this process's place: signals reach its master directly.
         os.execv(argv[0], argv)
