@@ -95,23 +95,24 @@ def test_metrics_sum_two_gunicorn_workers_after_an_indexing_run(services):
     web = services.runweb("web-a", workers=2)
     web.wait_ready()
 
-    # Concurrent clients on fresh connections: both workers serve some.
-    with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda _: web.get("/status")[0], range(40)))
-    assert statuses == [200] * 40
     key = (
         "dpd_http_requests_total",
         (("method", "GET"), ("route", "^status/?$"), ("status", "200")),
     )
-    # Every scrape, whichever worker answers it, sums both workers' counts.
-    for _ in range(6):
-        metrics = _samples(web)
-        assert metrics[key] == 41  # wait_ready's /status too
     latency = (
         "dpd_http_request_duration_seconds_count",
         (("method", "GET"), ("route", "^status/?$")),
     )
-    assert metrics[latency] == 41
+    before = _samples(web)  # wait_ready's /status requests (scrapes are not counted)
+    # Concurrent clients on fresh connections: both workers serve some.
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: web.get("/status", timeout=30)[0], range(40)))
+    assert statuses == [200] * 40
+    # Every scrape, whichever worker answers it, sums both workers' counts.
+    for _ in range(6):
+        metrics = _samples(web)
+        assert metrics[key] - before[key] == 40
+    assert metrics[latency] - before[latency] == 40
     assert metrics[("dpd_index_runs_total", (("status", "completed"),))] == 1
     assert metrics[("dpd_indexing_files_indexed_total", ())] == files
     assert metrics[("dpd_products", (("source", "volume"), ("store", "shared")))] == files

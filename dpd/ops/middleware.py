@@ -20,7 +20,7 @@ def _json(body: dict, status: int) -> HttpResponse:
 
 
 class OpsEndpointsMiddleware:
-    """Answer GET /healthz, /readyz and /metrics before the rest of the stack
+    """Answer /healthz, /readyz and /metrics before the rest of the stack
     (dpd/ops/__init__.py says why). Everything else passes through."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
@@ -56,7 +56,9 @@ class OpsEndpointsMiddleware:
 class RequestLogMiddleware:
     """One log line per request (logger `dpd.requests`, INFO) and the request
     metrics, labelled by route: the URL pattern that matched, so that a
-    product's uid or a scanner's random paths never become a label value."""
+    product's uid or a scanner's random paths never become a label value.
+    The caller's identity is not logged: resolving it can cost a database
+    query (down, or not needed by the view) or a call to the permissions API."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
@@ -84,14 +86,6 @@ class RequestLogMiddleware:
                 "route": route,
                 "status": response.status_code,
                 "duration_ms": round(seconds * 1000, 2),
-                "user": _user(request),
             },
         )
         return response
-
-
-def _user(request: HttpRequest) -> str | None:
-    user = getattr(request, "user", None)
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return user.get_username()
