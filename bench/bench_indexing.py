@@ -86,6 +86,7 @@ RUNSERVICE = [sys.executable, "manage.py", "runservice", "--grace", "10"]
 # queue and results too, so no task of an earlier run is redelivered).
 TABLES = [
     "annotations_annotationrevision",
+    "annotations_upstreamannotation",
     "annotations_annotation",
     "dpd_dataproduct",
     "dpd_indexing_state",
