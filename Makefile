@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test venv lint schema clean
+.PHONY: run test venv lint schema image clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: venv
 
 schema: venv
 	$(PY) manage.py spectacular --file docs/openapi.yaml --validate
+
+## Build the image (Dockerfile) as dpd-backend:latest, where a Docker daemon answers.
+image:
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker daemon answers here: nothing built" >&2; exit 2; }
+	docker build -t dpd-backend:latest .
 
 clean:
 	rm -rf $(VENV) var

@@ -2,7 +2,7 @@
 
     flock /tmp/bench.lock .venv/bin/python bench/bench_indexing.py \\
         --volume ROOT --database-url postgres://USER@HOST:PORT/DBNAME \\
-        [--clients 4] [--stale 10] [--phases search,takeover,recovery]
+        [--clients 4] [--stale 10] [--phases search,takeover,recovery,health]
 
 Every process is real: `manage.py runservice` instances (gunicorn + the
 django-q2 worker, the way the README runs the service) on one PostgreSQL
@@ -41,11 +41,18 @@ request, a short think time between requests, like dashboards polling).
    sigterm_resume_s = the next claim - the exit; that run must skip every
    file the interrupted ones wrote, and the catalogue must end exact.
 
+4. Health during a cold index. Tables emptied; one instance starts a cold
+   index while --health-clients clients (spread over four processes, raw
+   sockets, so that the clients' own GIL does not add to the figure) GET
+   /healthz, a new connection per request and --think seconds apart, as
+   probes and load balancers do. healthz_p99_busy_ms is the p99 of the
+   requests that began and ended inside the run (target: under 5 ms).
+
 The database named by --database-url is created when missing and its
 catalogue is EMPTIED (do not point it at data you want). The last line:
 `search_p99_busy_vs_idle=R1 takeover_vs_stale=R2 restart_resume_vs_stale=R3 ...` (targets
 R1 <= 2, R2 <= 1.1; restart_resume_s <= 10 and sigterm_stop_s <= 10), with the figures
-of the phases that ran.
+of the phases that ran (healthz_p99_vs_5ms: the health phase's p99 over its 5 ms target).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -78,6 +86,7 @@ RUNSERVICE = [sys.executable, "manage.py", "runservice", "--grace", "10"]
 # queue and results too, so no task of an earlier run is redelivered).
 TABLES = [
     "annotations_annotationrevision",
+    "annotations_upstreamannotation",
     "annotations_annotation",
     "dpd_dataproduct",
     "dpd_indexing_state",
@@ -116,9 +125,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stale", type=int, default=10, help="stale limit of the takeover")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers per instance")
     parser.add_argument(
+        "--health-clients", type=int, default=16, help="concurrent /healthz clients"
+    )
+    parser.add_argument(
         "--phases",
-        default="search,takeover,recovery",
-        help="comma-separated phases to run (search, takeover, recovery)",
+        default="search,takeover,recovery,health",
+        help="comma-separated phases to run (search, takeover, recovery, health)",
     )
     return bench_database.parse_args(parser)
 
@@ -330,6 +342,95 @@ def wait_slot(url: str, predicate, timeout: float, what: str, every: float = 0.0
                 return state
             time.sleep(every)
     raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+
+
+# --- health clients ----------------------------------------------------------------
+
+HEALTH_PROCESSES = 4
+
+
+def _health_get(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return answer.startswith(b"HTTP/1.1 200") or answer.startswith(b"HTTP/1.0 200")
+
+
+def _health_process(url: str, threads: int, think: float, stop, out) -> None:
+    """One client process: `threads` clients until `stop`; its samples to `out`."""
+    parts = urlsplit(url)
+    samples: list[tuple[float, float, int, int]] = []
+
+    def client() -> None:
+        while not stop.is_set():
+            started = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
+            try:
+                ok = _health_get(parts.hostname, parts.port)
+            except OSError:
+                ok = False
+            samples.append((started, time.monotonic(), 200 if ok else 0, 0))
+            stop.wait(think)
+
+    workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    out.put(samples)
+
+
+def run_health_clients(url: str, count: int, think: float):
+    """Start `count` /healthz clients; returns a function that stops them and
+    gives their samples."""
+    context = multiprocessing.get_context("fork")
+    stop, out = context.Event(), context.Queue()
+    share, extra = divmod(count, HEALTH_PROCESSES)
+    per = [share + (i < extra) for i in range(HEALTH_PROCESSES)]
+    processes = [
+        context.Process(target=_health_process, args=(url, n, think, stop, out), daemon=True)
+        for n in per
+        if n
+    ]
+    for process in processes:
+        process.start()
+
+    def finish() -> list[tuple[float, float, int, int]]:
+        stop.set()
+        samples = []
+        for _ in processes:
+            samples += out.get(timeout=60)
+        for process in processes:
+            process.join(timeout=10)
+        return samples
+
+    return finish
+
+
+def measure_health(args, env: dict[str, str], log_dir: Path, expected: int) -> dict:
+    empty_tables(args.database_url)
+    # No SDP watcher: its slot row would share dpd_indexing_state with the volume's.
+    instance = start_instance("health", {**env, "SDP_ETCD_HOST": ""}, args.web_workers, log_dir)
+    finish = run_health_clients(instance.url, args.health_clients, args.think)
+    try:
+        wait_slot(args.database_url, lambda s: s["running"], 60, "start-up indexing to start")
+        run_began = time.monotonic()
+        wait_slot(args.database_url, lambda s: not s["running"], 3600, "the cold index to end")
+        run_ended = time.monotonic()
+    finally:
+        samples = finish()
+        instance.stop()
+    busy = [s for s in samples if s[0] >= run_began and s[1] <= run_ended]
+    latencies = [1000 * (end - start) for start, end, *_ in busy]
+    errors = sum(status != 200 for _, _, status, _ in busy)
+    print(
+        f"healthz during a {run_ended - run_began:.1f} s cold index, "
+        f"{args.health_clients} clients: n={len(busy)} errors={errors} "
+        f"p50={statistics.median(latencies):.2f} ms p99={p99_ms(busy):.2f} ms "
+        f"max={max(latencies):.1f} ms"
+    )
+    return {"p99": p99_ms(busy), "errors": errors, "rows": catalogue(args.database_url)[0]}
 
 
 # --- the two measurements ----------------------------------------------------------
@@ -569,6 +670,14 @@ def main() -> None:
             f"sigterm_resume_s={recovery['sigterm_resume']:.2f}"
         )
         exact.append(recovery["exact"])
+    if "health" in phases:
+        health = measure_health(args, env, logs, expected)
+        ratios.append(f"healthz_p99_vs_5ms={health['p99'] / 5:.2f}")
+        figures.append(
+            f"healthz_p99_busy_ms={health['p99']:.2f} healthz_errors={health['errors']} "
+            f"health_clients={args.health_clients}"
+        )
+        exact.append(health["rows"] == expected)
     verdict = f"catalogue_exact={str(all(exact)).lower()} products={expected}"
     print(" ".join([*ratios, *figures, verdict]))
 

@@ -12,6 +12,9 @@ from the master's environment, so the master and its workers agree.
 
 import math
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpd.settings")
 
@@ -34,9 +37,45 @@ if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     worker_tmp_dir = "/dev/shm"
 
 
+# gunicorn's own log lines (start, stop, worker timeouts) in the project's
+# format: JSON with LOG_FORMAT=json, as every other line.
+if settings.LOG_FORMAT != "plain":
+    logconfig_dict = {"formatters": {"generic": settings.LOG_FORMATTERS[settings.LOG_FORMAT]}}
+
+# /metrics sums the request metrics of every worker through files in this
+# directory (prometheus_client's multiprocess mode, dpd.ops.metrics).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_made_metrics_dir = ""
+
+
+def _prepare_metrics_dir() -> None:
+    """Before the workers fork: the directory given by PROMETHEUS_MULTIPROC_DIR
+    (made if missing, emptied: a new server counts from zero, as Prometheus
+    expects of a restarted target), or one of our own, removed at exit."""
+    global _made_metrics_dir
+    configured = os.environ.get(METRICS_DIR_ENV, "").strip()
+    if configured:
+        folder = Path(configured)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    else:
+        _made_metrics_dir = tempfile.mkdtemp(prefix="dpd-metrics-")
+        os.environ[METRICS_DIR_ENV] = _made_metrics_dir
+
+
 def on_starting(server) -> None:
     download_slots.share_between_processes()  # before the workers are forked
+    _prepare_metrics_dir()
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges go; its counts stay
 
 
 def on_exit(server) -> None:
     download_slots.stop_sharing()
+    if _made_metrics_dir:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)

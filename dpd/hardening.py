@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -119,10 +120,29 @@ class AnonymousRateThrottle(AnonRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 
+    def get_ident(self, request) -> str:
+        return client_address(request)
+
 
 def client_address(request: HttpRequest) -> str:
-    """The caller's address as DRF's throttles see it (honours NUM_PROXIES)."""
+    """The caller's address as the throttles count it: DRF's reading of
+    X-Forwarded-For DPD_NUM_PROXIES hops back, believed only on a connection
+    from one of DPD_PROXY_ADDRESSES when that is set (a client that reaches a
+    pod directly cannot pick its own bucket)."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    if settings.DPD_NUM_PROXIES and settings.DPD_PROXY_ADDRESSES and not _from_proxy(remote):
+        return remote
     return BaseThrottle().get_ident(request)
+
+
+def _from_proxy(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(
+        ip in ipaddress.ip_network(cidr, strict=False) for cidr in settings.DPD_PROXY_ADDRESSES
+    )
 
 
 # Every password form: the admin's and the pages' (Django's LoginView, both

@@ -155,6 +155,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics before anything checks the host or redirects (dpd/ops).
+    "dpd.ops.middleware.OpsEndpointsMiddleware",
+    "dpd.ops.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "dpd.middleware.CorsAllowRequestedHeadersMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -299,11 +302,24 @@ LOG_LEVEL = LOG_LEVEL.strip().upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not DEBUG, INFO, WARNING or ERROR")
 
+# plain: one human-readable line per record; json: one JSON object per line
+# (python-json-logger), with a request's or a batch's fields as keys.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not plain or json")
+LOG_FORMATTERS = {
+    "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    "json": {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+    },
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"default": LOG_FORMATTERS[LOG_FORMAT]},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
@@ -488,6 +504,25 @@ if DPD_THROTTLE_ANON_RATE and not re.fullmatch(
 # Reverse proxies in front of us: the client address is taken from X-Forwarded-For
 # this many hops back (0: the connection's address; a client can't choose it).
 DPD_NUM_PROXIES = env_int("DPD_NUM_PROXIES", 0, minimum=0)
+# Those proxies' addresses (CIDRs): X-Forwarded-For is believed only from them; empty: from any.
+DPD_PROXY_ADDRESSES = env_list("DPD_PROXY_ADDRESSES", [])
+for _cidr in DPD_PROXY_ADDRESSES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DPD_PROXY_ADDRESSES: {_cidr!r} is not an address or CIDR"
+        ) from None
+# Who may read /metrics: addresses or CIDRs of the connection (not X-Forwarded-For:
+# Prometheus scrapes the pod directly); "*" is anyone.
+DPD_METRICS_ALLOWED_ADDRESSES = env_list("DPD_METRICS_ALLOWED_ADDRESSES", ["127.0.0.1", "::1"])
+for _cidr in set(DPD_METRICS_ALLOWED_ADDRESSES) - {"*"}:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"DPD_METRICS_ALLOWED_ADDRESSES: {_cidr!r} is not an address, a CIDR or *"
+        ) from None
 # Failed admin logins from one address before further attempts get 429 (0: off).
 DPD_LOGIN_FAILURE_LIMIT = env_int("DPD_LOGIN_FAILURE_LIMIT", 5, minimum=0)
 DPD_LOGIN_LOCKOUT_SECONDS = env_int("DPD_LOGIN_LOCKOUT_SECONDS", 300, minimum=1)

@@ -413,6 +413,18 @@ class _ProgressReporter:
     def __call__(self, progress: IndexProgress) -> None:
         self.last = progress
         counts = progress_fields(progress)
+        # One line per batch: what an operator tails (or a log system indexes, LOG_FORMAT=json).
+        logger.info(
+            "index run %s: %s of %s files processed (added=%s updated=%s skipped=%s) %s",
+            self.run.pk,
+            progress.files_processed,
+            progress.files_found,
+            progress.files_added,
+            progress.files_updated,
+            progress.files_skipped,
+            progress.step,
+            extra={"run_id": self.run.pk, "files_found": progress.files_found, **counts},
+        )
         # Raises LostLeadership when the slot was reclaimed: the run stops.
         leader.heartbeat(self.lease, total_files=progress.files_found, **counts)
         IndexRun.objects.filter(pk=self.run.pk, status=IndexRun.Status.RUNNING).update(

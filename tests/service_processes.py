@@ -1,6 +1,7 @@
 """Real service processes for the fault tests: `runservice` (gunicorn +
-qcluster), `qcluster` alone, `reindex`, each in its own process group so a
-test can SIGKILL one with all its workers, and teardown never leaks any."""
+qcluster), its two sides apart (`runweb`, `runworker`), `qcluster` alone,
+`reindex`, each in its own process group so a test can SIGKILL one with all
+its workers, and teardown never leaks any."""
 
 from __future__ import annotations
 
@@ -196,6 +197,18 @@ class ServiceSet:
             new_container,
         )
         return Service(process, f"http://127.0.0.1:{port}")
+
+    def runweb(self, name: str, workers: int = 1, **extra_env: str) -> Service:
+        """The web side alone (`manage.py runweb`: gunicorn, no background work)."""
+        port = free_port()
+        args = ["runweb", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+        process = self._start(name, args, {"DPD_INSTANCE_NAME": name, **extra_env})
+        return Service(process, f"http://127.0.0.1:{port}")
+
+    def runworker(self, name: str, **extra_env: str) -> Process:
+        """The worker side alone (`manage.py runworker`: qcluster, schedules, start-up)."""
+        args = ["runworker", "--grace", "10"]
+        return self._start(name, args, {"DPD_INSTANCE_NAME": name, **extra_env})
 
     def command(self, name: str, *args: str, **extra_env: str) -> Process:
         return self._start(name, list(args), {"DPD_INSTANCE_NAME": name, **extra_env})

@@ -19,6 +19,8 @@ DPD_INTERFACE = (
     "dpd.settings",
     "dpd.management",
     "dpd.sdp_watcher",
+    "dpd.service_sides",
+    "dpd.ops",
 )
 
 

@@ -163,6 +163,35 @@ def test_a_forged_x_forwarded_for_does_not_escape_the_throttle(settings, product
     assert codes == [200, 200, 429]
 
 
+def _behind_one_ingress(settings) -> None:
+    settings.DPD_THROTTLE_ANON_RATE = "2/minute"
+    settings.DPD_NUM_PROXIES = 1
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    settings.DPD_PROXY_ADDRESSES = ["10.0.0.0/8"]  # the ingress controller's pods
+
+
+def _searches(remote: str, forwarded_for: list[str]) -> list[int]:
+    return [
+        APIClient(REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=address)
+        .post("/dataproductsearch", {}, format="json")
+        .status_code
+        for address in forwarded_for
+    ]
+
+
+def test_behind_an_ingress_each_dashboard_user_has_a_bucket_of_their_own(settings, products):
+    _behind_one_ingress(settings)
+    users = ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+    assert _searches("10.0.0.5", users * 2) == [200] * 6
+    assert _searches("10.0.0.5", ["203.0.113.1"]) == [429]
+
+
+def test_x_forwarded_for_is_not_believed_from_outside_the_proxy_addresses(settings, products):
+    _behind_one_ingress(settings)
+    forged = [f"203.0.113.{n}" for n in range(3)]
+    assert _searches("198.51.100.7", forged) == [200, 200, 429]
+
+
 # --- Crashes show no internals ---------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ class Command(BaseCommand):
         "Mirror the SDP configuration database's flows (etcd, SDP_ETCD_HOST) into the "
         "catalogue until SIGTERM/SIGINT. Every instance may run it: one writes, the others "
         "stand by and take over when its heartbeat goes stale (SDP_WATCHER_STALE_SECONDS). "
-        "`runservice` starts it beside the django-q2 worker."
+        "`runworker` (and so `runservice`) starts it beside the django-q2 worker."
     )
 
     def handle(self, *args, **options):
