@@ -20,7 +20,7 @@ from dpd.models import DataProduct
 from dpd.sdp_models import Flow
 from indexing.leader import volume_prefix
 from indexing.models import IndexingState, IndexRun
-from tests.annotation_helpers import TEAM, make_user
+from tests.annotation_helpers import TEAM, database_unreachable, make_user
 
 SECRET_EB = "eb-team-20240315-00007"
 
@@ -271,3 +271,12 @@ def test_the_chart_puts_years_of_products_into_yearly_bars():
     assert chart.bars[-1].count == 5 and chart.total == 9
     tallest = max(chart.bars, key=lambda bar: bar.height)
     assert tallest.label == "2024" and tallest.y >= 0
+
+
+def test_with_the_database_down_the_page_says_so_with_a_503(transactional_db):
+    with database_unreachable():
+        response = Client().get("/")
+
+    assert response.status_code == 503
+    page = response.content.decode()
+    assert 'id="database-down"' in page and "unavailable" in section(page, "service")

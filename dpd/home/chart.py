@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-WIDTH = 720
+WIDTH = 1000
 HEIGHT = 220
 LEFT = 44  # room for the count labels
 BOTTOM = 24  # room for the year labels
