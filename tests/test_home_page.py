@@ -32,16 +32,16 @@ def product(eb: str, day: dt.date, instrument: str | None, kind: str | None, gro
     if kind:
         obscore["dataproduct_type"] = kind
     document = {"execution_block": eb, "obscore": obscore, "context": {}}
-    return DataProduct.objects.create(
-        uid=product_uid(eb, f"/volume/{eb}"),
-        execution_block=eb,
-        metadata_file=f"{eb}/ska-data-product.yaml",
-        dataproduct_file=eb,
-        date_created=day,
-        metadata=document,
-        access_group=group,
-        **extra,
-    )
+    columns = {
+        "uid": product_uid(eb, f"/volume/{eb}"),
+        "execution_block": eb,
+        "metadata_file": f"{eb}/ska-data-product.yaml",
+        "dataproduct_file": eb,
+        "date_created": day,
+        "metadata": document,
+        "access_group": group,
+    }
+    return DataProduct.objects.create(**{**columns, **extra})
 
 
 @pytest.fixture
@@ -53,6 +53,14 @@ def catalogue(db):
     product("eb-low-20240120-00002", dt.date(2024, 1, 20), "SKA-Low", "image")
     product("eb-mid-20240302-00003", dt.date(2024, 3, 2), "SKA-Mid", "image")
     product("eb-odd-20240303-00004", dt.date(2024, 3, 3), None, None)  # metadata says nothing
+    product(
+        "eb-api-20240304-00008",
+        dt.date(2024, 3, 4),
+        "SKA-Mid",
+        "image",
+        source=DataProduct.Source.API,
+        metadata_file=None,
+    )
     team = product(SECRET_EB, dt.date(2024, 6, 15), "SKA-Team-Only", "cube", group=TEAM)
     product("eb-none-20240101-00005", dt.date(2024, 1, 1), "SKA-Low", "cube", group="")
     DataProduct.objects.create(
@@ -154,7 +162,12 @@ def test_the_figures_are_those_of_the_products_the_caller_may_see(catalogue, per
     types = Counter(p.metadata["obscore"].get("dataproduct_type", "(not given)") for p in expected)
     assert table(page, "by-instrument") == dict(instruments)
     assert table(page, "by-type") == dict(types)
-    assert table(page, "by-store") == {"shared (Volume)": len(expected), "SDP (SDP placeholder)": 1}
+    ingested = sum(p.source == DataProduct.Source.API for p in expected)
+    assert table(page, "by-store") == {
+        "shared (volume)": len(expected) - ingested,
+        "shared (API ingest)": ingested,
+        "SDP (placeholders)": 1,
+    }
     months = Counter(f"{p.date_created:%Y-%m}" for p in expected)
     bars = chart_bars(page)
     assert {period: count for period, count in bars.items() if count} == dict(months)

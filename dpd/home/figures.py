@@ -30,6 +30,8 @@ from indexing.models import IndexRun
 RECENT_RUNS = 5
 RECENT_ANNOTATIONS = 5
 NEWEST_PRODUCTS = 8
+# How a catalogued product came into the volume's store.
+STORE_SOURCES = {DataProduct.Source.VOLUME: "volume", DataProduct.Source.API: "API ingest"}
 # Text in the tables for a product whose metadata does not say.
 NOT_GIVEN = "(not given)"
 
@@ -65,16 +67,16 @@ def catalogue_breakdown(products: QuerySet[DataProduct]) -> dict[str, Any]:
     )
     stores, instruments, types = Tally(), Tally(), Tally()
     total = placeholders = 0
-    source_labels = dict(DataProduct.Source.choices)
     for row in rows:
         count = row["count"]
         if row["source"] == DataProduct.Source.SDP:
             # SDP work with no product yet: shown by store, never counted as a product.
             placeholders += count
-            stores.add(f"{SDP_STORE_NAME} ({source_labels[row['source']]})", count)
+            stores.add(f"{SDP_STORE_NAME} (placeholders)", count)
             continue
         total += count
-        stores.add(f"{settings.PVCNAME} ({source_labels.get(row['source'], row['source'])})", count)
+        how = STORE_SOURCES.get(row["source"], row["source"])
+        stores.add(f"{settings.PVCNAME} ({how})", count)
         instruments.add(row["instrument"] or NOT_GIVEN, count)
         types.add(row["product_type"] or NOT_GIVEN, count)
     return {
