@@ -293,3 +293,18 @@ def test_with_the_database_down_the_page_says_so_with_a_503(transactional_db):
     assert response.status_code == 503
     page = response.content.decode()
     assert 'id="database-down"' in page and "unavailable" in section(page, "service")
+
+
+def test_a_volume_naming_many_instruments_gives_ten_rows_the_last_summing_the_rest(db):
+    for index in range(30):
+        product(
+            f"eb-many-20240101-{index:05d}", dt.date(2024, 1, 1), f"Instrument {index:02d}", "x"
+        )
+    for index in (98, 99):
+        product(f"eb-long-20240101-{index:05d}", dt.date(2024, 1, 1), "Z" * 5000, "x")
+
+    rows = table(home(Client()), "by-instrument")
+
+    assert len(rows) == 10
+    assert rows["22 others"] == 22 and sum(rows.values()) == 32
+    assert rows["Z" * 59 + "…"] == 2  # shortened for the table

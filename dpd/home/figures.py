@@ -30,6 +30,7 @@ from indexing.models import IndexRun
 RECENT_RUNS = 5
 RECENT_ANNOTATIONS = 5
 NEWEST_PRODUCTS = 8
+TABLE_ROWS = 10  # per breakdown table, the last one summing the rest
 # How a catalogued product came into the volume's store.
 STORE_SOURCES = {DataProduct.Source.VOLUME: "volume", DataProduct.Source.API: "API ingest"}
 # Text in the tables for a product whose metadata does not say.
@@ -45,8 +46,14 @@ class Tally:
     def add(self, key: str, count: int) -> None:
         self.rows[key] = self.rows.get(key, 0) + count
 
-    def largest_first(self) -> list[tuple[str, int]]:
-        return sorted(self.rows.items(), key=lambda item: (-item[1], item[0]))
+    def largest_first(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """The rows, largest first; past `limit`, the rest summed in one row
+        (metadata is free-form: a volume may name a thousand instruments)."""
+        rows = sorted(self.rows.items(), key=lambda item: (-item[1], item[0]))
+        if limit is None or len(rows) <= limit:
+            return rows
+        rest = rows[limit - 1 :]
+        return [*rows[: limit - 1], (f"{len(rest)} others", sum(count for _, count in rest))]
 
 
 def catalogue_breakdown(products: QuerySet[DataProduct]) -> dict[str, Any]:
@@ -83,8 +90,8 @@ def catalogue_breakdown(products: QuerySet[DataProduct]) -> dict[str, Any]:
         "total": total,
         "placeholders": placeholders,
         "by_store": stores.largest_first(),
-        "by_instrument": instruments.largest_first(),
-        "by_type": types.largest_first(),
+        "by_instrument": instruments.largest_first(TABLE_ROWS),
+        "by_type": types.largest_first(TABLE_ROWS),
     }
 
 
