@@ -4,14 +4,18 @@ Fills the bench database as bench_api.py does (reused when already the right
 size), then renders `/` in this process through Django's test client for
 three callers: anonymous, a member of one access group (session), and staff
 (who sees everything). For each it prints the median and p99 of --requests
-renders, the queries per render and the slowest query's median time, and
-compares with `/status` (what a probe polls; the page includes its work).
+renders with the catalogue's figures cached (dpd/home/figures.py: until the
+catalogue changes), the median of --cold renders with the cache emptied
+first (the first render after a change), the queries per render and the
+slowest query's time, and compares with `/status` (what a probe polls; the
+page includes its work).
 
     BENCH_DATABASE_URL=postgres://... .venv/bin/python bench/bench_home.py
 
 The last line is name=value pairs, ratios first: home_vs_status_p50 (the
-member's median against /status's), then each caller's p50/p99 in ms, the
-queries per render and the products.
+member's cached median against /status's), cold_vs_cached (the member's),
+then each caller's p50/p99 in ms, the member's cold median, the queries per
+render and the products.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     bench_database.add_database_url(parser)
     parser.add_argument("--products", type=int, default=100_000)
-    parser.add_argument("--requests", type=int, default=40, help="renders per caller")
+    parser.add_argument("--requests", type=int, default=40, help="cached renders per caller")
+    parser.add_argument("--cold", type=int, default=5, help="renders with an empty cache")
     return bench_database.parse_args(parser)
 
 
@@ -55,17 +60,22 @@ def clients() -> dict:
     return made
 
 
-def measure(client, path: str, requests: int) -> dict:
+def measure(client, path: str, requests: int, cold: bool = False) -> dict:
+    from django.core.cache import cache
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    client.get(path)  # warm: connection, templates, session
+    client.get(path)  # warm: connection, templates, session (and the figures)
     times = []
     for _ in range(requests):
+        if cold:
+            cache.clear()
         started = time.perf_counter()
         response = client.get(path)
         times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, response.status_code
+    if cold:
+        cache.clear()
     with CaptureQueriesContext(connection) as captured:
         client.get(path)
     slowest = max(captured.captured_queries, key=lambda q: float(q["time"]))
@@ -109,10 +119,23 @@ def main() -> None:
             f"queries={result['queries']} slowest={result['slowest_ms']:.1f} ms "
             f"({result['slowest_sql']}...)"
         )
-    pairs = [f"home_vs_status_p50={results['member']['p50'] / status['p50']:.1f}"]
+    cold = measure(callers["member"], "/", args.cold, cold=True)
+    print(
+        f"/ member, cache emptied p50={cold['p50']:.1f} ms queries={cold['queries']} "
+        f"slowest={cold['slowest_ms']:.1f} ms ({cold['slowest_sql']}...)"
+    )
+    member = results["member"]
+    pairs = [
+        f"home_vs_status_p50={member['p50'] / status['p50']:.1f}",
+        f"cold_vs_cached={cold['p50'] / member['p50']:.1f}",
+    ]
     for name, result in results.items():
         pairs += [f"{name}_p50_ms={result['p50']:.1f}", f"{name}_p99_ms={result['p99']:.1f}"]
-    pairs += [f"member_queries={results['member']['queries']}", f"products={args.products}"]
+    pairs += [
+        f"member_cold_p50_ms={cold['p50']:.1f}",
+        f"member_queries={member['queries']}",
+        f"products={args.products}",
+    ]
     print(" ".join(pairs))
 
 

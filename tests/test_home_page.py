@@ -308,3 +308,32 @@ def test_a_volume_naming_many_instruments_gives_ten_rows_the_last_summing_the_re
     assert len(rows) == 10
     assert rows["22 others"] == 22 and sum(rows.values()) == 32
     assert rows["Z" * 59 + "…"] == 2  # shortened for the table
+
+
+def test_the_figures_follow_a_change_of_the_catalogue_at_once(catalogue):
+    client = Client()
+    before = int(re.search(r'data-count="(\d+)"', home(client)).group(1))
+
+    product("eb-new-20240401-00010", dt.date(2024, 4, 1), "SKA-Low", "image")
+
+    assert re.search(rf'id="products-total" data-count="{before + 1}"', home(client))
+    DataProduct.objects.filter(execution_block="eb-new-20240401-00010").delete()
+    IndexRun.objects.create(trigger="command", status="completed", volume_prefix=volume_prefix())
+    assert re.search(rf'id="products-total" data-count="{before}"', home(client))
+
+
+def test_callers_of_other_groups_never_get_each_others_figures(catalogue):
+    member, outsider = signed_in("member", groups=(TEAM,)), signed_in("outsider")
+
+    assert "SKA-Team-Only" in home(member)
+    assert "SKA-Team-Only" not in home(outsider)
+    assert "SKA-Team-Only" in home(member)
+
+
+def test_a_group_named_like_two_groups_shares_no_figures_with_them(db):
+    product("eb-a-20240101-00001", dt.date(2024, 1, 1), "Only-A", "x", group="a")
+    product("eb-b-20240101-00002", dt.date(2024, 1, 1), "Only-B", "x", group="b")
+    both, lookalike = signed_in("both", groups=("a", "b")), signed_in("lookalike", groups=("a, b",))
+
+    assert "Only-A" in home(both)
+    assert "Only-A" not in home(lookalike)

@@ -55,7 +55,8 @@ def home(request: HttpRequest) -> HttpResponse:
     figures: dict[str, Any] = {}
     if database_up:
         try:
-            figures = home_figures(request)
+            last_update = status["metadata_store_status"]["last_metadata_update_time"]
+            figures = home_figures(request, last_update)
         except DatabaseError as exc:  # went down between /status's probe and now
             logger.warning("home page: database unavailable: %s", exc)
             database_up = False
