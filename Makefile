@@ -19,6 +19,8 @@ run: venv
 	$(PY) manage.py collectstatic --no-input -v0
 	$(PY) manage.py build_sample_volume --synthetic 300
 	$(PY) manage.py reindex
+	@echo "Open http://127.0.0.1:8000/ (home page: catalogue, indexing, links to the product pages)."
+	@echo "To sign in (annotations, admin), create an account in another terminal: $(PY) manage.py createsuperuser"
 	$(PY) manage.py runservice
 
 ## Set up and run the whole test suite against a real PostgreSQL (throwaway cluster by default).

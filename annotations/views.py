@@ -1,9 +1,12 @@
 """Server-rendered annotation pages: a product page with its annotations and
 their edit history, an edit page, and the recent annotations across products.
 
-Plain Django forms with CSRF, usable without JavaScript. Pages need a
-signed-in user and show only products that user may see; refusals are HTML
-pages (the project's default 403/404 handlers answer JSON for the API).
+Plain Django forms with CSRF, usable without JavaScript. Reading needs no
+account: a product page and the recent annotations show what the caller may
+see (anonymous: the products of no access group), so a newcomer reaches a
+product from the home page without signing in. Adding or editing an
+annotation needs a signed-in user. Refusals are HTML pages (the project's
+default 403/404 handlers answer JSON for the API).
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ def _render_product(
     return render(request, "annotations/product_detail.html", context, status=status)
 
 
-@login_required(login_url=PAGES_LOGIN_URL)
 @require_http_methods(["GET", "HEAD"])
 def product_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     product = visible_products(request).filter(uid=uid).first()
@@ -134,7 +136,6 @@ def annotation_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
     return render(request, "annotations/annotation_edit.html", context, status=status)
 
 
-@login_required(login_url=PAGES_LOGIN_URL)
 @require_http_methods(["GET", "HEAD"])
 def recent_annotations(request: HttpRequest) -> HttpResponse:
     rows = Annotation.objects.on_products(visible_products(request)).order_by(

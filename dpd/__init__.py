@@ -15,6 +15,7 @@ Which app may import which; the arrows run one way, towards dpd:
   no other feature app.
 - dpd's interface wires the features in and may call their public functions:
   `dpd.api` (the SKA DPD API's views), `dpd.status` (GET /status),
+  `dpd.home` (the home page at /, which counts annotations and runs),
   `dpd.urls`, `dpd.settings`, `dpd.management` (runservice), `dpd.service_sides`
   (the worker side's start-up steps), `dpd.ops` (health and metrics), and
   `dpd.sdp_watcher`, the background process behind `manage.py sdpwatch`,

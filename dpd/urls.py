@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    path("", include("dpd.home.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("indexing.api.urls")),
     path("products/", include("annotations.urls")),

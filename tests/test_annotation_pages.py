@@ -75,11 +75,41 @@ def page(client: Client, product) -> str:
     return response.content.decode()
 
 
-def test_the_product_page_sends_an_anonymous_visitor_to_the_login_form(product):
-    response = Client().get(product.get_absolute_url())
+def test_an_anonymous_visitor_reads_a_public_product_page_with_a_sign_in_link(product):
+    note(product, "Seen by the curator.")
+
+    html = page(Client(), product)
+
+    assert "eb-m001-20230921-245" in html and "pst-low/245/data" in html
+    assert "Seen by the curator." in html
+    assert 'id="add-annotation"' not in html
+    assert f'href="/products/login/?next=/products/{product.uid}/"' in html
+
+
+def test_a_product_of_an_access_group_is_a_404_page_to_an_anonymous_visitor(team_product):
+    response = Client().get(team_product.get_absolute_url())
+
+    assert response.status_code == 404
+    assert "eb-m002-20230922-246" not in response.content.decode()
+
+
+def test_an_anonymous_annotation_is_sent_to_the_login_form_and_saves_nothing(product):
+    response = Client().post(
+        f"/products/{product.uid}/annotations/", {"annotation_text": "drive-by"}
+    )
 
     assert response.status_code == 302
-    assert response["Location"] == f"/products/login/?next=/products/{product.uid}/"
+    assert response["Location"].startswith("/products/login/?next=")
+    assert not Annotation.objects.exists()
+
+
+def test_the_edit_page_sends_an_anonymous_visitor_to_the_login_form(product):
+    annotation = note(product, "Mine.")
+
+    response = Client().get(f"/products/annotations/{annotation.annotation_id}/edit/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/products/login/?next=")
 
 
 def test_a_member_who_is_not_staff_logs_in_through_the_pages_login_form(member_user, product):
@@ -116,7 +146,7 @@ def test_opening_the_logout_address_asks_before_logging_out(member, product):
     logged_out = member.post("/products/logout/", follow=True)
 
     assert logged_out.redirect_chain[-1][0] == "/products/login/"
-    assert member.get(product.get_absolute_url()).status_code == 302
+    assert 'id="add-annotation"' not in page(member, product)  # reading on, signed out
 
 
 def test_the_logout_address_sends_a_visitor_who_is_not_signed_in_to_the_login_form(db):
@@ -343,6 +373,9 @@ def test_recent_annotations_span_visible_products_newest_edit_first(
     assert f'href="/products/{product.uid}/#annotation-{first.annotation_id}"' in members_view
     assert "Edited last, so listed first." in outsiders_view
     assert "On the team product." not in outsiders_view
+    anonymous_view = Client().get("/products/annotations/recent/").content.decode()
+    assert "Edited last, so listed first." in anonymous_view
+    assert "On the team product." not in anonymous_view
 
 
 def test_the_recent_page_says_so_when_there_are_none(member):

@@ -15,6 +15,7 @@ FEATURE_APPS = {"annotations", "indexing", "dlm_bridge"}
 DPD_INTERFACE = (
     "dpd.api",
     "dpd.status",
+    "dpd.home",
     "dpd.urls",
     "dpd.settings",
     "dpd.management",

@@ -64,6 +64,21 @@ def test_make_run_steps_work_on_a_fresh_sqlite_file(tmp_path):
     assert asked.returncode == 0, asked.stderr
     assert json.loads(asked.stdout.splitlines()[-1]) == [open_products, 1, 1, 0, open_products, 0]
 
+    # The home page's aggregates (JSON keys, months) take SQLite's functions.
+    asked = manage(env, "shell", "-c", FIRST_CONTACT)
+    assert asked.returncode == 0, asked.stderr
+    home_status, total, bars, product_status = json.loads(asked.stdout.splitlines()[-1])
+    assert home_status == 200 and total == open_products and bars > 0
+    assert product_status == 200  # a product page, anonymous, one click from the home page
+
+
+def test_make_run_tells_how_to_get_an_account_without_giving_a_password():
+    run_target = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    told = [line for line in run_target.splitlines() if line.strip().startswith("@echo")]
+    assert any("manage.py createsuperuser" in line for line in told), run_target
+    assert "http://127.0.0.1:8000/" in run_target
+    assert "password" not in run_target.lower()
+
 
 PAGED_REQUESTS = """
 import json
@@ -78,6 +93,19 @@ print(json.dumps([
     [search["total"], [row["id"] for row in search["data"]], search["more_results"]],
     DataProduct.objects.filter(access_group__isnull=True).count(),
 ]))
+"""
+
+
+FIRST_CONTACT = """
+import json, re
+from django.test import Client
+client = Client()
+home = client.get("/")
+page = home.content.decode()
+total = int(re.search(r'id="products-total" data-count="(\\d+)"', page).group(1))
+link = re.search(r'href="(/products/[0-9a-f-]{36}/)"', page).group(1)
+bars = page.count('class="bar"')
+print(json.dumps([home.status_code, total, bars, client.get(link).status_code]))
 """
 
 

@@ -139,6 +139,12 @@ def counted(client, world: World):
     return body["metadata_store_status"]["number_of_dataproducts"]
 
 
+def home_page_count(client, world: World):
+    """The product count the home page shows the caller."""
+    page = client.get("/").content.decode()
+    return int(re.search(r'id="products-total" data-count="(\d+)"', page).group(1))
+
+
 def recent_page(client, world: World):
     response = client.get("/products/annotations/recent/")
     if _login_redirect(response):
@@ -169,6 +175,7 @@ def public(method: str, path: str, ok: tuple[int, ...] = (200,)):
 
 WIDE = {"start_date": "1900-01-01", "end_date": "2100-01-01"}
 PROBES: dict[str, Callable] = {
+    "GET /": home_page_count,
     "GET /status": counted,
     "POST /dataproductsearch": listed("/dataproductsearch", WIDE),
     "POST /filterdataproducts": listed("/filterdataproducts", {}),
