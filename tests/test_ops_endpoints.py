@@ -9,6 +9,7 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dpd.models import DataProduct
 from dpd.ops import probes
 from dpd.synthetic import write_synthetic_volume
 from indexing.models import IndexRun
@@ -151,3 +152,18 @@ def test_json_log_lines_carry_the_fields(settings):
         "message": "GET /status",
         "route": "status",
     }
+
+
+@pytest.mark.django_db
+def test_products_are_counted_under_the_store_name_the_api_gives_them(client, settings, tmp_path):
+    settings.PERSISTENT_STORAGE_PATH = str(tmp_path)
+    settings.INDEXING_PARALLEL_WORKERS = 1
+    files = write_synthetic_volume(tmp_path, 3)
+    index_run(IndexRun.Trigger.COMMAND)
+    mirrored = DataProduct.objects.order_by("pk").first()
+    DataProduct.objects.filter(pk=mirrored.pk).update(source=DataProduct.Source.DLM)
+
+    metrics = samples(client.get("/metrics").content.decode())
+
+    assert metrics[("dpd_products", (("source", "dlm"), ("store", "DLM")))] == 1
+    assert metrics[("dpd_products", (("source", "volume"), ("store", "shared")))] == files - 1

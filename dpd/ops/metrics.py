@@ -115,7 +115,7 @@ class DatabaseCollector:
         )
         rows = DataProduct.objects.values("source").annotate(n=Count("pk")).order_by("source")
         for row in rows:
-            store = "SDP" if row["source"] == DataProduct.Source.SDP else settings.PVCNAME
+            store = DataProduct(source=row["source"]).store_name
             products.add_metric([store, row["source"]], row["n"])
         yield products
 
