@@ -1,5 +1,5 @@
 """A DLM database for the benches: the DLM's test schema
-(../shared/fixtures/dlm-schema.sql, which DROPS schema dlm first) and N
+(sample_data/dlm/dlm-schema.sql, which DROPS schema dlm first) and N
 synthetic data items with metadata in a database of their own, then the
 catalogue's mirror of them (dlm_bridge.sync), timed.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_FILE = ROOT.parent / "shared" / "fixtures" / "dlm-schema.sql"
+SCHEMA_FILE = ROOT / "sample_data" / "dlm" / "dlm-schema.sql"
 STORAGES = [f"22222222-0000-4000-8000-00000000000{n}" for n in (1, 2, 3, 4)]
 
 

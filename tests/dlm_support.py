@@ -1,4 +1,4 @@
-"""The DLM's test schema (../shared/fixtures/dlm-schema.sql) in a real
+"""The DLM's test schema (sample_data/dlm/dlm-schema.sql, a copy of the reference fixture) in a real
 PostgreSQL database, and the `dlm` connection pointed at it as one of the
 schema's reader roles.
 
@@ -21,7 +21,7 @@ from django.db import connections
 
 from dlm_bridge import probe
 
-SCHEMA_FILE = Path(settings.BASE_DIR).parent / "shared" / "fixtures" / "dlm-schema.sql"
+SCHEMA_FILE = Path(settings.BASE_DIR) / "sample_data" / "dlm" / "dlm-schema.sql"
 # Items the fixture file does not have: metadata without storage (and with an
 # access group), and minimal metadata whose execution block has no date.
 EXTRA_ROWS = """
