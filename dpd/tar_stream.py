@@ -166,12 +166,8 @@ def _pieces(
 def _small_file(member: Member, digests: dict[Member, bytes], wants_manifest: bool) -> bytes:
     """A whole file of at most a chunk, in one read (most members of a
     product of many small files: no generator, no seek)."""
+    fd = _open_unchanged(member)
     try:
-        fd = os.open(member.path, OPEN_FLAGS)
-    except OSError as exc:
-        raise OSError(f"{os.fsdecode(member.name)}: {exc.strerror or exc}") from exc
-    try:
-        _check_unchanged(fd, member)
         size = member.size
         data = os.read(fd, size)
         while len(data) < size:
@@ -203,12 +199,8 @@ def _read(
     """Bytes [low, high) of a file, checked to be the file the walk saw; its
     digest goes to `digests` when the whole file passes through here."""
     shown = os.fsdecode(member.name)
+    fd = _open_unchanged(member)
     try:
-        fd = os.open(member.path, OPEN_FLAGS)
-    except OSError as exc:
-        raise OSError(f"{shown}: {exc.strerror or exc}") from exc
-    try:
-        _check_unchanged(fd, member)
         key = member.identity
         hasher = None
         if wants_manifest:
@@ -241,15 +233,23 @@ def _read(
         os.close(fd)
 
 
-def _check_unchanged(fd: int, member: Member) -> None:
+def _open_unchanged(member: Member) -> int:
+    """The member's file opened (no symlink followed), checked to be the file
+    the walk saw; errors name the file. The caller closes it."""
+    try:
+        fd = os.open(member.path, OPEN_FLAGS)
+    except OSError as exc:
+        raise OSError(f"{os.fsdecode(member.name)}: {exc.strerror or exc}") from exc
     now, then = os.fstat(fd), member.info
     if (
         now.st_mtime_ns != then.st_mtime_ns
         or now.st_size != then.st_size
         or now.st_ino != then.st_ino
     ):
+        os.close(fd)
         name = os.fsdecode(member.name)
         raise OSError(f"{name}: the file changed since the download began")
+    return fd
 
 
 def _manifest_bytes(layout: ArchiveLayout, digests: dict[Member, bytes]) -> bytes:
@@ -281,13 +281,8 @@ def _digest_of(member: Member) -> bytes:
     known = checksums.remembered(key)
     if known is not None:
         return known
-    shown = os.fsdecode(member.name)
+    fd = _open_unchanged(member)
     try:
-        fd = os.open(member.path, OPEN_FLAGS)
-    except OSError as exc:
-        raise OSError(f"{shown}: {exc.strerror or exc}") from exc
-    try:
-        _check_unchanged(fd, member)
         digest = checksums.file_digest(fd, member.size)
     finally:
         os.close(fd)
