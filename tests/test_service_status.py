@@ -29,11 +29,11 @@ def service_set(transactional_db, tmp_path):
         yield started
 
 
-def _gunicorn_workers(service) -> list[int]:
-    """The pids of the service's gunicorn workers (runservice -> master -> workers)."""
+def _gunicorn_master(service, service_set) -> int:
+    """The pid of the service's gunicorn master (runservice -> master -> workers)."""
     masters = [pid for pid in child_pids(service.process.pid) if "gunicorn" in _command_line(pid)]
-    assert len(masters) == 1, masters
-    return child_pids(masters[0])
+    assert len(masters) == 1, f"gunicorn masters {masters}:\n{service_set.logs()}"
+    return masters[0]
 
 
 def _command_line(pid: int) -> str:
@@ -51,14 +51,16 @@ def test_every_worker_reports_the_start_up_time_of_the_service(service_set):
 
     # Every worker that answered so far is replaced by one started later,
     # which must still report the service's start, not its own.
-    old = set(_gunicorn_workers(service))
+    master = _gunicorn_master(service, service_set)
+    old = set(child_pids(master))
     for pid in old:
         os.kill(pid, signal.SIGKILL)
     wait_for(
-        lambda: len(set(_gunicorn_workers(service)) - old) == 2,
+        lambda: len(set(child_pids(master)) - old) == 2 or not service.process.alive(),
         timeout=30,
         what="gunicorn to replace both workers",
     )
+    assert service.process.alive(), f"the service stopped:\n{service_set.logs()}"
     replaced_at = dt.datetime.now(dt.UTC)
     answers = {service.wait_ready()["startup_time"] for _ in range(20)}
 
