@@ -32,12 +32,40 @@ def dlm_probe():
     probes.set_dlm_probe(None)
 
 
-def test_healthz_answers_without_the_database(client, settings):
+def wsgi_get(path: str, method: str = "GET", **environ: str) -> tuple[str, dict, bytes]:
+    """One request through the project's WSGI application, as gunicorn makes it."""
+    from wsgiref.util import setup_testing_defaults
+
+    from dpd.wsgi import application
+
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": method, **environ}
+    setup_testing_defaults(environ)
+    answer = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=status, headers=dict(headers))
+
+    body = b"".join(application(environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+def test_healthz_answers_without_the_database(settings):
     # No django_db mark: any database access would raise here.
     settings.SECURE_SSL_REDIRECT = True  # a plain-HTTP probe is not redirected
-    response = client.get("/healthz", **POD)
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    status, headers, body = wsgi_get("/healthz", HTTP_HOST="10.1.2.3:8000")
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"status": "ok"}
+    assert int(headers["Content-Length"]) == len(body)
+
+
+def test_healthz_answers_head_without_a_body_and_only_on_its_own_path():
+    status, headers, body = wsgi_get("/healthz", "HEAD")
+    assert (status, body) == ("200 OK", b"")
+    assert int(headers["Content-Length"]) > 0
+    # Only /healthz itself: a product page called healthz-something is Django's.
+    status, _, _ = wsgi_get("/healthzz", HTTP_HOST="10.1.2.3:8000")
+    assert status.startswith("400")  # ALLOWED_HOSTS refuses the pod address elsewhere
 
 
 @pytest.mark.django_db

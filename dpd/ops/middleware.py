@@ -11,7 +11,6 @@ from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger("dpd.requests")
 
-_HEALTHY = b'{"status": "ok"}'
 _JSON = "application/json"
 
 
@@ -20,17 +19,15 @@ def _json(body: dict, status: int) -> HttpResponse:
 
 
 class OpsEndpointsMiddleware:
-    """Answer /healthz, /readyz and /metrics before the rest of the stack
-    (dpd/ops/__init__.py says why). Everything else passes through."""
+    """Answer /readyz and /metrics before the rest of the stack
+    (dpd/ops/__init__.py says why; /healthz is answered before Django, in
+    dpd.wsgi). Everything else passes through."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path_info
-        if path == "/healthz":
-            # The process answers: no database, no settings lookups, no logging.
-            return HttpResponse(_HEALTHY, content_type=_JSON)
         if path == "/readyz":
             from dpd.ops.probes import readiness
 
