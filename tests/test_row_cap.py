@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ import time_machine
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
+from dpd.api import list_totals
 from dpd.models import DataProduct
 from dpd.sample_volume import build_sample_volume
 from indexing.models import IndexRun
@@ -127,3 +131,59 @@ def test_callers_in_other_groups_get_their_own_totals(settings):
     _, members = plain_list("/filterdataproducts", FIRST_LOAD, member)
 
     assert (anonymous["X-Total-Count"], members["X-Total-Count"]) == ("12", "14")
+
+
+def _wait_until(predicate, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_an_expired_total_is_counted_once_while_other_requests_answer_with_the_last():
+    """16 clients of one key:value search used to recount its total together
+    every 10 s (seconds each): every request in flight stalled with them."""
+    key = f"test-total:{uuid.uuid4()}"
+    counted, release, answers = [], threading.Event(), []
+
+    def slow_count() -> int:
+        counted.append(1)
+        release.wait(10)
+        return 20
+
+    with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+        assert list_totals.remembered_count(key, lambda: 10) == 10
+        clock.shift(11)  # expired
+        counter = threading.Thread(
+            target=lambda: answers.append(list_totals.remembered_count(key, slow_count))
+        )
+        counter.start()
+        _wait_until(lambda: counted)
+        meanwhile = [list_totals.remembered_count(key, slow_count) for _ in range(5)]
+        release.set()
+        counter.join()
+        after = list_totals.remembered_count(key, slow_count)
+
+    assert meanwhile == [10] * 5  # not one more count, nobody waited
+    assert answers == [20] and after == 20
+    assert len(counted) == 1
+
+
+def test_requests_with_no_total_yet_wait_for_one_count_and_share_it():
+    key = f"test-total:{uuid.uuid4()}"
+    counted, release = [], threading.Event()
+
+    def slow_count() -> int:
+        counted.append(1)
+        release.wait(10)
+        return 7
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(list_totals.remembered_count, key, slow_count) for _ in range(4)]
+        _wait_until(lambda: counted)
+        time.sleep(0.1)  # the other three are waiting, not counting
+        release.set()
+        totals = [future.result(timeout=10) for future in futures]
+
+    assert totals == [7] * 4
+    assert len(counted) == 1

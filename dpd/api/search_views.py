@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -34,7 +33,7 @@ from annotations.services import annotated_product_uids
 from dlm_bridge import services as dlm
 from dpd import search, search_rows
 from dpd.access import caller_groups, sees_placeholders, visible_products
-from dpd.api import column_labels
+from dpd.api import column_labels, list_totals
 from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.api.product_serializers import (
     BoundedJSONParser,
@@ -154,35 +153,14 @@ def _plain_list(
     return response
 
 
-# How long a capped list's total is reused for the same request: the total
-# lags the catalogue by this at most.
-TOTAL_CACHE_SECONDS = 10
-
-
 def _remembered_count(matching: Callable[[], QuerySet[DataProduct]], asked: tuple) -> int:
-    """COUNT(*) of the matches, reused for TOTAL_CACHE_SECONDS by the same
-    request (`asked`: what it matches and who may see it).
-
-    The count visits every match: 17-24 ms (an index-only scan) for the
-    35,554 open products of the bench's five-year date range at 100,000, on
-    the loaded 2-core bench machine, where the 100-row list's own query takes
-    ~0.1 ms. The dashboard reloads the same list (every user's first load is
-    the same request), so its total is counted once, not at every reload; a
-    request not seen in the last seconds pays the count.
-
-    Nothing else is asked per request (in-process, per capped date-range
-    search: compiling the query again for the key, and a max(indexed_at)
-    probe for freshness, cost 0.5-0.8 ms of the worker's ~4 ms and 0.3 ms of
-    PostgreSQL's ~1.4 ms; the key from the request and the lag of at most
-    TOTAL_CACHE_SECONDS cost nothing measurable).
-    """
+    """COUNT(*) of the matches, reused by the same request (`asked`: what it
+    matches and who may see it) and counted by one thread at a time
+    (dpd.api.list_totals says why)."""
     digest = hashlib.sha256(repr(asked).encode()).hexdigest()
-    key = f"dpd:plain-list-total:{digest}"
-    total = cache.get(key)
-    if total is None:
-        total = matching().count()
-        cache.set(key, total, TOTAL_CACHE_SECONDS)
-    return total
+    return list_totals.remembered_count(
+        f"dpd:plain-list-total:{digest}", lambda: matching().count()
+    )
 
 
 def _groups_of(request) -> tuple[str, ...] | None:
