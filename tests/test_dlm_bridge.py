@@ -434,3 +434,40 @@ def test_a_service_start_with_the_dlm_off_removes_its_rows_and_schedule(synced, 
     prepare_background_work()
     assert not Schedule.objects.filter(name=SCHEDULE_NAME).exists()
     assert not DataProduct.objects.filter(source__startswith="dlm").exists()
+
+
+# --- The home page ------------------------------------------------------------------
+
+
+def _home_table(page: str, table_id: str) -> dict[str, int]:
+    import re
+
+    body = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.S).group(1)
+    cells = re.findall(r'<tr><td>([^<]+)</td><td class="num">(\d+)</td></tr>', body)
+    return {name: int(count) for name, count in cells}
+
+
+def test_the_home_page_counts_the_dlm_copies_one_may_see_by_location(synced, anonymous, member):
+    with dlm.as_role(FULL):
+        expected = {}
+        for caller in (anonymous, member):
+            rows = grid(caller)["data"]
+            locations = [row.get("location_name") or "(not given)" for row in rows]
+            expected[caller] = {name: locations.count(name) for name in set(locations)}
+        pages = {caller: caller.get("/").content.decode() for caller in (anonymous, member)}
+    # Every row of the grid is a DLM copy here: the tables count what it lists,
+    # so never the deleted or expired items, and the access group's only for members.
+    for caller, page in pages.items():
+        assert _home_table(page, "dlm-by-location") == expected[caller]
+        stores = _home_table(page, "by-store")
+        assert stores == {"DLM (copies)": sum(expected[caller].values())}
+        assert 'data-count="0"' in page  # copies are not counted as products
+    assert expected[member]["(not given)"] == expected[anonymous].get("(not given)", 0) + 1
+    assert sum(expected[anonymous].values()) == len(LISTED)
+
+
+def test_the_home_page_counts_no_dlm_copy_while_the_dlm_cannot_be_read(synced, anonymous):
+    with dlm.as_role(NO_ACCESS):
+        page = anonymous.get("/").content.decode()
+    assert "No DLM copies you may see." in page
+    assert "DLM (copies)" not in page

@@ -34,7 +34,7 @@ from django.http import HttpRequest
 
 from annotations.models import Annotation
 from dpd.access import visible_products
-from dpd.models import SDP_STORE_NAME, DataProduct
+from dpd.models import DLM_SOURCES, DLM_STORE_NAME, SDP_STORE_NAME, DataProduct
 from dpd.permissions import REINDEX_PERMISSION, may_manage
 from dpd.sdp_models import Flow
 from indexing.models import IndexRun
@@ -70,11 +70,12 @@ class Tally:
 
 
 def catalogue_breakdown(products: QuerySet[DataProduct]) -> dict[str, Any]:
-    """Products by store, instrument and product type, in one GROUP BY.
+    """Products by store, instrument and product type, and DLM copies by
+    location, in one GROUP BY.
 
-    The combinations of (source, instrument, type) are few (a handful of
-    instruments and types), so the three tallies are summed here rather than
-    asked for in three scans of the catalogue.
+    The combinations of (source, instrument, type, location) are few (a
+    handful of instruments, types and DLM locations), so the tallies are
+    summed here rather than asked for in several scans of the catalogue.
     """
     rows = (
         products.order_by()
@@ -82,17 +83,25 @@ def catalogue_breakdown(products: QuerySet[DataProduct]) -> dict[str, Any]:
             "source",
             instrument=KT("metadata__obscore__instrument_name"),
             product_type=KT("metadata__obscore__dataproduct_type"),
+            # Where a DLM copy's storage is (dlm_bridge.sync puts it in the document).
+            location=KT("metadata__location_name"),
         )
         .annotate(count=Count("pk"))
     )
-    stores, instruments, types = Tally(), Tally(), Tally()
-    total = placeholders = 0
+    stores, instruments, types, locations = Tally(), Tally(), Tally(), Tally()
+    total = placeholders = dlm_copies = 0
     for row in rows:
         count = row["count"]
         if row["source"] == DataProduct.Source.SDP:
             # SDP work with no product yet: shown by store, never counted as a product.
             placeholders += count
             stores.add(f"{SDP_STORE_NAME} (placeholders)", count)
+            continue
+        if row["source"] in DLM_SOURCES:
+            # Copies the DLM holds, of products counted where they were made.
+            dlm_copies += count
+            stores.add(f"{DLM_STORE_NAME} (copies)", count)
+            locations.add(row["location"] or NOT_GIVEN, count)
             continue
         total += count
         how = STORE_SOURCES.get(row["source"], row["source"])
@@ -102,16 +111,19 @@ def catalogue_breakdown(products: QuerySet[DataProduct]) -> dict[str, Any]:
     return {
         "total": total,
         "placeholders": placeholders,
+        "dlm_copies": dlm_copies,
         "by_store": stores.largest_first(),
         "by_instrument": instruments.largest_first(TABLE_ROWS),
         "by_type": types.largest_first(TABLE_ROWS),
+        "dlm_by_location": locations.largest_first(TABLE_ROWS),
     }
 
 
 def products_per_month(products: QuerySet[DataProduct]) -> list[tuple[dt.date, int]]:
-    """(first day of the month, products created that month), oldest first."""
+    """(first day of the month, products created that month), oldest first;
+    neither placeholders nor DLM copies, which are not new products."""
     rows = (
-        products.exclude(source=DataProduct.Source.SDP)
+        products.exclude(source__in=[DataProduct.Source.SDP, *DLM_SOURCES])
         .order_by()
         .annotate(month=TruncMonth("date_created"))
         .values("month")
@@ -217,10 +229,14 @@ def catalogue_figures(products: QuerySet[DataProduct], version: str) -> dict[str
     return figures
 
 
-def home_figures(request: HttpRequest, last_update: str | None) -> dict[str, Any]:
+def home_figures(
+    request: HttpRequest, last_update: str | None, hidden_sources: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Everything the page shows of the catalogue, for this caller;
-    `last_update` is /status's last_metadata_update_time."""
-    products = visible_products(request)
+    `last_update` is /status's last_metadata_update_time; `hidden_sources`
+    the rows no listing shows now (dlm_bridge.services.hidden_sources: the
+    DLM's while it does not answer, its deleted and expired items)."""
+    products = visible_products(request, hidden_sources=hidden_sources)
     runs = recent_runs(request)
     newest_run = runs["runs"][0] if runs["runs"] else None
     version = f"{last_update}|{newest_run.pk if newest_run else 0}|"

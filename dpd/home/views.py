@@ -19,6 +19,7 @@ from django.shortcuts import render
 from django.utils.dateparse import parse_duration
 from django.views.decorators.http import require_http_methods
 
+from dlm_bridge import services as dlm
 from dpd.home.chart import products_chart
 from dpd.home.figures import duration_text, home_figures
 from dpd.status import api_status
@@ -56,7 +57,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if database_up:
         try:
             last_update = status["metadata_store_status"]["last_metadata_update_time"]
-            figures = home_figures(request, last_update)
+            figures = home_figures(request, last_update, dlm.hidden_sources())
         except DatabaseError as exc:  # went down between /status's probe and now
             logger.warning("home page: database unavailable: %s", exc)
             database_up = False
