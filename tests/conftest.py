@@ -35,6 +35,16 @@ def sample_volume(tmp_path: Path, settings) -> Path:
     return root
 
 
+@pytest.fixture
+def empty_volume(tmp_path: Path, settings) -> Path:
+    """An empty folder as the configured PERSISTENT_STORAGE_PATH (the
+    process-level tests write their products into it)."""
+    root = tmp_path / "volume"
+    root.mkdir()
+    settings.PERSISTENT_STORAGE_PATH = str(root)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache_and_no_anonymous_throttle(settings):
     """Every test starts with an empty cache (bearer lookups, login failures,

@@ -243,6 +243,18 @@ def running_services(volume: Path, log_dir: Path, **env: str) -> Iterator[Servic
         started.stop_all()
 
 
+@contextlib.contextmanager
+def postgres_services(volume: Path, log_dir: Path, **env: str) -> Iterator[ServiceSet]:
+    """running_services, which only PostgreSQL can serve: several processes
+    share the test database (unavailable on SQLite: a skip, a failure with CI=true)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        unavailable("processes sharing the test database need PostgreSQL (DATABASE_URL)")
+    with running_services(volume, log_dir, **env) as started:
+        yield started
+
+
 def on_another_host(host: str, argv: list[str]) -> list[str]:
     """argv run in a UTS namespace of its own whose host name is `host`: to
     the leader rules, a process on another machine (it cannot see whether a

@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from dpd.models import DataProduct
 from dpd.status import api_status
@@ -28,7 +27,7 @@ from indexing.status import indexing_status, pv_index_status
 from tests.service_processes import (
     ServiceSet,
     ThrowawayPostgres,
-    running_services,
+    postgres_services,
     unavailable,
     wait_for,
 )
@@ -37,18 +36,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def volume(tmp_path, settings) -> Path:
-    root = tmp_path / "volume"
-    root.mkdir()
-    settings.PERSISTENT_STORAGE_PATH = str(root)
-    return root
+def volume(empty_volume) -> Path:
+    return empty_volume
 
 
 @pytest.fixture
 def services(transactional_db, volume, tmp_path):
-    if connection.vendor != "postgresql":
-        unavailable("the fault tests need PostgreSQL (DATABASE_URL)")
-    with running_services(
+    with postgres_services(
         volume,
         tmp_path,
         INDEXING_BATCH_SIZE="5",

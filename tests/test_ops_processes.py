@@ -10,14 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from dpd.synthetic import write_synthetic_volume
 from tests.service_processes import (
     ThrowawayPostgres,
     free_port,
-    running_services,
+    postgres_services,
     unavailable,
     wait_for,
 )
@@ -26,15 +25,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def services(transactional_db, tmp_path, settings):
-    if connection.vendor != "postgresql":
-        unavailable("these tests need PostgreSQL (DATABASE_URL)")
-    volume = tmp_path / "volume"
-    volume.mkdir()
-    settings.PERSISTENT_STORAGE_PATH = str(volume)
+def services(transactional_db, empty_volume, tmp_path, settings):
     settings.INDEXING_PARALLEL_WORKERS = 1
-    with running_services(volume, tmp_path, SDP_ETCD_HOST="") as started:
-        started.volume = volume
+    with postgres_services(empty_volume, tmp_path, SDP_ETCD_HOST="") as started:
+        started.volume = empty_volume
         yield started
 
 

@@ -21,7 +21,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.models import OrmQ, Task
@@ -31,26 +30,21 @@ from dpd.synthetic import write_synthetic_volume
 from indexing.leader import volume_prefix
 from indexing.models import IndexingState, IndexRun
 from indexing.services import request_reindex
-from tests.service_processes import running_services, unavailable, wait_for
+from tests.service_processes import postgres_services, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def volume(tmp_path, settings) -> Path:
-    root = tmp_path / "volume"
-    root.mkdir()
-    settings.PERSISTENT_STORAGE_PATH = str(root)
-    return root
+def volume(empty_volume) -> Path:
+    return empty_volume
 
 
 @pytest.fixture
 def services(transactional_db, volume, tmp_path):
-    if connection.vendor != "postgresql":
-        unavailable("the recovery tests need PostgreSQL (DATABASE_URL)")
     # The default stale limit (300 s): nothing here may wait for it unless a
     # test shortens it.
-    with running_services(
+    with postgres_services(
         volume,
         tmp_path,
         INDEXING_BATCH_SIZE="5",

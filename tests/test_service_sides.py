@@ -6,30 +6,24 @@ several workers on one database index the volume once."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django_q.models import OrmQ, Schedule
 
 from dpd.models import DataProduct
 from dpd.synthetic import write_synthetic_volume
 from indexing.models import IndexRun
-from tests.service_processes import running_services, unavailable, wait_for
+from tests.service_processes import postgres_services, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def volume(tmp_path, settings):
-    root = tmp_path / "volume"
-    root.mkdir()
-    settings.PERSISTENT_STORAGE_PATH = str(root)
-    return root
+def volume(empty_volume):
+    return empty_volume
 
 
 @pytest.fixture
 def services(transactional_db, volume, tmp_path):
-    if connection.vendor != "postgresql":
-        unavailable("separate service processes need PostgreSQL (DATABASE_URL)")
-    with running_services(
+    with postgres_services(
         volume,
         tmp_path,
         INDEXING_BATCH_SIZE="5",

@@ -10,21 +10,16 @@ import signal
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
-from tests.service_processes import child_pids, running_services, unavailable, wait_for
+from tests.service_processes import child_pids, postgres_services, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def service_set(transactional_db, tmp_path):
-    if connection.vendor != "postgresql":
-        unavailable("a running service needs PostgreSQL (DATABASE_URL)")
-    volume = tmp_path / "volume"
-    volume.mkdir()
-    with running_services(
-        volume, tmp_path, INDEXING_ON_STARTUP="false", INDEXING_SCHEDULE_MINUTES="0"
+def service_set(transactional_db, empty_volume, tmp_path):
+    with postgres_services(
+        empty_volume, tmp_path, INDEXING_ON_STARTUP="false", INDEXING_SCHEDULE_MINUTES="0"
     ) as started:
         yield started
 
