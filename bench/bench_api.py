@@ -160,8 +160,12 @@ def measure_grid_list(url: str | None, env: dict[str, str], args: argparse.Names
         return figures
     finally:
         if server is not None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+            stop_server(server)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
 
 
 def parse_args() -> argparse.Namespace:
@@ -345,7 +349,16 @@ def request(url: str, method: str, path: str, body: dict | None = None) -> tuple
 # --- measurements ------------------------------------------------------------------
 
 
-def measure_shape(url: str, path: str, body: dict, clients: int, total: int, cap: float) -> dict:
+def measure_shape(
+    url: str,
+    path: str,
+    body: dict | None,
+    clients: int,
+    total: int,
+    cap: float,
+    *,
+    method: str = "POST",
+) -> dict:
     """Latencies of `total` requests from `clients` threads, stopped at `cap` s."""
     latencies: list[float] = []
     errors: list[int] = []
@@ -360,7 +373,7 @@ def measure_shape(url: str, path: str, body: dict, clients: int, total: int, cap
                     return
                 remaining[0] -= 1
             started = time.perf_counter()
-            status, _ = request(url, "POST", path, body)
+            status, _ = request(url, method, path, body)
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
@@ -368,7 +381,7 @@ def measure_shape(url: str, path: str, body: dict, clients: int, total: int, cap
                     errors.append(status)
 
     for _ in range(3):  # warm caches and connections
-        request(url, "POST", path, body)
+        request(url, method, path, body)
     stolen = steal_ms()
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
