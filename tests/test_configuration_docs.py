@@ -114,10 +114,15 @@ def test_the_web_pods_are_probed_on_healthz_and_readyz():
 
 @pytest.mark.django_db
 def test_every_probe_points_at_a_real_route(client):
+    from tests.test_ops_endpoints import wsgi_get
+
     for name, kind, probe in probes():
         http = probe["httpGet"]
         (container,) = [c for _, doc in documents() for c in containers(doc) if c["name"] == name]
         ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
         assert http["port"] in ports or http["port"] in ports.values(), (name, kind)
-        response = client.get(http["path"], HTTP_HOST="10.1.2.3:8000")
-        assert response.status_code == 200, (name, kind, http["path"])
+        if http["path"] == "/healthz":  # answered before Django (dpd.wsgi)
+            status = int(wsgi_get(http["path"], HTTP_HOST="10.1.2.3:8000")[0].split()[0])
+        else:
+            status = client.get(http["path"], HTTP_HOST="10.1.2.3:8000").status_code
+        assert status == 200, (name, kind, http["path"])
