@@ -62,6 +62,7 @@ class Process:
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
+        self.in_new_container = argv[:1] == ["unshare"] and "--pid" in argv
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
@@ -101,9 +102,16 @@ class Process:
         self.popen.wait(timeout=10)
 
     def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM, wait, then SIGKILL the group: nothing is left running."""
+        """SIGTERM, wait, then SIGKILL the group: nothing is left running.
+        In a new container the SIGTERM goes to the group: `unshare --fork`
+        does not pass it on to the command it runs, which then waited out
+        the whole timeout."""
         if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
+            if self.in_new_container:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGTERM)
+            else:
+                self.popen.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=timeout)
         code = self.popen.poll()
