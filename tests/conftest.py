@@ -36,7 +36,7 @@ def sample_volume(tmp_path: Path, settings) -> Path:
 
 
 @pytest.fixture
-def empty_volume(tmp_path: Path, settings) -> Path:
+def volume(tmp_path: Path, settings) -> Path:
     """An empty folder as the configured PERSISTENT_STORAGE_PATH (the
     process-level tests write their products into it)."""
     root = tmp_path / "volume"

@@ -29,6 +29,7 @@ from tests.dlm_support import (
     NO_STORAGE,
     ON_S3,
 )
+from tests.test_home_page import table as home_table
 
 pytestmark = pytest.mark.django_db(databases=["default", "dlm"])
 
@@ -439,14 +440,6 @@ def test_a_service_start_with_the_dlm_off_removes_its_rows_and_schedule(synced, 
 # --- The home page ------------------------------------------------------------------
 
 
-def _home_table(page: str, table_id: str) -> dict[str, int]:
-    import re
-
-    body = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.S).group(1)
-    cells = re.findall(r'<tr><td>([^<]+)</td><td class="num">(\d+)</td></tr>', body)
-    return {name: int(count) for name, count in cells}
-
-
 def test_the_home_page_counts_the_dlm_copies_one_may_see_by_location(synced, anonymous, member):
     with dlm.as_role(FULL):
         expected = {}
@@ -458,8 +451,8 @@ def test_the_home_page_counts_the_dlm_copies_one_may_see_by_location(synced, ano
     # Every row of the grid is a DLM copy here: the tables count what it lists,
     # so never the deleted or expired items, and the access group's only for members.
     for caller, page in pages.items():
-        assert _home_table(page, "dlm-by-location") == expected[caller]
-        stores = _home_table(page, "by-store")
+        assert home_table(page, "dlm-by-location") == expected[caller]
+        stores = home_table(page, "by-store")
         assert stores == {"DLM (copies)": sum(expected[caller].values())}
         assert 'data-count="0"' in page  # copies are not counted as products
     assert expected[member]["(not given)"] == expected[anonymous].get("(not given)", 0) + 1

@@ -19,9 +19,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def services(transactional_db, empty_volume, tmp_path):
+def services(transactional_db, volume, tmp_path):
     with postgres_services(
-        empty_volume,
+        volume,
         tmp_path,
         SKA_DATAPRODUCT_DLM_INTERFACE_ENABLED="true",
         INDEXING_ON_STARTUP="false",

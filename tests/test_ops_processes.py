@@ -25,10 +25,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def services(transactional_db, empty_volume, tmp_path, settings):
+def services(transactional_db, volume, tmp_path, settings):
     settings.INDEXING_PARALLEL_WORKERS = 1
-    with postgres_services(empty_volume, tmp_path, SDP_ETCD_HOST="") as started:
-        started.volume = empty_volume
+    with postgres_services(volume, tmp_path, SDP_ETCD_HOST="") as started:
+        started.volume = volume
         yield started
 
 

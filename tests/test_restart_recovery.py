@@ -36,11 +36,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def volume(empty_volume) -> Path:
-    return empty_volume
-
-
-@pytest.fixture
 def services(transactional_db, volume, tmp_path):
     # The default stale limit (300 s): nothing here may wait for it unless a
     # test shortens it.

@@ -17,11 +17,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def volume(empty_volume):
-    return empty_volume
-
-
-@pytest.fixture
 def services(transactional_db, volume, tmp_path):
     with postgres_services(
         volume,

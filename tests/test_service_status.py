@@ -17,9 +17,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def service_set(transactional_db, empty_volume, tmp_path):
+def service_set(transactional_db, volume, tmp_path):
     with postgres_services(
-        empty_volume, tmp_path, INDEXING_ON_STARTUP="false", INDEXING_SCHEDULE_MINUTES="0"
+        volume, tmp_path, INDEXING_ON_STARTUP="false", INDEXING_SCHEDULE_MINUTES="0"
     ) as started:
         yield started
 
