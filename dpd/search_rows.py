@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import QuerySet
 
 from dpd import search, search_text
@@ -228,10 +228,8 @@ def window_rows(
         return None
     bounds = [day for day in (start_date, end_date) if day is not None]
     hidden = tuple(sorted(hidden_sources))
-    statement = _window_statement(
-        start_date is not None, end_date is not None, window, placeholders, hidden
-    )
-    rows = _matches_in(connection, statement, bounds, pairs, needed)
+    shape = (start_date is not None, end_date is not None, window, placeholders, hidden)
+    rows = _matches_in(connection, shape, bounds, pairs, needed)
     if len(rows) == needed:
         return rows
     beyond = search.open_candidates(
@@ -249,10 +247,19 @@ _SOME_DAY = dt.date(2000, 1, 1)
 
 @functools.lru_cache(maxsize=16)
 def _window_statement(
-    has_start: bool, has_end: bool, window: int, placeholders: bool, hidden: tuple[str, ...] = ()
+    has_start: bool,
+    has_end: bool,
+    window: int,
+    placeholders: bool,
+    hidden: tuple[str, ...] = (),
+    *,
+    first: bool = True,
 ) -> str:
-    """The window's SQL for a date range with these bounds; its parameters
-    are the bounds present, then the signature mask twice and the rows to read.
+    """The window's SQL for a date range with these bounds: the products
+    whose signature passes, in display order; its parameters are the bounds
+    present, then the signature mask twice. The `first` read gives (id,
+    search_text, row_json) of the first N (its last parameter); the other
+    (id, search_text) of all, for a cursor.
 
     Built by the ORM once per process and shape: building and compiling the
     candidates' query was ~0.3 ms of every key:value search's ~2.7 ms in the
@@ -272,13 +279,7 @@ def _window_statement(
         hidden_sources=frozenset(hidden),
     )
     part = candidates.values(
-        "id",
-        "search_text",
-        "row_json",
-        "search_signature",
-        "date_created",
-        "metadata_file",
-        "uid",
+        "id", "search_text", "row_json", "search_signature", "date_created", "metadata_file", "uid"
     )[:window]
     sql, params = part.query.sql_with_params()
     # Its parameters are the date bounds, and the sources left out (the
@@ -292,54 +293,73 @@ def _window_statement(
         sql = sql % tuple("%s" if p == _SOME_DAY else f"'{p}'" for p in params)
     bits = f"bit({search_text.SIGNATURE_BITS})"
     return (
-        f"SELECT w.id, w.search_text, w.row_json FROM ({sql}) w "
+        f"SELECT w.id, w.search_text{', w.row_json' if first else ''} FROM ({sql}) w "
         "WHERE w.search_signature IS NULL "
         f"OR (w.search_signature & %s::{bits}) = %s::{bits} "
-        "ORDER BY w.date_created DESC, w.metadata_file, w.uid LIMIT %s"
+        f"ORDER BY w.date_created DESC, w.metadata_file, w.uid{' LIMIT %s' if first else ''}"
     )
 
 
 def _matches_in(
     connection: Any,
-    statement: str,
+    shape: tuple[Any, ...],
     bounds: list[dt.date],
     pairs: Sequence[tuple[str, str]],
     limit: int,
 ) -> list[tuple[int, str | None]]:
-    """(id, row_json) of the first `limit` matches that the window's
-    `statement` finds.
+    """(id, row_json) of the first `limit` matches in the window of `shape`
+    (_window_statement's arguments).
 
     Their search texts are tested with the pairs' patterns here, with
     Python's `re` (the patterns read the same in both), a few microseconds
-    each against PostgreSQL's ~17. The first rows read are a little more
-    than the page; when the patterns reject too many, twice as many are read
-    again from the start, until the window ends: each read is one statement,
-    so one snapshot, and products indexed meanwhile cannot shift a row into
-    the page twice. A rare pair costs a walk of the window's signatures
-    (~2 ms at the default size) before the full query runs.
+    each against PostgreSQL's ~17. The first read takes a little more than
+    the page, with the row texts: common pairs end there, in one round trip.
+    When the patterns reject too many, a cursor walks the window from its
+    start, in one snapshot, reading twice as many rows each time, only their
+    search texts; the matches' row texts follow in one more query. Each text
+    read is decompressed from its TOAST storage, which is most of a rare
+    pair's cost: re-reading the window from its start at every doubling,
+    with the row texts, decompressed ~2.6 times as many rows and twice the
+    bytes (bench_scale rare_kv at 100,000 products: ~1,300 texts and rows
+    for ~500 texts now; 70 -> 26 ms a search in-process).
 
     The walk must follow the display-order index and stop early, which the
     planner cannot see: below ~15,000 products its costs prefer reading and
     sorting every candidate (mid-way through a first index, 20 ms instead of
-    2). Sorting is made a last resort for the read alone (_execute_with):
-    one round trip, where a transaction to scope the setting took four more
-    (~0.3 ms).
+    2). Sorting is made a last resort for the reads' plans alone.
     """
     mask = search_text.signature_mask(pairs)
     patterns = [re.compile(search_text.key_value_pattern(key, value)) for key, value in pairs]
     read = limit + _CHUNK_SLACK
     with connection.cursor() as cursor:
-        while True:
-            _execute_with(cursor, "enable_sort", "off", statement, [*bounds, mask, mask, read])
-            rows = cursor.fetchall()
-            matches = [
-                (pk, row_json)
-                for pk, text, row_json in rows
-                if all(pattern.search(text) for pattern in patterns)
-            ]
-            if len(matches) >= limit or len(rows) < read:
-                return matches[:limit]
+        _execute_with(
+            cursor, "enable_sort", "off", _window_statement(*shape), [*bounds, mask, mask, read]
+        )
+        rows = cursor.fetchall()
+    matches = [(pk, row) for pk, text, row in rows if all(p.search(text) for p in patterns)]
+    if len(matches) >= limit or len(rows) < read:
+        return matches[:limit]
+    found: list[int] = []
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        _execute_with(
+            cursor,
+            "enable_sort",
+            "off",
+            f"DECLARE dpd_window NO SCROLL CURSOR FOR {_window_statement(*shape, first=False)}",
+            [*bounds, mask, mask],
+        )
+        while len(found) < limit:
             read *= 2  # the patterns reject many: read faster
+            cursor.execute(f"FETCH {int(read)} FROM dpd_window")
+            rows = cursor.fetchall()
+            found += [pk for pk, text in rows if all(p.search(text) for p in patterns)]
+            if len(rows) < read:
+                break
+        cursor.execute("CLOSE dpd_window")
+        found = found[:limit]
+        texts = dict(DataProduct.objects.filter(pk__in=found).values_list("pk", "row_json"))
+    # A product removed since the walk read it is left out.
+    return [(pk, texts[pk]) for pk in found if pk in texts]
 
 
 def _execute_with(cursor: Any, setting: str, value: str, statements: str, params: Any) -> None:

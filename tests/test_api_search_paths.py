@@ -253,11 +253,16 @@ def test_matches_among_many_the_patterns_reject_are_read_in_growing_chunks(
     settings.SEARCH_WINDOW_ROWS = 2000
     with CaptureQueriesContext(connection) as queries:
         assert folders(search(client, body)) == full
-    window = [q["sql"] for q in queries.captured_queries if WINDOW_SQL in q["sql"]]
-    # 4 rows (2 matches), then the first 8 (4 matches), each read one statement.
-    assert len(window) == 2
-    assert "LIMIT 4;" in window[0] and "LIMIT 8;" in window[1]
-    assert "OFFSET" not in window[0] + window[1]
+    sql = [q["sql"] for q in queries.captured_queries]
+    # 4 rows (2 matches) with their row texts in one statement, then a
+    # cursor over the window from its start, in one snapshot: 8 search texts
+    # (4 matches), and the 4 matches' row texts.
+    first = [s for s in sql if WINDOW_SQL in s]
+    walk = [s for s in sql if "DECLARE dpd_window" in s]
+    assert len(first) == 1 and "LIMIT 4;" in first[0]
+    assert len(walk) == 1 and "w.row_json" not in walk[0] and "LIMIT" not in walk[0].split(")")[-1]
+    assert [s for s in sql if s.startswith("FETCH")] == ["FETCH 8 FROM dpd_window"]
+    assert "OFFSET" not in "".join(first + walk)
 
 
 @pytest.fixture
