@@ -17,7 +17,7 @@ import time_machine
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
-from dpd.api import list_totals
+from dpd import remembered_counts
 from dpd.models import DataProduct
 from dpd.sample_volume import build_sample_volume
 from indexing.models import IndexRun
@@ -152,17 +152,17 @@ def test_an_expired_total_is_counted_once_while_other_requests_answer_with_the_l
         return 20
 
     with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
-        assert list_totals.remembered_count(key, lambda: 10) == 10
+        assert remembered_counts.remembered(key, lambda: 10) == 10
         clock.shift(11)  # expired
         counter = threading.Thread(
-            target=lambda: answers.append(list_totals.remembered_count(key, slow_count))
+            target=lambda: answers.append(remembered_counts.remembered(key, slow_count))
         )
         counter.start()
         _wait_until(lambda: counted)
-        meanwhile = [list_totals.remembered_count(key, slow_count) for _ in range(5)]
+        meanwhile = [remembered_counts.remembered(key, slow_count) for _ in range(5)]
         release.set()
         counter.join()
-        after = list_totals.remembered_count(key, slow_count)
+        after = remembered_counts.remembered(key, slow_count)
 
     assert meanwhile == [10] * 5  # not one more count, nobody waited
     assert answers == [20] and after == 20
@@ -179,7 +179,7 @@ def test_requests_with_no_total_yet_wait_for_one_count_and_share_it():
         return 7
 
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(list_totals.remembered_count, key, slow_count) for _ in range(4)]
+        futures = [pool.submit(remembered_counts.remembered, key, slow_count) for _ in range(4)]
         _wait_until(lambda: counted)
         time.sleep(0.1)  # the other three are waiting, not counting
         release.set()
@@ -187,3 +187,12 @@ def test_requests_with_no_total_yet_wait_for_one_count_and_share_it():
 
     assert totals == [7] * 4
     assert len(counted) == 1
+
+
+def test_a_new_version_is_counted_at_once_by_a_caller_alone():
+    """/status remembers its counts while the last change time holds: an
+    added product must show in the next answer, not 10 s later."""
+    key = f"test-total:{uuid.uuid4()}"
+    assert remembered_counts.remembered(key, lambda: 1, version="t1") == 1
+    assert remembered_counts.remembered(key, lambda: 99, version="t1") == 1
+    assert remembered_counts.remembered(key, lambda: 2, version="t2") == 2

@@ -31,9 +31,9 @@ from rest_framework.views import APIView
 
 from annotations.services import annotated_product_uids
 from dlm_bridge import services as dlm
-from dpd import search, search_rows
+from dpd import remembered_counts, search, search_rows
 from dpd.access import caller_groups, sees_placeholders, visible_products
-from dpd.api import column_labels, list_totals
+from dpd.api import column_labels
 from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.api.product_serializers import (
     BoundedJSONParser,
@@ -156,9 +156,9 @@ def _plain_list(
 def _remembered_count(matching: Callable[[], QuerySet[DataProduct]], asked: tuple) -> int:
     """COUNT(*) of the matches, reused by the same request (`asked`: what it
     matches and who may see it) and counted by one thread at a time
-    (dpd.api.list_totals says why)."""
+    (dpd.remembered_counts says why)."""
     digest = hashlib.sha256(repr(asked).encode()).hexdigest()
-    return list_totals.remembered_count(
+    return remembered_counts.remembered(
         f"dpd:plain-list-total:{digest}", lambda: matching().count()
     )
 
