@@ -364,7 +364,7 @@ def measure_shape(
     errors: list[int] = []
     lock = threading.Lock()
     remaining = [total]
-    deadline = time.monotonic() + cap
+    deadline = 0.0
 
     def client() -> None:
         while time.monotonic() < deadline:
@@ -382,6 +382,9 @@ def measure_shape(
 
     for _ in range(3):  # warm caches and connections
         request(url, method, path, body)
+    # The cap counts from here: warm-up requests of seconds each used to
+    # spend it all, leaving no latency to report.
+    deadline = time.monotonic() + cap
     stolen = steal_ms()
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
