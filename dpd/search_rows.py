@@ -141,6 +141,11 @@ def total(products: QuerySet[DataProduct], rows: list[Any], offset: int, limit: 
 
 # A page with its total starts from the first this many matches, in order.
 COUNTED_IDS = 1000
+# The orders an index gives (dpd_display_order, either way).
+_INDEX_ORDERS = {
+    ("-date_created", "metadata_file", "uid"),
+    ("date_created", "metadata_file", "uid"),
+}
 
 
 def counted_page(
@@ -153,8 +158,25 @@ def counted_page(
     rechecks its candidates once, not a second time for COUNT(*). With more
     matches, they still hold the page unless it lies beyond them, and only the
     total is counted.
+
+    In any other order than an index's (a sort on a metadata field), every
+    match is read and sorted before the first row, so a page beyond the
+    first COUNTED_IDS + 1 comes with its total from that one pass
+    (PostgreSQL): the page query's OFFSET and the COUNT(*) each made it
+    again (bench_scale grid_sorted at 100,000 products, a filter matching
+    25,070 products sorted on a metadata field, page 200: 5.9 -> 2.1 s).
+    In the index's order the count stays apart: an index-only COUNT(*) is
+    cheaper than walking the rest of the index to the heap (an unfiltered
+    page 200: 25 ms, against 71 ms in one pass).
     """
-    stored, counted = _page_among_first(products, offset, limit)
+    if (
+        offset + limit > COUNTED_IDS
+        and tuple(products.query.order_by) not in _INDEX_ORDERS
+        and connections[products.db].vendor == "postgresql"
+    ):
+        stored, counted = _cursor_page(products, offset, limit)
+        return _page_from(stored, offset, as_text=as_text), counted
+    stored, counted = _cursor_page(products[: COUNTED_IDS + 1], offset, limit)
     if counted <= COUNTED_IDS:
         return _page_from(stored, offset, as_text=as_text), counted
     if offset + limit <= counted:
@@ -164,11 +186,10 @@ def counted_page(
     return rows, total(products, rows, offset, limit)
 
 
-def _page_among_first(
+def _cursor_page(
     products: QuerySet[DataProduct], offset: int, limit: int
 ) -> tuple[list[tuple[int, str | None]], int]:
-    """(id, row_json) of the page, and how many of the first COUNTED_IDS + 1
-    matches there are.
+    """(id, row_json) of the page, and how many matches `products` has.
 
     On PostgreSQL one statement does both: a cursor over the matches skips to
     the page, reads it and counts the rest without reading their texts (one
@@ -177,15 +198,14 @@ def _page_among_first(
     The cursor lives in the simple query's transaction, planned as a query
     whose every row is read (cursor_tuple_fraction), as the count needs.
     """
-    first = products[: COUNTED_IDS + 1]
     connection = connections[products.db]
     if connection.vendor != "postgresql":
-        ids = list(first.values_list("pk", flat=True))
+        ids = list(products.values_list("pk", flat=True))
         page = ids[offset : offset + limit]
         texts = dict(DataProduct.objects.filter(pk__in=page).values_list("pk", "row_json"))
         return [(pk, texts[pk]) for pk in page], len(ids)
     try:
-        sql, params = first.values_list("pk", "row_json").query.sql_with_params()
+        sql, params = products.values_list("pk", "row_json").query.sql_with_params()
     except EmptyResultSet:  # a filter that no product can pass (Django runs no query)
         return [], 0
     statements = (

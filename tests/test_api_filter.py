@@ -9,6 +9,8 @@ import json
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from dpd.models import DataProduct
@@ -504,6 +506,30 @@ def test_a_null_value_sorts_with_the_missing_ones(anonymous, direction):
     assert present, "the fixtures have pol_xel values"
     assert values[: len(present)] == sorted(present, reverse=direction == "desc")
     assert all(value is None for value in values[len(present) :])
+
+
+@pytest.mark.parametrize("start", [0, 3, 5, 10], ids=["first", "straddling", "beyond", "past"])
+def test_a_sorted_page_beyond_the_first_matches_is_the_same_slice_with_the_same_total(
+    anonymous, monkeypatch, start
+):
+    """A metadata sort reads every match before the first row; a page beyond
+    the first COUNTED_IDS matches and its total come from that one pass."""
+    from dpd import search_rows
+
+    sort = [{"field": "context.observer", "sort": "asc"}]
+    whole = page(anonymous, sort=sort)
+    monkeypatch.setattr(search_rows, "COUNTED_IDS", 4)
+    body = {"sortModel": sort, "page": start // 2, "pageSize": 2}
+    with CaptureQueriesContext(connection) as queries:
+        part = grid(anonymous, body).json()
+    assert part["total"] == whole["total"] == 12
+    assert folders(part) == folders(whole)[start // 2 * 2 : start // 2 * 2 + 2]
+    assert [row["id"] for row in part["data"]] == list(range(start // 2 * 2 + 1, 13))[:2]
+    if django_settings.IS_POSTGRESQL and start // 2 * 2 + 2 > 4:
+        # Pages and counts of matches (not the sort field's type lookup).
+        reads = [q["sql"] for q in queries.captured_queries]
+        reads = [sql for sql in reads if "row_json" in sql or "COUNT(" in sql]
+        assert len(reads) == 1, reads
 
 
 def test_an_unknown_sort_field_keeps_the_default_order(anonymous):
