@@ -341,7 +341,7 @@ def _matches_in(
     pair's cost: re-reading the window from its start at every doubling,
     with the row texts, decompressed ~2.6 times as many rows and twice the
     bytes (bench_scale rare_kv at 100,000 products: ~1,300 texts and rows
-    for ~500 texts now; 70 -> 26 ms a search in-process).
+    for ~500 texts now; 70 -> 31 ms a search in-process).
 
     The walk must follow the display-order index and stop early, which the
     planner cannot see: below ~15,000 products its costs prefer reading and
