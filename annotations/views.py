@@ -26,8 +26,8 @@ from annotations import services
 from annotations.forms import AnnotationForm
 from annotations.models import Annotation
 from annotations.presentation import product_summary
-from dpd.access import caller_identity, visible_products
-from dpd.models import DataProduct
+from dpd.access import caller_identity, hidden_sources_now, visible_products
+from dpd.models import DLM_SOURCES, DataProduct
 from dpd.refusal import refusal_page
 
 # The pages' own login form: the admin login admits staff only, and the
@@ -35,6 +35,9 @@ from dpd.refusal import refusal_page
 PAGES_LOGIN_URL = reverse_lazy("pages-login")
 RECENT_PER_PAGE = 25
 NO_PRODUCT = "There is no data product with this uid, or you may not see it."
+DLM_UNAVAILABLE = (
+    "The Data Lifecycle Manager does not answer now, so its items are not shown; /status says why."
+)
 
 
 def _can_edit(request: HttpRequest, annotation: Annotation) -> bool:
@@ -45,6 +48,8 @@ def _can_edit(request: HttpRequest, annotation: Annotation) -> bool:
 def _render_product(
     request: HttpRequest, product: DataProduct, form: AnnotationForm, status: int = 200
 ) -> HttpResponse:
+    # As /dataproductmetadata: no DLM copy while the DLM does not answer.
+    hidden = hidden_sources_now(include_retired=True)
     annotations = list(
         Annotation.objects.for_product(product.uid)
         .order_by("-timestamp_created", "-annotation_id")
@@ -59,7 +64,8 @@ def _render_product(
         "form": form,
         "flows": list(product.sdp_flow_rows().order_by("key")),
         # Where the DLM holds copies of its execution block (issue 19), as last synced.
-        "dlm_copies": product.dlm_copies(visible_products(request)),
+        "dlm_copies": product.dlm_copies(visible_products(request, hidden_sources=hidden)),
+        "dlm_unavailable": DLM_UNAVAILABLE if DataProduct.Source.DLM in hidden else "",
     }
     return render(request, "annotations/product_detail.html", context, status=status)
 
@@ -69,6 +75,8 @@ def product_page(request: HttpRequest, uid: uuid.UUID) -> HttpResponse:
     product = visible_products(request).filter(uid=uid).first()
     if product is None:
         return refusal_page(request, 404, NO_PRODUCT)
+    if product.source in DLM_SOURCES and product.source in hidden_sources_now(include_retired=True):
+        return refusal_page(request, 503, DLM_UNAVAILABLE)
     return _render_product(request, product, AnnotationForm())
 
 

@@ -16,6 +16,7 @@ dpd.permissions.ProductReadAccess, which marks the request so that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -28,6 +29,27 @@ from dpd.models import DataProduct
 # Set on a request by dpd.permissions.ProductReadAccess when the compatibility
 # setting opens product reads; never set from anything the client sends.
 OPEN_PRODUCT_ACCESS_ATTR = "_dpd_open_product_access"
+
+# Which sources no page may show now (include_retired -> sources): the DLM
+# bridge registers its own from its AppConfig.ready() (the DLM's rows while
+# it does not answer), so that pages outside the API, which may not import
+# it, leave out what the API leaves out.
+HiddenSources = Callable[..., frozenset[str]]
+_hidden_sources: HiddenSources | None = None
+
+
+def set_hidden_sources(provider: HiddenSources | None) -> None:
+    """Register the DLM bridge's hidden sources (None removes them)."""
+    global _hidden_sources
+    _hidden_sources = provider
+
+
+def hidden_sources_now(*, include_retired: bool = False) -> frozenset[str]:
+    """The sources to leave out of a page now; `include_retired` keeps the
+    DLM's deleted and expired items (a lookup by uid, as /dataproductmetadata)."""
+    if _hidden_sources is None:
+        return frozenset()
+    return _hidden_sources(include_retired=include_retired)
 
 
 def caller_groups(request) -> frozenset[str] | None:

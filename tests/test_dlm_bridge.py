@@ -391,6 +391,24 @@ def test_the_product_page_shows_the_dlm_copies_and_a_dlm_items_storage(synced, m
     assert "Held by the Data Lifecycle Manager: Acacia (Pawsey-Kensington)" in dlm_page
 
 
+def test_the_product_page_shows_no_dlm_copy_while_the_dlm_cannot_be_read(synced, member):
+    """As /dataproductmetadata: the DLM part is empty while it does not
+    answer, and the page says why instead of showing copies as last synced."""
+    product = from_ingested_document({"execution_block": "eb-m001-20260115-00003"})
+    volume = DataProduct.objects.create(**DataProduct.fields_from(product))
+    item = DataProduct.objects.get(uid=ON_S3)
+    with dlm.as_role(NO_ACCESS):
+        page = member.get(volume.get_absolute_url()).content.decode()
+        dlm_page = member.get(item.get_absolute_url())
+        copies = metadata(member, str(volume.uid)).json().get("dlm_copies")
+    assert "Copies in the Data Lifecycle Manager" not in page
+    assert "dlm-archive" not in page
+    assert "The Data Lifecycle Manager does not answer now" in page
+    assert copies is None
+    assert dlm_page.status_code == 503
+    assert "The Data Lifecycle Manager does not answer now" in dlm_page.content.decode()
+
+
 def test_the_admin_lists_dlm_items_read_only_with_their_storage_and_location(synced):
     staff = User.objects.create_superuser("dlm-curator", password="x")
     client = APIClient()
