@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db.models import Q
 from django.test import Client
 from django.utils import timezone
@@ -320,6 +321,32 @@ def test_the_figures_follow_a_change_of_the_catalogue_at_once(catalogue):
     DataProduct.objects.filter(execution_block="eb-new-20240401-00010").delete()
     IndexRun.objects.create(trigger="command", status="completed", volume_prefix=volume_prefix())
     assert re.search(rf'id="products-total" data-count="{before}"', home(client))
+
+
+def test_while_a_run_writes_the_figures_follow_it_every_ten_seconds(catalogue):
+    """A run moves the catalogue at every batch and the page reloads itself
+    meanwhile: each reload recounted every document (~1.3 s at 100,000)."""
+    client = Client()
+    run = IndexRun.objects.create(
+        trigger="command", status="running", volume_prefix=volume_prefix()
+    )
+    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
+        before = total(home(client))
+        product("eb-new-20240401-00010", dt.date(2024, 4, 1), "SKA-Low", "image")
+        during = total(home(client))
+        clock.shift(11)
+        later = total(home(client))
+        product("eb-new-20240401-00011", dt.date(2024, 4, 1), "SKA-Low", "image")
+        run.status = "completed"
+        run.save()
+        ended = total(home(client))
+    assert during == before
+    assert later == before + 1
+    assert ended == before + 2  # the first render after the run counts all
+
+
+def total(page: str) -> int:
+    return int(re.search(r'id="products-total" data-count="(\d+)"', page).group(1))
 
 
 def test_callers_of_other_groups_never_get_each_others_figures(catalogue):
