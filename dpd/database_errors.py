@@ -1,5 +1,6 @@
 """What a database error says about the database: unreachable, or refusing
-one query for its size or shape, or something else.
+one query for its size or shape, or stopping it at its time limit, or
+something else.
 
 Only the first is the 503 "not available" answer (dpd.api.exceptions): a
 client told to retry must have a chance of success, and an operator who
@@ -20,6 +21,7 @@ from django.db import DatabaseError, InterfaceError
 class Cause(enum.Enum):
     UNAVAILABLE = "unavailable"  # lost, refused or busy connection: try again
     TOO_LARGE = "too_large"  # the query's size or shape: never succeeds as sent
+    TIMED_OUT = "timed_out"  # stopped at the server's statement_timeout (or cancelled)
     OTHER = "other"  # a fault of ours (or the schema's): a 500
 
 
@@ -31,6 +33,9 @@ _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 # columns, stack depth); 2201B invalid regular expression, which our escaped
 # patterns only raise for their size ("regular expression is too complex").
 _TOO_LARGE_STATES = ("54", "2201B")
+# 57014 query_canceled: statement_timeout, which deployments set on the
+# service's role to protect the server, or an operator's pg_cancel_backend.
+_TIMED_OUT_STATES = ("57014",)
 
 # SQLite result codes of a file that cannot be reached or is held by another
 # writer past the busy timeout.
@@ -64,6 +69,8 @@ def cause(exc: BaseException) -> Cause:
             return Cause.UNAVAILABLE
         if state.startswith(_TOO_LARGE_STATES):
             return Cause.TOO_LARGE
+        if state.startswith(_TIMED_OUT_STATES):
+            return Cause.TIMED_OUT
         return Cause.OTHER
     # No SQLSTATE: Django's "connection already closed", or psycopg's own
     # error before or instead of the server's answer, about the connection

@@ -6,13 +6,14 @@ database error is answered by its cause (only an unreachable database is the
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import DatabaseError, connection, connections
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteWrapper
 from django.test import RequestFactory
 from rest_framework.request import Request
 
 from dpd.api import search_serializers as bounds
-from dpd.api.exceptions import DATABASE_UNAVAILABLE, api_exception_handler
+from dpd.api.exceptions import DATABASE_UNAVAILABLE, QUERY_TIMED_OUT, api_exception_handler
 from dpd.database_errors import Cause, cause
 from tests.annotation_helpers import database_unreachable
 from tests.test_api_filter import item
@@ -237,6 +238,15 @@ def _terminated_postgresql_session() -> None:
         cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
 
+def _postgresql_statement_timeout() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '50ms'")
+        try:
+            cursor.execute("SELECT pg_sleep(2)")
+        finally:
+            connection.close()  # the session's limit goes with it
+
+
 def _bad_sql() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT no_such_column FROM dpd_dataproduct")
@@ -251,6 +261,7 @@ def _bad_sql() -> None:
         (_too_many_postgresql_parameters, Cause.TOO_LARGE),
         (_refused_postgresql_connection, Cause.UNAVAILABLE),
         (_terminated_postgresql_session, Cause.UNAVAILABLE),
+        (_postgresql_statement_timeout, Cause.TIMED_OUT),
         (_bad_sql, Cause.OTHER),
     ],
     ids=lambda value: getattr(value, "__name__", str(value)).strip("_"),
@@ -286,6 +297,30 @@ def test_only_an_unreachable_database_is_the_503_not_available(caplog):
     assert (ours.status_code, ours.data) == (500, {"detail": "Database error: OperationalError"})
     assert _answer(faulty, "POST").status_code == 500
     assert any(record.exc_info for record in caplog.records if record.levelname == "ERROR")
+
+
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="PostgreSQL's statement_timeout")
+@pytest.mark.django_db(transaction=True)
+def test_a_query_past_the_databases_time_limit_is_a_503_saying_so(client):
+    """Deployments set statement_timeout on the service's role; a search it
+    stops was a 500 "Database error: QueryCanceled"."""
+    import psycopg
+
+    holder = psycopg.connect(**connection.get_connection_params(), autocommit=False)
+    try:
+        # Another session holds the table: the search waits until the limit.
+        holder.execute("LOCK TABLE dpd_dataproduct IN ACCESS EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '300ms'")
+        response = client.post(
+            "/filterdataproducts", {"page": 0, "pageSize": 5}, content_type="application/json"
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+        connection.close()  # the next test's session has no time limit
+    assert response.status_code == 503
+    assert response.json() == {"detail": QUERY_TIMED_OUT}
 
 
 def test_status_reports_the_database_running_after_a_refused_request(anonymous):

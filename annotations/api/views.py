@@ -66,7 +66,7 @@ class AnnotationStoreView(APIView):
         if cause is database_errors.Cause.UNAVAILABLE:
             logger.warning("annotations: database unavailable: %s", exc)
             return Response(NOT_PROCESSED, status=self.unavailable_status)
-        if cause is database_errors.Cause.TOO_LARGE:
+        if cause in (database_errors.Cause.TOO_LARGE, database_errors.Cause.TIMED_OUT):
             return database_error_response(exc, self.request)
         logger.error("annotations: database error", exc_info=exc)
         return Response(

@@ -30,6 +30,11 @@ PAGES_PREFIX = "/products/"
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "The metadata database is not available; try again shortly."
+QUERY_TIMED_OUT = (
+    "The metadata database stopped this request's query at its time limit "
+    "(statement_timeout); narrow the request (a date range, a more specific filter) "
+    "or try again when the service is less busy."
+)
 REQUEST_TOO_LARGE = (
     "The request is too large or complex for the database to answer ({reason}); "
     "narrow it (docs/api.md lists the bounds of a request)."
@@ -81,6 +86,10 @@ def database_error_response(exc: DatabaseError, request: Any) -> Response:
         return Response(
             {"detail": DATABASE_UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE
         )
+    if cause is database_errors.Cause.TIMED_OUT:
+        # The server's limit, not ours: the operator sees which query, and how long.
+        logger.warning("database stopped a query at its time limit: %s", exc)
+        return Response({"detail": QUERY_TIMED_OUT}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if cause is database_errors.Cause.TOO_LARGE and getattr(request, "method", "") in _BODY_METHODS:
         # A request bound is missing or too loose: worth a traceback too.
         logger.warning("database refused a request's query for its size", exc_info=exc)
