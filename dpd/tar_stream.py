@@ -16,7 +16,7 @@ A whole download of many small files comes from a GNU tar process instead
 (dpd.tar_process: the same bytes, each header checked against the walk).
 
 The manifest member lists the SHA-256 of every regular file. A file sent
-whole is hashed as it goes, in a helper thread one chunk behind the socket
+whole is hashed as it goes, in a helper thread a few chunks behind the socket
 (hashlib releases the GIL: a second core hashes while the first sends); the
 digests of files a resumed range skipped come from dpd.checksums or are
 computed in another helper thread while the range streams, and the
@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -41,6 +42,7 @@ from dpd.tar_layout import BLOCK, REG, ArchiveLayout, Member, escape_manifest_na
 logger = logging.getLogger("dpd.download")
 
 EMPTY_DIGEST = hashlib.sha256(b"").digest()
+HASH_AHEAD = 3
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -245,19 +247,21 @@ def _read(
         if low:
             os.lseek(fd, low, os.SEEK_SET)
         remaining = high - low
-        hashed: Future | None = None
+        hashed: deque[Future] = deque()
         while remaining:
             data = os.read(fd, min(chunk_size, remaining))
             if not data:
                 raise OSError(f"{shown}: file shrank while it was sent")
             remaining -= len(data)
             if hasher is not None:
-                if hashed is not None:
-                    hashed.result()  # in order, one chunk ahead at most
-                hashed = hashing.pool("hash").submit(hasher.update, data)
+                # In order (one helper thread); HASH_AHEAD chunks queued at most,
+                # so the helper never waits for the socket and memory stays flat.
+                if len(hashed) >= HASH_AHEAD:
+                    hashed.popleft().result()
+                hashed.append(hashing.pool("hash").submit(hasher.update, data))
             yield data
-        if hashed is not None:
-            hashed.result()
+        for future in hashed:
+            future.result()
         if hasher is not None and high == member.size:
             digest = hasher.digest()
             digests[member] = digest
