@@ -89,21 +89,28 @@ def tar_members(layout: ArchiveLayout, digests: dict[Member, bytes]) -> Iterator
     with tempfile.TemporaryFile() as errors:
         process = _start(layout, errors)
         output = process.stdout
+        read = functools.partial(os.read, output.fileno(), READ_BYTES)
         try:
-            yield from _checked(
-                layout, functools.partial(os.read, output.fileno(), READ_BYTES), digests
-            )
-            while output.read(READ_BYTES):  # tar's end blocks: closing first would be EPIPE
+            try:
+                yield from _checked(layout, read, digests)
+            except OSError as exc:
+                if process.poll() is None:  # a changed member: tar is fine, we stop it
+                    raise
+                raise OSError(f"{exc} (tar: {_said(errors)})") from exc
+            while read():  # tar's end blocks: closing the pipe first would be EPIPE
                 pass
             if process.wait() != 0:
-                errors.seek(0)
-                said = errors.read(2000).decode("utf-8", "replace").strip()
-                raise OSError(f"tar exited with status {process.returncode}: {said}")
+                raise OSError(f"tar exited with status {process.returncode}: {_said(errors)}")
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
             output.close()
+
+
+def _said(errors: IO[bytes]) -> str:
+    errors.seek(0)
+    return errors.read(2000).decode("utf-8", "replace").strip()
 
 
 def _start(layout: ArchiveLayout, errors: IO[bytes]) -> subprocess.Popen:
