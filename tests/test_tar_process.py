@@ -104,12 +104,17 @@ def test_a_download_from_tar_resumes_on_the_python_path(
     assert len(tar_runs) == 1  # ranges never start tar
 
 
-def test_few_files_and_ranges_stay_on_the_python_path(anonymous, awkward_files, tar_runs):
+def test_few_files_and_ranges_stay_on_the_python_path(anonymous, awkward_files, settings, tar_runs):
     response, data = fetch(anonymous)  # the default: tar from 1000 files on
     assert response.status_code == 200 and data
-    response, _ = fetch(anonymous, HTTP_RANGE="bytes=0-")
-    assert response.status_code == 206
     assert not tar_runs
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    response, rest = fetch(anonymous, HTTP_RANGE="bytes=1-")
+    assert response.status_code == 206 and rest == data[1:]
+    assert not tar_runs
+    response, same = fetch(anonymous, HTTP_RANGE="bytes=0-")  # the whole archive
+    assert response.status_code == 206 and same == data
+    assert len(tar_runs) == 1
 
 
 def _grow(path: Path) -> None:
