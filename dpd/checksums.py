@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -37,7 +38,7 @@ def remembered(key: Key) -> bytes | None:
     return _digests.get(key)
 
 
-def remembered_now():
+def remembered_now() -> Callable[[Key], bytes | None]:
     """`remembered`, as a bound dict lookup for a loop over many files."""
     return _digests.get
 

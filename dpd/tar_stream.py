@@ -30,7 +30,7 @@ import hashlib
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
@@ -62,7 +62,9 @@ def stream_archive(
     return _counted(layout, start, stop, _pieces(layout, start, stop, chunk_size))
 
 
-def _counted(layout: ArchiveLayout, start: int, stop: int, pieces: Iterator[bytes]):
+def _counted(
+    layout: ArchiveLayout, start: int, stop: int, pieces: Generator[bytes]
+) -> Iterator[bytes]:
     """The pieces, with an error that cuts the stream logged once."""
     sent = 0
     try:
@@ -187,10 +189,10 @@ def _from_tar(layout: ArchiveLayout) -> Iterator[bytes]:
     then the manifest of the digests of the bytes it sent, and the end."""
     digests: dict[Member, bytes] = {}
     yield from tar_process.tar_members(layout, digests)
-    yield tail(layout, digests)
+    yield _tail(layout, digests)
 
 
-def tail(layout: ArchiveLayout, digests: dict[Member, bytes]) -> bytes:
+def _tail(layout: ArchiveLayout, digests: dict[Member, bytes]) -> bytes:
     """The archive's bytes from the manifest member to its end."""
     manifest = layout.manifest
     body = _manifest_bytes(layout, digests) if layout.manifest_size else b""
