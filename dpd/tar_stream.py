@@ -63,7 +63,7 @@ def stream_archive(
 
 
 def _counted(
-    layout: ArchiveLayout, start: int, stop: int, pieces: Generator[bytes]
+    layout: ArchiveLayout, start: int, stop: int, pieces: Generator[bytes, None, None]
 ) -> Iterator[bytes]:
     """The pieces, with an error that cuts the stream logged once."""
     sent = 0
