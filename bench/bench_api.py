@@ -31,7 +31,10 @@ measures:
 
 - /download of a product of --small-files files of --small-file-bytes each
   (20,000 x 2 KiB) against `tar -cf - DIR | cat > /dev/null`, medians of
-  --download-repeats alternated, with curl's time to the first byte;
+  --download-repeats alternated, with curl's time to the first byte, and
+  the same bytes but the first asked with `Range: bytes=1-`, which the
+  Python path serves (a whole download of many files comes from a GNU tar
+  process);
 - the first full download of the 2 GiB product after the server started
   (every file hashed for the archive's manifest) against tar, and a ranged
   download of its second half (`Range: bytes=N-`) as a ratio to half of the
@@ -42,6 +45,7 @@ The 2 GiB folder is deleted afterwards (the small-file product stays in the
 bench volume, under /tmp, for the next run). The last line is name=value pairs,
 ratios first: download_vs_tar (download throughput / tar throughput),
 download_cold_vs_tar (the first download), small_files_vs_tar,
+small_files_python_path_vs_tar,
 ranged_half_vs_half_full,
 search_p99_busy_vs_idle (worst shape), search_p99_ms_16 (worst shape),
 search_rps_16 (slowest shape), download_rss_growth_mib, search_p99_busy_ms_16,
@@ -608,29 +612,39 @@ def curl_seconds(url: str, uid: str, *options: str) -> tuple[float, int, float]:
     return elapsed, int(float(size)), float(first_byte)
 
 
-def measure_small_files(url: str, volume: Path, args: argparse.Namespace) -> float:
-    """/download of SMALL_EB against `tar -cf - DIR | cat` (medians, alternated)."""
+def measure_small_files(url: str, volume: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """/download of SMALL_EB against `tar -cf - DIR | cat` (medians, alternated):
+    the speed ratio of the whole download (a tar process serves it) and of the
+    same bytes from the Python path."""
     from dpd.services import product_ingest_folder
 
     folder = write_small_product(volume, args.small_files, args.small_file_bytes)
     uid = str(product_ingest_folder(SMALL_EB).uid)
-    tars, downloads, firsts = [], [], []
+    tars, downloads, firsts, pythons = [], [], [], []
     for _ in range(args.download_repeats):
         tars.append(tar_seconds(folder))
         seconds, received, first_byte = curl_seconds(url, uid)
         downloads.append(seconds)
         firsts.append(first_byte)
+        # `Range: bytes=1-` is the same bytes but the first from the Python path
+        # (dpd.tar_stream): a range never comes from the tar process
+        # (dpd.tar_process), which serves whole archives. Both in one run.
+        python_seconds, _, _ = curl_seconds(url, uid, "-H", "Range: bytes=1-")
+        pythons.append(python_seconds)
         print(
             f"small files: tar | cat {tars[-1]:.2f} s; download {received / MIB:.0f} MiB "
-            f"in {seconds:.2f} s, first byte after {first_byte:.2f} s"
+            f"in {seconds:.2f} s, first byte after {first_byte:.2f} s; "
+            f"Python path {python_seconds:.2f} s"
         )
     ratio = statistics.median(tars) / statistics.median(downloads)
+    python_ratio = statistics.median(tars) / statistics.median(pythons)
     print(
         f"small files ({args.small_files} x {args.small_file_bytes} B): download/tar "
         f"speed {ratio:.2f} (median tar {statistics.median(tars):.2f} s, download "
-        f"{statistics.median(downloads):.2f} s, first byte {statistics.median(firsts):.2f} s)"
+        f"{statistics.median(downloads):.2f} s, first byte {statistics.median(firsts):.2f} s); "
+        f"Python path {python_ratio:.2f} ({statistics.median(pythons):.2f} s)"
     )
-    return ratio
+    return ratio, python_ratio
 
 
 def measure_ranged_half(url: str, uid: str, full_seconds: float) -> float:
@@ -723,9 +737,9 @@ def main() -> None:
             grid_list = {16: nan, "kib": float("nan")}
         else:
             grid_list = measure_grid_list(args.url, env if args.url is None else {}, args)
-        small_ratio = float("nan")
+        small_ratio = small_python_ratio = float("nan")
         if args.url is None and args.small_files:
-            small_ratio = measure_small_files(url, volume, args)
+            small_ratio, small_python_ratio = measure_small_files(url, volume, args)
 
         if args.url is None and not args.no_download:
             # Written after the searches: 2 GiB of dirty pages that the kernel
@@ -803,7 +817,9 @@ def main() -> None:
             )
         print(
             f"download_vs_tar={ratio:.2f} download_cold_vs_tar={cold_ratio:.2f} "
-            f"small_files_vs_tar={small_ratio:.2f} ranged_half_vs_half_full={ranged_ratio:.2f} "
+            f"small_files_vs_tar={small_ratio:.2f} "
+            f"small_files_python_path_vs_tar={small_python_ratio:.2f} "
+            f"ranged_half_vs_half_full={ranged_ratio:.2f} "
             f"search_p99_busy_vs_idle={busy_ratio:.2f} "
             f"search_p99_ms_16={p99_16:.1f} search_rps_16={rps_16:.1f} "
             f"download_rss_growth_mib={growth:.1f} search_p99_busy_ms_16={busy_p99:.1f} "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -37,12 +38,28 @@ def remembered(key: Key) -> bytes | None:
     return _digests.get(key)
 
 
+def remembered_now() -> Callable[[Key], bytes | None]:
+    """`remembered`, as a bound dict lookup for a loop over many files."""
+    return _digests.get
+
+
 def remember(key: Key, digest: bytes) -> None:
     limit = settings.DPD_CHECKSUM_CACHE_ENTRIES
     if limit <= 0:
         return
     with _lock:
         _digests[key] = digest
+        while len(_digests) > limit:
+            del _digests[next(iter(_digests))]
+
+
+def remember_many(digests: dict[Key, bytes]) -> None:
+    """`remember` for many files at once (one lock, one look at the settings)."""
+    limit = settings.DPD_CHECKSUM_CACHE_ENTRIES
+    if limit <= 0 or not digests:
+        return
+    with _lock:
+        _digests.update(digests)
         while len(_digests) > limit:
             del _digests[next(iter(_digests))]
 

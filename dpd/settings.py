@@ -347,6 +347,10 @@ DPD_DOWNLOADS_RETRY_AFTER_SECONDS = env_int("DPD_DOWNLOADS_RETRY_AFTER_SECONDS",
 # Digests of volume files remembered per web process (dpd.checksums), so a
 # resumed download's manifest needs no second read of the files it skipped.
 DPD_CHECKSUM_CACHE_ENTRIES = env_int("DPD_CHECKSUM_CACHE_ENTRIES", 200_000, minimum=0)
+# A whole /download of at least this many files (averaging under 1 MiB) comes
+# from a GNU tar process, each header checked against the walk (dpd.tar_process);
+# 0 sends every archive from Python.
+DPD_TAR_PROCESS_MIN_FILES = env_int("DPD_TAR_PROCESS_MIN_FILES", 1000, minimum=0)
 # A search-body /download (every matching product in one archive) is refused
 # with 413 beyond either figure, before any byte.
 DPD_QUERY_DOWNLOAD_MAX_PRODUCTS = env_int("DPD_QUERY_DOWNLOAD_MAX_PRODUCTS", 1000, minimum=1)

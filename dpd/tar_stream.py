@@ -12,8 +12,11 @@ following symlinks (O_NOFOLLOW) and must still be the file the walk saw
 never sent with other bytes than its ETag and length promise; a file that
 appeared after the walk is not in the archive.
 
+A whole download of many small files comes from a GNU tar process instead
+(dpd.tar_process: the same bytes, each header checked against the walk).
+
 The manifest member lists the SHA-256 of every regular file. A file sent
-whole is hashed as it goes, in a helper thread one chunk behind the socket
+whole is hashed as it goes, in a helper thread a few chunks behind the socket
 (hashlib releases the GIL: a second core hashes while the first sends); the
 digests of files a resumed range skipped come from dpd.checksums or are
 computed in another helper thread while the range streams, and the
@@ -26,18 +29,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.conf import settings
 
-from dpd import checksums
+from dpd import checksums, tar_process
 from dpd.download import DownloadInterrupted
 from dpd.tar_layout import BLOCK, REG, ArchiveLayout, Member, escape_manifest_name
 
 logger = logging.getLogger("dpd.download")
 
 EMPTY_DIGEST = hashlib.sha256(b"").digest()
+HASH_AHEAD = 3
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -48,14 +53,22 @@ def stream_archive(
     *,
     chunk_size: int | None = None,
 ) -> Iterator[bytes]:
-    """Bytes [start, stop) of the archive in chunks of about `chunk_size`."""
+    """Bytes [start, stop) of the archive in chunks of about `chunk_size`;
+    a whole archive of many small files comes from tar (dpd.tar_process)."""
     stop = layout.size if stop is None else stop
+    if start == 0 and stop == layout.size and tar_process.suits(layout):
+        return _counted(layout, start, stop, _from_tar(layout))
     chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
+    return _counted(layout, start, stop, _pieces(layout, start, stop, chunk_size))
+
+
+def _counted(
+    layout: ArchiveLayout, start: int, stop: int, pieces: Generator[bytes, None, None]
+) -> Iterator[bytes]:
+    """The pieces, with an error that cuts the stream logged once."""
     sent = 0
-    name = b""
-    hashing = _Hashing()
     try:
-        for piece in _pieces(layout, start, stop, chunk_size, hashing):
+        for piece in pieces:
             sent += len(piece)
             yield piece
     except OSError as exc:
@@ -64,10 +77,10 @@ def stream_archive(
         )
         raise DownloadInterrupted(str(exc)) from exc
     finally:
-        hashing.close()
+        pieces.close()
     if sent != stop - start:  # cannot happen: the layout and the stream share the walk
         logger.error("download of %s: %d bytes sent of %d", layout.filename, sent, stop - start)
-        raise DownloadInterrupted(f"{name!r}: the stream and its layout disagree")
+        raise DownloadInterrupted("the stream and its layout disagree")
 
 
 class _Hashing:
@@ -89,7 +102,15 @@ class _Hashing:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _pieces(
+def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
+    hashing = _Hashing()
+    try:
+        yield from _python_pieces(layout, start, stop, chunk_size, hashing)
+    finally:
+        hashing.close()
+
+
+def _python_pieces(
     layout: ArchiveLayout, start: int, stop: int, chunk_size: int, hashing: _Hashing
 ) -> Iterator[bytes]:
     wants_manifest = stop > layout.manifest_data_offset and layout.manifest_size > 0
@@ -163,6 +184,22 @@ def _pieces(
         yield bytes(pending)
 
 
+def _from_tar(layout: ArchiveLayout) -> Iterator[bytes]:
+    """The whole archive: the members from a tar process (dpd.tar_process),
+    then the manifest of the digests of the bytes it sent, and the end."""
+    digests: dict[Member, bytes] = {}
+    yield from tar_process.tar_members(layout, digests)
+    yield _tail(layout, digests)
+
+
+def _tail(layout: ArchiveLayout, digests: dict[Member, bytes]) -> bytes:
+    """The archive's bytes from the manifest member to its end."""
+    manifest = layout.manifest
+    body = _manifest_bytes(layout, digests) if layout.manifest_size else b""
+    body += bytes(-len(body) % BLOCK)
+    return manifest.header() + body + bytes(layout.size - layout.end_offset)
+
+
 def _small_file(member: Member, digests: dict[Member, bytes], wants_manifest: bool) -> bytes:
     """A whole file of at most a chunk, in one read (most members of a
     product of many small files: no generator, no seek)."""
@@ -212,19 +249,21 @@ def _read(
         if low:
             os.lseek(fd, low, os.SEEK_SET)
         remaining = high - low
-        hashed: Future | None = None
+        hashed: deque[Future] = deque()
         while remaining:
             data = os.read(fd, min(chunk_size, remaining))
             if not data:
                 raise OSError(f"{shown}: file shrank while it was sent")
             remaining -= len(data)
             if hasher is not None:
-                if hashed is not None:
-                    hashed.result()  # in order, one chunk ahead at most
-                hashed = hashing.pool("hash").submit(hasher.update, data)
+                # In order (one helper thread); HASH_AHEAD chunks queued at most,
+                # so the helper never waits for the socket and memory stays flat.
+                if len(hashed) >= HASH_AHEAD:
+                    hashed.popleft().result()
+                hashed.append(hashing.pool("hash").submit(hasher.update, data))
             yield data
-        if hashed is not None:
-            hashed.result()
+        for future in hashed:
+            future.result()
         if hasher is not None and high == member.size:
             digest = hasher.digest()
             digests[member] = digest

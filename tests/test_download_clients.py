@@ -81,3 +81,26 @@ def test_wget_resumes_a_cut_download_with_dash_c(product, tmp_path, cut_at):  # 
     with server(product, tmp_path) as (_, port):
         wget_resume(port, out)
     assert out.read_bytes() == expected
+
+
+def test_curl_gets_the_same_bytes_from_the_tar_process_and_from_python(
+    product,  # noqa: F811
+    tmp_path,
+):
+    # 1,200 small files more: a whole download now comes from a GNU tar process
+    # (DPD_TAR_PROCESS_MIN_FILES, 1000), a ranged one (from byte 1: a range
+    # from 0 is the whole archive) from the Python path.
+    if not shutil.which("curl"):
+        pytest.fail("curl is needed")
+    many = product / EB / "many"
+    many.mkdir()
+    for n in range(1200):
+        (many / f"f{n:04d}.txt").write_bytes(b"%d\n" % n * (n % 7))
+    whole, ranged = tmp_path / "whole.tar", tmp_path / "ranged.tar"
+    with server(product, tmp_path) as (_, port):
+        assert curl(port, whole, "--fail").returncode == 0
+        assert curl(port, ranged, "--fail", "-r", "1-").returncode == 0
+    assert whole.read_bytes()[1:] == ranged.read_bytes()
+    assert whole.read_bytes() == expected_archive()
+    listed = subprocess.run(["tar", "-tf", str(whole)], capture_output=True, check=True)
+    assert f"{EB}/many/f1199.txt" in listed.stdout.decode()

@@ -1,0 +1,178 @@
+"""A whole /download of many small files comes from a GNU tar process
+(dpd.tar_process): the same bytes as the Python path, so either resumes the
+other, and a file changed since the walk still cuts the stream."""
+
+import io
+import os
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dpd import checksums, tar_process
+from dpd.download import DownloadInterrupted
+
+pytestmark = pytest.mark.usefixtures("upstream_catalogue")
+
+NOTEBOOK = "eb-notebook-20240201-54576"
+VR = f"{NOTEBOOK}/ska-sdp/pb-notebookvr-20240201-54576"
+BODY = {"execution_block": NOTEBOOK}
+
+
+@pytest.fixture(autouse=True)
+def _gnu_tar():
+    if tar_process.gnu_tar() is None:
+        pytest.fail("GNU tar is needed")
+
+
+@pytest.fixture
+def awkward_files(upstream_volume):
+    """Sub-products plus every kind of member whose header is not the plain one."""
+    folder = upstream_volume / VR
+    (folder / "empty").write_bytes(b"")
+    (folder / "exactly-512").write_bytes(os.urandom(512))
+    (folder / "odd").write_bytes(os.urandom(70_001))
+    (folder / ("long-" + "n" * 120)).write_bytes(b"a long name\n")
+    deep = folder / ("folder-" + "d" * 110)
+    deep.mkdir()
+    (deep / "in-a-long-folder").write_bytes(b"x" * 3000)
+    os.symlink("output.scan-1.ms", folder / "link")
+    os.symlink("t" * 140, folder / "link-to-a-long-name")
+    (folder / "back\\slash").write_bytes(b"b")
+    (folder / "-looks-like-an-option").write_bytes(b"o")
+    (folder / "hard").write_bytes(b"h" * 3000)
+    os.link(folder / "hard", folder / "hard-too")  # sent twice, as the walk counts it
+    (folder / "setuid").write_bytes(b"s")
+    (folder / "setuid").chmod(0o4755)
+    (folder / "from-1969").write_bytes(b"old")
+    os.utime(folder / "from-1969", (0, -86_400 * 365))  # a base-256 mtime
+    if os.geteuid() == 0:
+        os.chown(folder / "odd", 12345, 54321)  # an owner without a name
+    return folder
+
+
+@pytest.fixture
+def tar_runs(monkeypatch) -> list[Path]:
+    """Each tar process started, by the root it archived."""
+    runs: list[Path] = []
+    start = tar_process._start
+
+    def counted(layout, errors):
+        runs.append(Path(os.fsdecode(layout.root)))
+        return start(layout, errors)
+
+    monkeypatch.setattr(tar_process, "_start", counted)
+    return runs
+
+
+def fetch(client, body=BODY, **headers):
+    response = client.post("/download", body, format="json", **headers)
+    data = b"".join(response.streaming_content) if response.streaming else b""
+    return response, data
+
+
+def test_tar_sends_the_bytes_the_python_path_sends(anonymous, awkward_files, settings, tar_runs):
+    settings.DPD_TAR_PROCESS_MIN_FILES = 0  # never tar
+    python, python_bytes = fetch(anonymous)
+    assert not tar_runs
+    checksums.forget_all()  # the manifest's digests come from tar's bytes
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    from_tar, tar_bytes = fetch(anonymous)
+    assert len(tar_runs) == 1
+    assert from_tar["ETag"] == python["ETag"]
+    assert int(from_tar["Content-Length"]) == len(tar_bytes) == len(python_bytes)
+    assert tar_bytes == python_bytes
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
+        names = archive.getnames()
+    assert f"{VR}/{'long-' + 'n' * 120}" in names and f"{VR}/hard-too" in names
+
+
+def test_a_download_from_tar_resumes_on_the_python_path(
+    anonymous, awkward_files, settings, tar_runs
+):
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    whole, data = fetch(anonymous)
+    assert len(tar_runs) == 1
+    for offset in random.Random(25).sample(range(1, len(data)), 8):
+        checksums.forget_all()  # as if another process served the resume
+        response, rest = fetch(
+            anonymous, HTTP_RANGE=f"bytes={offset}-", HTTP_IF_RANGE=whole["ETag"]
+        )
+        assert response.status_code == 206
+        assert data[:offset] + rest == data, offset
+    assert len(tar_runs) == 1  # ranges never start tar
+
+
+def test_few_files_and_ranges_stay_on_the_python_path(anonymous, awkward_files, settings, tar_runs):
+    response, data = fetch(anonymous)  # the default: tar from 1000 files on
+    assert response.status_code == 200 and data
+    assert not tar_runs
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    response, rest = fetch(anonymous, HTTP_RANGE="bytes=1-")
+    assert response.status_code == 206 and rest == data[1:]
+    assert not tar_runs
+    response, same = fetch(anonymous, HTTP_RANGE="bytes=0-")  # the whole archive
+    assert response.status_code == 206 and same == data
+    assert len(tar_runs) == 1
+
+
+def _grow(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + b"more")
+
+
+def _touch(path: Path) -> None:
+    os.utime(path, (0, path.stat().st_mtime + 10))
+
+
+def _symlink(path: Path) -> None:
+    path.unlink()
+    os.symlink("exactly-512", path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_grow, _touch, lambda path: path.chmod(0o600), Path.unlink, _symlink],
+    ids=["grown", "touched", "chmod", "removed", "now-a-symlink"],
+)
+def test_a_file_changed_since_the_walk_cuts_the_tar_stream(
+    anonymous, awkward_files, settings, caplog, tar_runs, change
+):
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    victim = awkward_files / "odd"
+    response = anonymous.post("/download", BODY, format="json")  # the walk; no byte yet
+    announced = int(response["Content-Length"])
+    change(victim)
+    received = b""
+    with caplog.at_level("ERROR", logger="dpd.download"), pytest.raises(DownloadInterrupted):
+        for chunk in response.streaming_content:
+            received += chunk
+    assert len(tar_runs) == 1
+    assert len(received) < announced
+    assert "download of" in caplog.text and "odd" in caplog.text
+    # Cut before the changed member's header: what came is an archive without it.
+    with tarfile.open(fileobj=io.BytesIO(received)) as archive:
+        assert f"{VR}/odd" not in archive.getnames()
+
+
+def test_a_download_given_up_leaves_no_tar_running(anonymous, awkward_files, settings, tar_runs):
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    settings.STREAM_CHUNK_SIZE = 512
+    response = anonymous.post("/download", BODY, format="json")
+    stream = iter(response.streaming_content)
+    next(stream)
+    assert tar_children()
+    response.close()  # what the server does when the client goes away
+    assert len(tar_runs) == 1
+    assert not tar_children()
+
+
+def tar_children() -> list[int]:
+    """The tar processes this test process started and has not reaped."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            comm = Path(f"/proc/{pid}/comm")
+            if comm.exists() and comm.read_text().strip() == "tar":
+                found.append(int(pid))
+    return found
