@@ -136,6 +136,23 @@ GRID_LIST = (
 )
 
 
+def server_env(database_url: str, volume: Path) -> dict[str, str]:
+    """The environment of a bench server and of the bench process that fills
+    its catalogue: this database and volume, no start-up indexing."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PERSISTENT_STORAGE_PATH": str(volume),
+        "DJANGO_SETTINGS_MODULE": "dpd.settings",
+        # The bench measures serving, not the anonymous-client throttle.
+        "DPD_THROTTLE_ANON_RATE": "",
+        "INDEXING_ON_STARTUP": "false",
+        # Not a line for each capped list (10,000s of them), nor for each
+        # busy download that curl gives up at the end.
+        "LOG_LEVEL": "ERROR",
+    }
+
+
 def measure_grid_list(url: str | None, env: dict[str, str], args: argparse.Namespace) -> dict:
     """GRID_LIST at 1 and 16 clients on a server at the default cap (`url`,
     or one started here); `kib` is one answer's body, `rows` its length."""
@@ -676,17 +693,8 @@ def main() -> None:
             volume = Path(args.volume)
             volume.mkdir(parents=True, exist_ok=True)
             env = {
-                **os.environ,
-                "DATABASE_URL": args.database_url,
-                "PERSISTENT_STORAGE_PATH": str(volume),
-                "DJANGO_SETTINGS_MODULE": "dpd.settings",
-                # The bench measures serving, not the anonymous-client throttle.
-                "DPD_THROTTLE_ANON_RATE": "",
-                "INDEXING_ON_STARTUP": "false",
+                **server_env(args.database_url, volume),
                 "SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT": SHAPES_ROW_CAP,
-                # Not a line for each capped list (10,000s of them), nor for
-                # each busy download that curl gives up at the end.
-                "LOG_LEVEL": "ERROR",
             }
             if args.dlm_items:
                 dlm_url = args.dlm_database_url or args.database_url.rstrip("/") + "_dlm"

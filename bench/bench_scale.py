@@ -256,15 +256,7 @@ def main() -> None:
     bench_database.ensure_database(args.database_url)
     volume = Path("/tmp/dpd-bench-scale-volume")
     volume.mkdir(exist_ok=True)
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "PERSISTENT_STORAGE_PATH": str(volume),
-        "DJANGO_SETTINGS_MODULE": "dpd.settings",
-        "DPD_THROTTLE_ANON_RATE": "",
-        "INDEXING_ON_STARTUP": "false",
-        "LOG_LEVEL": "ERROR",
-    }
+    env = bench_api.server_env(args.database_url, volume)
     # This process (the fill, --explain) at the shapes' cap; the servers get theirs.
     os.environ.update(
         {**env, "SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT": bench_api.SHAPES_ROW_CAP}

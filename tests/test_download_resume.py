@@ -4,6 +4,7 @@ import io
 import os
 import random
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -18,15 +19,20 @@ VR = f"{NOTEBOOK}/ska-sdp/pb-notebookvr-20240201-54576"
 BODY = {"execution_block": NOTEBOOK}
 
 
-@pytest.fixture
-def awkward_files(upstream_volume):
-    """Sub-products plus the members whose sizes sit on block edges."""
-    folder = upstream_volume / VR
+def write_edge_members(folder: Path) -> None:
+    """The members whose sizes sit on block edges, a long name and a symlink."""
     (folder / "empty").write_bytes(b"")
     (folder / "exactly-512").write_bytes(os.urandom(512))
     (folder / "odd").write_bytes(os.urandom(70_001))
     (folder / ("long-" + "n" * 120)).write_bytes(b"a long name\n")
     os.symlink("output.scan-1.ms", folder / "link")
+
+
+@pytest.fixture
+def awkward_files(upstream_volume):
+    """Sub-products plus the members whose sizes sit on block edges."""
+    folder = upstream_volume / VR
+    write_edge_members(folder)
     return folder
 
 

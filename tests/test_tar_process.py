@@ -12,12 +12,9 @@ import pytest
 
 from dpd import checksums, tar_process
 from dpd.download import DownloadInterrupted
+from tests.test_download_resume import BODY, VR, write_edge_members
 
 pytestmark = pytest.mark.usefixtures("upstream_catalogue")
-
-NOTEBOOK = "eb-notebook-20240201-54576"
-VR = f"{NOTEBOOK}/ska-sdp/pb-notebookvr-20240201-54576"
-BODY = {"execution_block": NOTEBOOK}
 
 
 @pytest.fixture(autouse=True)
@@ -30,14 +27,10 @@ def _gnu_tar():
 def awkward_files(upstream_volume):
     """Sub-products plus every kind of member whose header is not the plain one."""
     folder = upstream_volume / VR
-    (folder / "empty").write_bytes(b"")
-    (folder / "exactly-512").write_bytes(os.urandom(512))
-    (folder / "odd").write_bytes(os.urandom(70_001))
-    (folder / ("long-" + "n" * 120)).write_bytes(b"a long name\n")
+    write_edge_members(folder)
     deep = folder / ("folder-" + "d" * 110)
     deep.mkdir()
     (deep / "in-a-long-folder").write_bytes(b"x" * 3000)
-    os.symlink("output.scan-1.ms", folder / "link")
     os.symlink("t" * 140, folder / "link-to-a-long-name")
     (folder / "back\\slash").write_bytes(b"b")
     (folder / "-looks-like-an-option").write_bytes(b"o")
