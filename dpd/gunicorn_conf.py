@@ -64,15 +64,27 @@ def _prepare_metrics_dir() -> None:
         os.environ[METRICS_DIR_ENV] = _made_metrics_dir
 
 
+_mark_process_dead = None
+
+
 def on_starting(server) -> None:
+    global _mark_process_dead
     download_slots.share_between_processes()  # before the workers are forked
     _prepare_metrics_dir()
+    # Imported here, once its directory is in the environment (prometheus_client
+    # reads it at import), and never in child_exit: gunicorn calls that from
+    # its SIGCHLD handler, and a second worker's death during the import ran
+    # the import again inside it ("partially initialized module"), an
+    # exception that ended the master and the whole web side (two workers
+    # SIGKILLed at once, as the OOM killer may).
+    from prometheus_client.multiprocess import mark_process_dead
+
+    _mark_process_dead = mark_process_dead
 
 
 def child_exit(server, worker) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # its live gauges go; its counts stay
+    if _mark_process_dead is not None:
+        _mark_process_dead(worker.pid)  # its live gauges go; its counts stay
 
 
 def on_exit(server) -> None:
