@@ -47,13 +47,24 @@ def _namespace(kind: str) -> str:
         return ""
 
 
+# A zombie (Z) or dying (X) process runs nothing and holds nothing: its pid
+# stays until its parent reaps it, for seconds or for ever where the orphan's
+# new parent is a PID 1 that reaps lazily or never (a container without an
+# init), and a restart must not wait on it.
+_ENDED_STATES = frozenset("ZX")
+
+
 def _start_ticks(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks after boot), None if no such pid."""
+    """The kernel's start time of `pid` (clock ticks after boot), None if no
+    such pid runs (none at all, or one that ended and is not yet reaped)."""
     stat = _read(PROC / str(pid) / "stat")
     if not stat:
         return None
     # The command name may hold spaces and parentheses: fields follow the last ")".
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in _ENDED_STATES:
+        return None
+    return int(fields[19])
 
 
 def _machine_id() -> str:

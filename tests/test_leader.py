@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -17,6 +18,7 @@ from dpd.models import DataProduct
 from indexing import holder, leader
 from indexing.models import IndexingState, IndexRun
 from indexing.services import IndexingBusy, index_run, request_reindex
+from tests.service_processes import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -290,6 +292,30 @@ def test_a_restart_on_the_same_machine_reclaims_a_killed_holders_slot_at_once():
     assert restarted.lease.reason == (
         f"its process is gone: pid {pid} on {socket.gethostname()} no longer runs"
     )
+
+
+def test_a_killed_holder_not_yet_reaped_is_gone():
+    # Its parent died with it, and the orphan waits for PID 1 to reap it:
+    # seconds where PID 1 reaps lazily (seen here), for ever where PID 1 does
+    # not reap at all, as in a container without an init. It runs nothing.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    ticks = holder._start_ticks(child.pid)
+    child.kill()
+    wait_for(lambda: _state(child.pid) == "Z", timeout=10, what="the child to be a zombie")
+    try:
+        _claim_as("dpd_0000000000a7", "pod-a", pid=child.pid, start_ticks=ticks)
+
+        restarted = leader.claim("dpd_0000000000a7", "pod-a")
+
+        assert restarted.claimed and restarted.lease.reason == (
+            f"its process is gone: pid {child.pid} on {socket.gethostname()} no longer runs"
+        )
+    finally:
+        child.wait()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def test_a_dead_holder_on_this_machine_does_not_make_the_volume_busy():
