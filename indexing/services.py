@@ -40,6 +40,10 @@ from indexing.run_records import (
 
 logger = logging.getLogger(__name__)
 
+# The longest pause between two looks at the slot by a follower's start-up
+# task (two small queries each).
+WATCH_POLL_SECONDS = 1.0
+
 
 class IndexingBusy(Exception):
     """A run is already queued or in progress for this volume (the API answers 409)."""
@@ -235,10 +239,13 @@ def _watch_leader(
     prefix: str, holder: str, requested_at: datetime | None
 ) -> tuple[leader.ClaimResult, IndexRun | None]:
     """Poll the slot while another instance leads: claim it as soon as the
-    leader's heartbeat is stale (a twentieth of the limit between polls keeps
-    takeover within 1.05 x the limit), give up once it completed for us."""
+    leader's heartbeat is stale or its process is proven gone, give up once it
+    completed for us. Polls at most WATCH_POLL_SECONDS apart (a twentieth of a
+    shorter stale limit, which keeps takeover within 1.05 x the limit): at a
+    twentieth of the default 300 s, a follower went on watching for up to
+    15 s after the run it waited for had completed."""
     stale = settings.INDEXING_HEARTBEAT_STALE_SECONDS
-    poll = max(stale / 20, 0.1)
+    poll = min(max(stale / 20, 0.1), WATCH_POLL_SECONDS)
     # A live leader stops by its timeout; after that plus the stale limit it is gone.
     give_up = time.monotonic() + settings.INDEXING_TIMEOUT_SECONDS + stale
     since = requested_at or timezone.now()
