@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import selectors
 import socket
 import struct
 import sys
@@ -89,6 +91,13 @@ class ServiceWorker(ThreadWorker):
         self.request_deadlines: dict = {}
         self.next_sweep = 0.0
         super().init_process()  # serves until the worker exits
+
+    def run(self) -> None:
+        # gunicorn points the signal wake-up fd at PIPE[1]: watching PIPE[0]
+        # ends the poll as soon as a signal arrives, so SIGTERM stops the
+        # accepting at once, not when the poll's 1 s runs out.
+        self.poller.register(self.PIPE[0], selectors.EVENT_READ, _drain)
+        super().run()
 
     # --- the time limits -----------------------------------------------------
 
@@ -180,6 +189,12 @@ class ServiceWorker(ThreadWorker):
         for fs in unfinished:
             with contextlib.suppress(OSError):
                 fs.conn.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        while os.read(fd, 4096):
+            pass
 
 
 def _address(client) -> str:
