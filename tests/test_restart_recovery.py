@@ -45,7 +45,7 @@ def services(transactional_db, volume, tmp_path):
         INDEXING_BATCH_SIZE="5",
         INDEXING_PARALLEL_WORKERS="2",  # the default on two cores: a pool in the worker
         INDEXING_SCHEDULE_MINUTES="0",
-        INDEXING_TEST_BATCH_DELAY_SECONDS="0.5",
+        INDEXING_TEST_BATCH_DELAY_SECONDS="0.25",
         Q_WORKERS="1",
         DPD_COMPAT_OPEN_MANAGEMENT="true",
     ) as started:
