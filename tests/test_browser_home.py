@@ -30,7 +30,7 @@ def test_the_home_page_follows_a_run_then_shows_the_chart(
     volume = tmp_path / "volume"
     volume.mkdir()
     settings.PERSISTENT_STORAGE_PATH = str(volume)
-    files = write_synthetic_volume(volume, 100)
+    files = write_synthetic_volume(volume, 50)
     screenshots = tmp_path / "screenshots"
     screenshots.mkdir()
 
