@@ -265,6 +265,45 @@ def test_matches_among_many_the_patterns_reject_are_read_in_growing_chunks(
     assert "OFFSET" not in "".join(first + walk)
 
 
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the window is PostgreSQL's")
+def test_a_pair_rare_among_the_newest_skips_the_walk_for_the_full_query(
+    client, settings, monkeypatch
+):
+    """Only the oldest open product matches; the signatures pass them all.
+    The first read (4 rows, no match) says the window cannot hold a page:
+    no cursor walks it, and the full query answers."""
+    from dpd import search_rows
+
+    monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
+    products = list(DataProduct.objects.filter(access_group__isnull=True).in_display_order())
+    for product in products:
+        text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
+        if product is products[-1]:
+            text = "\x1econtext.notes\x1fa needle\x1e"
+        DataProduct.objects.filter(pk=product.pk).update(
+            search_text=text, search_signature=signature(text)
+        )
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
+    body = {**WIDE, "key_value_pairs": ["notes:needle"]}
+    settings.SEARCH_WINDOW_ROWS = 0
+    full = folders(search(client, body))
+    assert full == [OPEN_IN_ORDER[-1]]
+
+    settings.SEARCH_WINDOW_ROWS = 10  # 12 open products: more follow the window
+    with CaptureQueriesContext(connection) as queries:
+        assert folders(search(client, body)) == full
+    sql = [q["sql"] for q in queries.captured_queries]
+    first = [s for s in sql if WINDOW_SQL in s]
+    assert len(first) == 1 and "LIMIT 4;" in first[0]
+    assert not [s for s in sql if "dpd_window" in s]
+    assert any("~" in s and WINDOW_SQL not in s for s in sql)  # the full query
+
+    settings.SEARCH_WINDOW_ROWS = 20  # the window may hold a page: it is walked
+    with CaptureQueriesContext(connection) as queries:
+        assert folders(search(client, body)) == full
+    assert any("DECLARE dpd_window" in q["sql"] for q in queries.captured_queries)
+
+
 @pytest.fixture
 def needle_search(client, settings, monkeypatch) -> tuple[dict, list[str]]:
     """Every open product's text holds "notes" and "needle", every other one
