@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import shutil
 import signal
@@ -394,7 +395,10 @@ def measure_shape(
                     return
                 remaining[0] -= 1
             started = time.perf_counter()
-            status, _ = request(url, method, path, body)
+            try:
+                status, _ = request(url, method, path, body)
+            except OSError:  # timed out (60 s) or refused: an error, and its time
+                status = 0
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
@@ -416,8 +420,11 @@ def measure_shape(
     wall = time.perf_counter() - started
     stolen = steal_ms() - stolen
     latencies.sort()
+    ended = len(latencies)
+    if not latencies:  # not one request ended
+        latencies = [math.nan]
     return {
-        "n": len(latencies),
+        "n": ended,
         "errors": len(errors),
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
