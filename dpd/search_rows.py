@@ -241,7 +241,9 @@ def window_rows(
     window held every candidate (a catalogue or date range smaller than the
     window, e.g. while a first index fills it: that is the whole answer); None
     when the window holds fewer than `needed` matches and more candidates
-    follow it (then only the full query knows the answer)."""
+    follow it (then only the full query knows the answer), or when its first
+    read shows the pair too rare for the window to fill the page (the full
+    query answers faster than a walk of the window)."""
     window = settings.SEARCH_WINDOW_ROWS
     connection = connections[DataProduct.objects.db]
     if connection.vendor != "postgresql" or window < needed or not pairs:
