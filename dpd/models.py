@@ -349,6 +349,24 @@ def stored_row_json(row: dict[str, Any]) -> str:
     return row_json_text({name: value for name, value in row.items() if name not in SPLICED_FIELDS})
 
 
+class FileDigest(models.Model):
+    """The SHA-256 of a large volume file, shared by every process and pod
+    (dpd.checksums): a download resumed on another worker takes the digests
+    of the files its range skipped from here instead of reading them again.
+    `identity` is a digest of the file's path under the volume and of its
+    inode, size, mtime and ctime: a file rewritten or replaced gets another."""
+
+    identity = models.BinaryField(max_length=32, primary_key=True)
+    sha256 = models.BinaryField(max_length=32)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "dpd_file_digest"
+
+    def __str__(self) -> str:
+        return bytes(self.sha256).hex()
+
+
 from dpd.sdp_models import Flow, ProcessingBlock, SdpWatcherState  # noqa: E402
 
-__all__ = ["DataProduct", "Flow", "ProcessingBlock", "SdpWatcherState"]
+__all__ = ["DataProduct", "FileDigest", "Flow", "ProcessingBlock", "SdpWatcherState"]

@@ -18,9 +18,10 @@ A whole download of many small files comes from a GNU tar process instead
 The manifest member lists the SHA-256 of every regular file. A file sent
 whole is hashed as it goes, in a helper thread a few chunks behind the socket
 (hashlib releases the GIL: a second core hashes while the first sends); the
-digests of files a resumed range skipped come from dpd.checksums or are
-computed in another helper thread while the range streams, and the
-manifest's bytes wait for them. Nothing is hashed when the range ends
+digests of files a resumed range skipped come from dpd.checksums (large
+files' from the database when another process learned them) or are computed
+in another helper thread while the range streams, and the manifest's bytes
+wait for them. Nothing is hashed when the range ends
 before the manifest.
 """
 
@@ -104,23 +105,40 @@ class _Hashing:
 
 def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
     hashing = _Hashing()
+    digests: dict[Member, bytes] = {}
+    if stop > layout.manifest_data_offset and layout.manifest_size > 0:
+        # Large files' digests another process learned (dpd.checksums).
+        recalled = checksums.recall_shared(layout.root, layout.files)
+        digests.update((m, recalled[m.identity]) for m in layout.files if m.identity in recalled)
     try:
-        yield from _python_pieces(layout, start, stop, chunk_size, hashing)
+        yield from _python_pieces(layout, start, stop, chunk_size, hashing, digests)
     finally:
         hashing.close()
+        # What this download learned, even if it was cut: a resume may come
+        # to another process.
+        checksums.share(layout.root, digests)
 
 
 def _python_pieces(
-    layout: ArchiveLayout, start: int, stop: int, chunk_size: int, hashing: _Hashing
+    layout: ArchiveLayout,
+    start: int,
+    stop: int,
+    chunk_size: int,
+    hashing: _Hashing,
+    digests: dict[Member, bytes],
 ) -> Iterator[bytes]:
+    """The bytes; `digests` holds those known before and gets those learned."""
     wants_manifest = stop > layout.manifest_data_offset and layout.manifest_size > 0
-    digests: dict[Member, bytes] = {}
     skipped: dict[Member, Future] = {}
     if wants_manifest and start:
         for member in layout.files:
             if member.data_offset >= start:
                 break
-            if member.size and checksums.remembered(member.identity) is None:
+            if (
+                member.size
+                and member not in digests
+                and checksums.remembered(member.identity) is None
+            ):
                 skipped[member] = hashing.pool("skipped").submit(_digest_of, member)
     pending = bytearray()
     first = max(layout.member_at(start), 0)
@@ -241,7 +259,7 @@ def _read(
         key = member.identity
         hasher = None
         if wants_manifest:
-            known = checksums.remembered(key)
+            known = digests.get(member) or checksums.remembered(key)
             if known is not None:
                 digests[member] = known
             elif low == 0:

@@ -91,6 +91,38 @@ def test_a_resumed_download_on_a_cold_cache_ends_with_the_same_manifest(
     assert check(tmp_path / "x" / NOTEBOOK / "ska-sdp").returncode == 0
 
 
+@pytest.mark.parametrize("remembered", [200_000, 0], ids=["cache", "no-cache"])
+def test_a_resume_in_another_process_takes_large_files_digests_from_the_database(
+    anonymous, upstream_volume, tmp_path, monkeypatch, settings, remembered
+):
+    settings.DPD_CHECKSUM_CACHE_ENTRIES = remembered
+    big = upstream_volume / VR / "big.bin"
+    big.write_bytes(os.urandom(checksums.SHARED_MIN_BYTES + 1000))
+    full = archive(anonymous, {"execution_block": NOTEBOOK})
+    hashed = []
+    file_digest = checksums.file_digest
+    monkeypatch.setattr(
+        checksums, "file_digest", lambda fd, size: hashed.append(size) or file_digest(fd, size)
+    )
+    # Inside the manifest's text: every file before it was skipped.
+    tail = full.rindex(f"{NOTEBOOK}/ska-sdp/MANIFEST.sha256".encode()) + 512 + 10
+
+    checksums.forget_all()  # another worker or pod: nothing remembered here
+    rest = archive(anonymous, {"execution_block": NOTEBOOK}, HTTP_RANGE=f"bytes={tail}-")
+
+    assert full[:tail] + rest == full
+    assert hashed and big.stat().st_size not in hashed  # the small files only
+
+    big.write_bytes(os.urandom(big.stat().st_size))  # other bytes, same size
+    changed = archive(anonymous, {"execution_block": NOTEBOOK})
+    hashed.clear()
+    checksums.forget_all()
+    rest = archive(anonymous, {"execution_block": NOTEBOOK}, HTTP_RANGE=f"bytes={tail}-")
+    assert changed[:tail] + rest == changed  # the new file's digest, not the old
+    extract(changed, tmp_path / "x")
+    assert check(tmp_path / "x" / NOTEBOOK / "ska-sdp").returncode == 0
+
+
 def test_awkward_file_names_are_escaped_as_sha256sum_reads_them(
     anonymous, upstream_volume, tmp_path
 ):
