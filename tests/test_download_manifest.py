@@ -7,6 +7,7 @@ import subprocess
 import tarfile
 
 import pytest
+from django.db import connection
 
 from dpd import checksums
 
@@ -120,6 +121,30 @@ def test_a_resume_in_another_process_takes_large_files_digests_from_the_database
     rest = archive(anonymous, {"execution_block": NOTEBOOK}, HTTP_RANGE=f"bytes={tail}-")
     assert changed[:tail] + rest == changed  # the new file's digest, not the old
     extract(changed, tmp_path / "x")
+    assert check(tmp_path / "x" / NOTEBOOK / "ska-sdp").returncode == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_the_digest_table_a_resume_hashes_and_ends_with_its_manifest(
+    anonymous, upstream_volume, tmp_path, caplog
+):
+    """Code deployed before its migration (or a database refusing the
+    table): downloads go on, the digests are computed instead."""
+    (upstream_volume / VR / "big.bin").write_bytes(os.urandom(checksums.SHARED_MIN_BYTES))
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE dpd_file_digest RENAME TO dpd_file_digest_away")
+    try:
+        full = archive(anonymous, {"execution_block": NOTEBOOK})
+        tail = full.rindex(f"{NOTEBOOK}/ska-sdp/MANIFEST.sha256".encode()) + 512 + 10
+        checksums.forget_all()
+        rest = archive(anonymous, {"execution_block": NOTEBOOK}, HTTP_RANGE=f"bytes={tail}-")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE dpd_file_digest_away RENAME TO dpd_file_digest")
+    assert full[:tail] + rest == full
+    assert "file digests not recorded in the database" in caplog.text
+    assert "file digests not read from the database (hashing instead)" in caplog.text
+    extract(full, tmp_path / "x")
     assert check(tmp_path / "x" / NOTEBOOK / "ska-sdp").returncode == 0
 
 
