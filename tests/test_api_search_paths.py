@@ -272,21 +272,7 @@ def test_a_pair_rare_among_the_newest_skips_the_walk_for_the_full_query(
     """Only the oldest open product matches; the signatures pass them all.
     The first read (4 rows, no match) says the window cannot hold a page:
     no cursor walks it, and the full query answers."""
-    from dpd import search_rows
-
-    monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
-    products = list(DataProduct.objects.filter(access_group__isnull=True).in_display_order())
-    for product in products:
-        text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
-        if product is products[-1]:
-            text = "\x1econtext.notes\x1fa needle\x1e"
-        DataProduct.objects.filter(pk=product.pk).update(
-            search_text=text, search_signature=signature(text)
-        )
-    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 4
-    body = {**WIDE, "key_value_pairs": ["notes:needle"]}
-    settings.SEARCH_WINDOW_ROWS = 0
-    full = folders(search(client, body))
+    body, full = _needles(client, settings, monkeypatch, lambda n, count: n == count - 1)
     assert full == [OPEN_IN_ORDER[-1]]
 
     settings.SEARCH_WINDOW_ROWS = 10  # 12 open products: more follow the window
@@ -306,18 +292,24 @@ def test_a_pair_rare_among_the_newest_skips_the_walk_for_the_full_query(
 
 @pytest.fixture
 def needle_search(client, settings, monkeypatch) -> tuple[dict, list[str]]:
-    """Every open product's text holds "notes" and "needle", every other one
-    in the same field: the signatures pass them all, the patterns half. The
+    """Every other open product matches: the signatures pass them all, the
+    patterns half."""
+    return _needles(client, settings, monkeypatch, lambda n, count: n % 2 == 1)
+
+
+def _needles(client, settings, monkeypatch, matches) -> tuple[dict, list[str]]:
+    """Every open product's text holds "notes" and "needle", in the same
+    field for those `matches(position, count)` picks (display order). The
     window reads chunks of exactly what is missing; pages of 4. Gives the
     search body and the full query's answer."""
     from dpd import search_rows
 
     monkeypatch.setattr(search_rows, "_CHUNK_SLACK", 0)
-    products = DataProduct.objects.filter(access_group__isnull=True).in_display_order()
+    products = list(DataProduct.objects.filter(access_group__isnull=True).in_display_order())
     for n, product in enumerate(products):
-        text = "\x1econtext.notes\x1fa needle\x1e"
-        if n % 2 == 0:
-            text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
+        text = "\x1econtext.notes\x1fnone\x1econtext.observer\x1fa needle\x1e"
+        if matches(n, len(products)):
+            text = "\x1econtext.notes\x1fa needle\x1e"
         DataProduct.objects.filter(pk=product.pk).update(
             search_text=text, search_signature=signature(text)
         )
