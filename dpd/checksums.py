@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 if TYPE_CHECKING:
     from dpd.tar_layout import Member
@@ -126,6 +126,8 @@ def recall_shared(root: bytes, files: Iterable[Member]) -> dict[Key, bytes]:
             found.update((wanted[bytes(identity)], bytes(digest)) for identity, digest in rows)
     except DatabaseError as exc:
         logger.warning("file digests not read from the database (hashing instead): %s", exc)
+    finally:
+        _release_connection()
     remember_many(found)
     _mark_shared(found)
     return found
@@ -150,7 +152,17 @@ def share(root: bytes, digests: dict[Member, bytes]) -> None:
     except DatabaseError as exc:
         logger.warning("file digests not recorded in the database: %s", exc)
         return
+    finally:
+        _release_connection()
     _mark_shared(keys)
+
+
+def _release_connection() -> None:
+    """A download's stream holds no database connection (it may last hours,
+    and dpd.api.product_views closed the request's before it began): the one
+    these lookups opened goes at once. Not inside a transaction (a test's)."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _mark_shared(keys: Iterable[Key]) -> None:
