@@ -104,19 +104,19 @@ def shared_identity(root: bytes, member: Member) -> bytes:
     return hashlib.sha256(b"dpd-file-digest-1\0" + relative + b"\0" + numbers).digest()
 
 
-def recall_shared(root: bytes, files: Iterable[Member]) -> dict[Key, bytes]:
+def recall_shared(root: bytes, files: Iterable[Member]) -> dict[Member, bytes]:
     """The database's digests of the large `files` this process does not
     know yet (also remembered here)."""
     from dpd.models import FileDigest
 
     wanted = {
-        shared_identity(root, member): member.identity
+        shared_identity(root, member): member
         for member in files
         if member.size >= SHARED_MIN_BYTES and member.identity not in _digests
     }
     if not wanted:
         return {}
-    found: dict[Key, bytes] = {}
+    found: dict[Member, bytes] = {}
     try:
         identities = list(wanted)
         for start in range(0, len(identities), _SHARED_BATCH):
@@ -128,8 +128,9 @@ def recall_shared(root: bytes, files: Iterable[Member]) -> dict[Key, bytes]:
         logger.warning("file digests not read from the database (hashing instead): %s", exc)
     finally:
         _release_connection()
-    remember_many(found)
-    _mark_shared(found)
+    by_key = {member.identity: digest for member, digest in found.items()}
+    remember_many(by_key)
+    _mark_shared(by_key)
     return found
 
 

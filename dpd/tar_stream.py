@@ -105,13 +105,11 @@ class _Hashing:
 
 def _pieces(layout: ArchiveLayout, start: int, stop: int, chunk_size: int) -> Iterator[bytes]:
     hashing = _Hashing()
-    digests: dict[Member, bytes] = {}
-    if stop > layout.manifest_data_offset and layout.manifest_size > 0:
-        # Large files' digests another process learned (dpd.checksums).
-        recalled = checksums.recall_shared(layout.root, layout.files)
-        digests.update((m, recalled[m.identity]) for m in layout.files if m.identity in recalled)
+    wants_manifest = stop > layout.manifest_data_offset and layout.manifest_size > 0
+    # Large files' digests another process learned (dpd.checksums).
+    digests = checksums.recall_shared(layout.root, layout.files) if wants_manifest else {}
     try:
-        yield from _python_pieces(layout, start, stop, chunk_size, hashing, digests)
+        yield from _python_pieces(layout, start, stop, chunk_size, hashing, digests, wants_manifest)
     finally:
         hashing.close()
         # What this download learned, even if it was cut: a resume may come
@@ -126,9 +124,10 @@ def _python_pieces(
     chunk_size: int,
     hashing: _Hashing,
     digests: dict[Member, bytes],
+    wants_manifest: bool,
 ) -> Iterator[bytes]:
-    """The bytes; `digests` holds those known before and gets those learned."""
-    wants_manifest = stop > layout.manifest_data_offset and layout.manifest_size > 0
+    """The bytes; `digests` holds those known before and gets those learned
+    (`wants_manifest`: the range reaches the manifest's text)."""
     skipped: dict[Member, Future] = {}
     if wants_manifest and start:
         for member in layout.files:

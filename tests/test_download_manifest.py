@@ -32,6 +32,13 @@ def extract(data: bytes, where) -> list[str]:
     return subprocess.run(["tar", "-tf", "-"], input=data, capture_output=True, check=True).stdout
 
 
+def inside_manifest(full: bytes) -> int:
+    """An offset inside the notebook archive's manifest text: a range from
+    there skips every file, and its manifest needs all their digests (the
+    end blocks and record padding after it need none)."""
+    return full.rindex(f"{NOTEBOOK}/ska-sdp/MANIFEST.sha256".encode()) + 512 + 10
+
+
 def check(folder) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["sha256sum", "--strict", "-c", "MANIFEST.sha256"],
@@ -105,8 +112,7 @@ def test_a_resume_in_another_process_takes_large_files_digests_from_the_database
     monkeypatch.setattr(
         checksums, "file_digest", lambda fd, size: hashed.append(size) or file_digest(fd, size)
     )
-    # Inside the manifest's text: every file before it was skipped.
-    tail = full.rindex(f"{NOTEBOOK}/ska-sdp/MANIFEST.sha256".encode()) + 512 + 10
+    tail = inside_manifest(full)
 
     checksums.forget_all()  # another worker or pod: nothing remembered here
     rest = archive(anonymous, {"execution_block": NOTEBOOK}, HTTP_RANGE=f"bytes={tail}-")
@@ -135,7 +141,7 @@ def test_without_the_digest_table_a_resume_hashes_and_ends_with_its_manifest(
         cursor.execute("ALTER TABLE dpd_file_digest RENAME TO dpd_file_digest_away")
     try:
         full = archive(anonymous, {"execution_block": NOTEBOOK})
-        tail = full.rindex(f"{NOTEBOOK}/ska-sdp/MANIFEST.sha256".encode()) + 512 + 10
+        tail = inside_manifest(full)
         checksums.forget_all()
         rest = archive(anonymous, {"execution_block": NOTEBOOK}, HTTP_RANGE=f"bytes={tail}-")
     finally:
