@@ -272,6 +272,22 @@ else:
         _options = DATABASES["default"]["OPTIONS"]
         _options["options"] = f"{_options.get('options', '')} -c random_page_cost={_page_cost}"
         _options["options"] = _options["options"].strip()
+    # DATABASE_WORK_MEM: PostgreSQL's work_mem for the service's connections.
+    # A search or grid filter matching many products collects their pages in
+    # a bitmap; past work_mem it turns lossy and every row of a lossy page is
+    # rechecked against its ~2.7 KB search text. The default 4MB holds an
+    # exact bitmap up to ~400,000 products; 32MB to ~3,000,000 (a grid
+    # filter matching half of 1,000,000 products: 854,575 rechecks instead
+    # of 583,607, 12.3 -> 8.4 s). Empty: the server's own setting.
+    _work_mem = os.environ.get("DATABASE_WORK_MEM", "32MB").strip()
+    if _work_mem:
+        if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)?", _work_mem):
+            raise ImproperlyConfigured(
+                f"DATABASE_WORK_MEM={_work_mem!r} is not a PostgreSQL memory size "
+                "(a whole number with kB, MB or GB, e.g. 32MB)"
+            )
+        _options = DATABASES["default"]["OPTIONS"]
+        _options["options"] = f"{_options.get('options', '')} -c work_mem={_work_mem}".strip()
 IS_POSTGRESQL = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 # runservice applies the migrations before it serves (the upstream chart has no migration job).
 DPD_MIGRATE_ON_STARTUP = env_bool("DPD_MIGRATE_ON_STARTUP", True)

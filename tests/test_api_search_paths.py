@@ -214,6 +214,16 @@ def test_the_planner_prices_a_cached_page_as_configured():
         assert cursor.fetchone() == ("1.1",)
 
 
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL setting")
+def test_the_connections_keep_a_large_filters_bitmap_exact():
+    # DATABASE_WORK_MEM, unset here: 32MB, so the bitmap of a filter matching
+    # most of up to ~3,000,000 products stays exact (PostgreSQL's 4MB turns
+    # lossy past ~400,000, and every row of a lossy page is rechecked).
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW work_mem")
+        assert cursor.fetchone() == ("32MB",)
+
+
 @pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="the cursor is PostgreSQL's")
 def test_paged_answers_leave_the_callers_transaction_as_it_was(client):
     # The test runs in a transaction, as a caller's code might.

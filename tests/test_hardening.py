@@ -294,6 +294,17 @@ def test_a_random_page_cost_that_is_not_a_number_refuses_to_start():
     assert "DATABASE_RANDOM_PAGE_COST='cheap' is not a number" in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="a PostgreSQL setting")
+def test_a_work_mem_that_is_not_a_memory_size_refuses_to_start():
+    # It would go into libpq's options, where a space starts another option.
+    result = manage("check", DATABASE_WORK_MEM="32MB -c statement_timeout=1")
+    assert result.returncode != 0
+    assert "DATABASE_WORK_MEM='32MB -c statement_timeout=1' is not a PostgreSQL memory size" in (
+        result.stderr
+    )
+
+
 # --- Search and filter input never reaches the ORM as lookups ---------------------------
 
 
