@@ -532,6 +532,41 @@ def test_a_sorted_page_beyond_the_first_matches_is_the_same_slice_with_the_same_
         assert len(reads) == 1, reads
 
 
+@pytest.mark.parametrize("number", [0, 1, 3], ids=["first", "straddling", "beyond"])
+@pytest.mark.parametrize(
+    ("text_filter", "one_pass"),
+    [
+        # Every match passes a test of its text: the page and the total
+        # come from one pass over the matches, each rechecked once.
+        (item("metadata_file", "contains", "ska-data-product"), True),
+        # A negated test: the first matches in display order, COUNT(*) apart.
+        (item("metadata_file", "doesNotContain", "no-such-file"), False),
+    ],
+    ids=["contains", "does-not-contain"],
+)
+def test_a_text_filter_past_the_first_matches_has_the_same_page_and_total(
+    anonymous, monkeypatch, number, text_filter, one_pass
+):
+    from dpd import search_rows
+
+    whole = page(anonymous, text_filter)
+    monkeypatch.setattr(search_rows, "COUNTED_IDS", 4)
+    body = {
+        "filterModel": {"items": [text_filter], "logicOperator": "and"},
+        "page": number,
+        "pageSize": 2,
+    }
+    with CaptureQueriesContext(connection) as queries:
+        part = grid(anonymous, body).json()
+    assert part["total"] == whole["total"] == 12
+    assert folders(part) == folders(whole)[number * 2 : number * 2 + 2]
+    assert [row["id"] for row in part["data"]] == [number * 2 + 1, number * 2 + 2]
+    if django_settings.IS_POSTGRESQL:
+        found = [q["sql"] for q in queries.captured_queries]
+        found = [sql for sql in found if "row_json" in sql or "COUNT(" in sql]
+        assert (len(found) == 1) is one_pass, found
+
+
 def test_an_unknown_sort_field_keeps_the_default_order(anonymous):
     unsorted = folders(page(anonymous))
     assert folders(page(anonymous, sort=[{"field": "nope__x", "sort": "asc"}])) == unsorted
