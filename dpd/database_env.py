@@ -81,6 +81,12 @@ def search_path_option(schema: str) -> str:
     return "-c search_path=" + quoted.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
+def add_server_setting(options: dict[str, Any], name: str, value: object) -> None:
+    """Append `-c name=value` to the libpq `options` of a DATABASES entry's
+    OPTIONS: a PostgreSQL setting for every connection, whatever the pooler."""
+    options["options"] = f"{options.get('options', '')} -c {name}={value}".strip()
+
+
 def upstream_database(
     *, host: str, port: int, user: str, password: str, dbname: str, schema: str
 ) -> dict[str, Any]:

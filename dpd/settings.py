@@ -269,9 +269,9 @@ else:
     # were freshly built (docs/api.md). Empty: the server's own setting.
     if os.environ.get("DATABASE_RANDOM_PAGE_COST", "1.1").strip():
         _page_cost = env_float("DATABASE_RANDOM_PAGE_COST", 1.1, minimum=0.0)
-        _options = DATABASES["default"]["OPTIONS"]
-        _options["options"] = f"{_options.get('options', '')} -c random_page_cost={_page_cost}"
-        _options["options"] = _options["options"].strip()
+        database_env.add_server_setting(
+            DATABASES["default"]["OPTIONS"], "random_page_cost", _page_cost
+        )
     # DATABASE_WORK_MEM: PostgreSQL's work_mem for the service's connections.
     # A search or grid filter matching many products collects their pages in
     # a bitmap; past work_mem it turns lossy and every row of a lossy page is
@@ -286,8 +286,7 @@ else:
                 f"DATABASE_WORK_MEM={_work_mem!r} is not a PostgreSQL memory size "
                 "(a whole number with kB, MB or GB, e.g. 32MB)"
             )
-        _options = DATABASES["default"]["OPTIONS"]
-        _options["options"] = f"{_options.get('options', '')} -c work_mem={_work_mem}".strip()
+        database_env.add_server_setting(DATABASES["default"]["OPTIONS"], "work_mem", _work_mem)
 IS_POSTGRESQL = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
 # runservice applies the migrations before it serves (the upstream chart has no migration job).
 DPD_MIGRATE_ON_STARTUP = env_bool("DPD_MIGRATE_ON_STARTUP", True)
@@ -467,9 +466,7 @@ else:
 if DATABASES["dlm"]["ENGINE"].startswith("django.db.backends.postgresql"):
     _dlm_options = DATABASES["dlm"].setdefault("OPTIONS", {})
     _dlm_options["connect_timeout"] = env_int("DLM_CONNECT_TIMEOUT", 3, minimum=1)
-    _dlm_options["options"] = (
-        f"{_dlm_options.get('options', '')} -c default_transaction_read_only=on"
-    ).strip()
+    database_env.add_server_setting(_dlm_options, "default_transaction_read_only", "on")
     DATABASES["dlm"]["CONN_HEALTH_CHECKS"] = True
 # A request touches the DLM once per DLM_PROBE_SECONDS at most: no connection
 # kept per serving thread for it (each would double the main database's).
