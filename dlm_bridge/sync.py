@@ -262,6 +262,7 @@ _FIELDS = [
     "search_text",
     "search_signature",
     "field_types",
+    "field_values",
     "row_json",
     "source",
     "file_mtime_ns",

@@ -18,6 +18,7 @@ from dpd.search_text import (
     US,
     any_of_regex,
     build_search_text,
+    field_values,
     like_as_regex,
     row_field_types,
     signature,
@@ -103,6 +104,46 @@ class FoldedAnyOf(models.Lookup):
         return f"{lhs} REGEXP %s", [*lhs_params, any_of_regex(self.rhs)]
 
 
+class FieldValuesField(models.Field):
+    """dpd.search_text.field_values(): an array of text on PostgreSQL (a GIN
+    index answers `&&` from its entries, no recheck of the row), a JSON array
+    elsewhere (SQLite reads it with json_each)."""
+
+    description = "Folded row fields"
+
+    def db_type(self, connection) -> str:
+        return "text[]" if connection.vendor == "postgresql" else "text"
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None or connection.vendor == "postgresql":
+            return value
+        return json.dumps(list(value), ensure_ascii=False)
+
+    def from_db_value(self, value, expression, connection):
+        return json.loads(value) if isinstance(value, str) else value
+
+
+@FieldValuesField.register_lookup
+class HasAnyFieldValue(models.Lookup):
+    """Some element equal to one of the given ones (dpd.search_text.field_value):
+    the grid's equals and isAnyOf on a row field."""
+
+    lookup_name = "has_any"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs} && %s::text[]", [*lhs_params, list(self.rhs)]
+
+    def as_sqlite(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        sql = (
+            f"EXISTS (SELECT 1 FROM json_each({lhs}) AS held "
+            "WHERE held.value IN (SELECT value FROM json_each(%s)))"
+        )
+        return sql, [*lhs_params, json.dumps(list(self.rhs), ensure_ascii=False)]
+
+
 class SignatureField(models.Field):
     """dpd.search_text.signature(): a bit string of fixed width on PostgreSQL,
     where the key:value window tests it with `&`; its text elsewhere (SQLite
@@ -173,6 +214,10 @@ class DataProduct(models.Model):
     # NULL for rows written before it existed (they are rendered in Python);
     # nullable also lets SQLite add the column without rebuilding the table.
     row_json = models.TextField(null=True, editable=False)
+    # Every row field as "name US value", folded (dpd.search_text.field_values):
+    # the grid's equals and isAnyOf filters, through a GIN index. NULL for
+    # rows written by hand: no such filter matches them.
+    field_values = FieldValuesField(null=True, editable=False)
     # execution_block as the grid's filters compare it (ExecutionBlockSearchText,
     # lower-cased), kept by the database: they test it with LIKE through its
     # own trigram index (FoldedLike).
@@ -209,6 +254,8 @@ class DataProduct(models.Model):
             GinIndex(fields=["metadata"], opclasses=["jsonb_path_ops"], name="dpd_metadata_gin"),
             # PostgreSQL only (see the migration): substring search and filters.
             GinIndex(OpClass("search_text", name="gin_trgm_ops"), name="dpd_search_text_trgm"),
+            # PostgreSQL only (see the migration): the grid's equals filters.
+            GinIndex(fields=["field_values"], name="dpd_field_values_gin"),
             # PostgreSQL only (see the migration): grid filters on execution_block.
             GinIndex(
                 fields=["execution_block_folded"],
@@ -244,6 +291,7 @@ class DataProduct(models.Model):
         fields["search_text"] = build_search_text(row)
         fields["search_signature"] = signature(fields["search_text"])
         fields["field_types"] = row_field_types(row)
+        fields["field_values"] = field_values(fields["search_text"])
         fields["row_json"] = stored_row_json(row)
         return fields
 
@@ -290,6 +338,7 @@ class DataProduct(models.Model):
         self.search_text = build_search_text(row)
         self.search_signature = signature(self.search_text)
         self.field_types = row_field_types(row)
+        self.field_values = field_values(self.search_text)
         self.row_json = stored_row_json(row)
 
     def nested_document(self) -> dict[str, Any]:

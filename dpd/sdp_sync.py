@@ -430,6 +430,7 @@ def _set_flows(
         search_text=product.search_text,
         search_signature=product.search_signature,
         field_types=product.field_types,
+        field_values=product.field_values,
         row_json=product.row_json,
         indexed_at=now,
     )

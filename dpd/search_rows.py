@@ -49,6 +49,7 @@ _SEARCH_COLUMNS = (
     "search_text",
     "search_signature",
     "field_types",
+    "field_values",
     "row_json",
     "execution_block_folded",
 )

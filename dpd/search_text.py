@@ -20,6 +20,7 @@ Values are `str(value)` of what PyYAML loaded, as upstream compares them
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping
@@ -75,6 +76,43 @@ def _list_fields(name: str, items: list[Any]) -> Iterator[tuple[str, Any]]:
             yield name, item
 
 
+# A (name, value) element of the field values longer than this many
+# characters is stored as its first ELEMENT_PREFIX characters and its SHA-256:
+# a GIN index entry must fit in a third of a page (~2.7 KB), and a value can
+# run to megabytes. Short elements have one US, long ones two: never equal.
+LONG_ELEMENT = 256
+ELEMENT_PREFIX = 200
+
+
+def fold(text: str) -> str:
+    """Case folded as the grid compares text: each character lower-cased on
+    its own (Python's str.lower(), on every database), never one into two."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+
+
+def field_value(name: str, value: str) -> str:
+    """The element of DataProduct.field_values that a row field `name` holding
+    `value` gives, both as the search text holds them (cleaned), folded: what
+    the grid's equals and isAnyOf filters look up."""
+    element = fold(f"{clean(name)}{US}{clean(value)}")
+    if len(element) <= LONG_ELEMENT:
+        return element
+    digest = hashlib.sha256(element.encode()).hexdigest()
+    return f"{element[:ELEMENT_PREFIX]}{US}{digest}"
+
+
+def field_values(text: str) -> list[str]:
+    """Every row field of a search text as a field_value() element, sorted:
+    the column the grid's equals filters read through a GIN index instead of
+    rechecking a regular expression against each candidate's whole text.
+    List elements' fields (after the first GS) are key:value search only."""
+    row_fields = text.split(GS, 1)[0].split(RS)
+    return sorted({field_value(*chunk.split(US, 1)) for chunk in row_fields if US in chunk})
+
+
 def row_field_types(row: Mapping[str, Any]) -> dict[str, str]:
     """The grid type of each field of a flattened row: number, boolean, list, string."""
     types = {}
@@ -120,8 +158,6 @@ def field_pattern(field: str, operator: str, values: list[str]) -> str:
     alternatives = "|".join(literal(v) for v in values)
     if operator == "contains":
         return f"{head}{_VALUE_CHARS}({alternatives})"
-    if operator == "equals":
-        return f"{head}({alternatives}){_VALUE_END}"
     if operator == "startsWith":
         return f"{head}({alternatives})"
     if operator == "endsWith":

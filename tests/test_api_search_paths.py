@@ -469,7 +469,13 @@ def test_execution_block_filters_answer_as_the_search_text_would(
     # isAnyOf strips each value, as the grid sends them comma-separated.
     values = [v.strip() for v in value] if isinstance(value, list) else [value]
     positive = {"doesNotContain": "contains", "doesNotEqual": "equals", "isAnyOf": "equals"}
-    pattern = search_text.field_pattern("execution_block", positive.get(operator, operator), values)
+    positive_operator = positive.get(operator, operator)
+    if positive_operator == "equals":  # the whole value, as the search text holds it
+        head = f"{search_text.RS}execution_block{search_text.US}"
+        alternatives = "|".join(search_text.literal(v) for v in values)
+        pattern = f"{head}({alternatives})[{search_text.GS}{search_text.RS}]"
+    else:
+        pattern = search_text.field_pattern("execution_block", positive_operator, values)
     by_text = DataProduct.objects.filter(access_group__isnull=True, search_text__iregex=pattern)
     if operator.startswith("doesNot"):
         by_text = DataProduct.objects.filter(access_group__isnull=True).exclude(
