@@ -1,0 +1,83 @@
+"""Paged grid filters on a common value, through the view, in-process.
+
+    DATABASE_URL=postgres://.../bench_scale_1m python bench/grid_filters.py [NAME ...]
+
+Sends each /filterdataproducts body three times with Django's test client
+(one anonymous client, no server, no socket) to the catalogue of
+`bench_scale.py`, and prints each body's median time and total. The filter
+is `obscore.instrument_name` on `SKA-Mid`, which half the products hold.
+What it isolates is the database work and the view: bench_scale.py measures
+the same shapes over HTTP at 1 and 16 clients.
+
+The last line is name=value pairs: each body's median over the 100 ms
+target of issue 24 at 1,000,000 products, then the medians in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpd.settings")
+
+import django
+
+django.setup()
+
+from django.test import Client  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
+
+SKA_MID = {"field": "obscore.instrument_name", "operator": "equals", "value": "SKA-Mid"}
+T_EXPTIME_ASC = [{"field": "obscore.t_exptime", "sort": "asc"}]
+TARGET_S = 0.1
+
+
+def body(items: list[dict], sort: list[dict] | None = None, page: int = 0, size: int = 100):
+    return {
+        "filterModel": {"items": items, "logicOperator": "and"},
+        "searchPanelOptions": {"items": []},
+        "sortModel": sort or [],
+        "page": page,
+        "pageSize": size,
+    }
+
+
+BODIES = {
+    "equals_p0": body([SKA_MID]),
+    "equals_p1": body([SKA_MID], page=1),
+    "equals_sorted_p200": body([SKA_MID], T_EXPTIME_ASC, page=200, size=25),
+    "does_not_equal_p0": body([{**SKA_MID, "operator": "doesNotEqual"}]),
+    "is_any_of_p0": body([{**SKA_MID, "operator": "isAnyOf", "value": ["SKA-Mid", "SKA-Low"]}]),
+}
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(BODIES)
+    medians = {}
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        client = Client()
+        for name in names:
+            times, total = [], None
+            for _ in range(3):
+                start = time.perf_counter()
+                response = client.post(
+                    "/filterdataproducts", json.dumps(BODIES[name]), content_type="application/json"
+                )
+                times.append(time.perf_counter() - start)
+                answer = response.json()
+                total = answer.get("total") if response.status_code == 200 else answer
+            medians[name] = statistics.median(times)
+            runs = ", ".join(f"{t:.3f}" for t in times)
+            print(f"{name}: median {medians[name]:.3f} s (runs {runs}), total {total}", flush=True)
+    ratios = [f"{name}_vs_100ms={m / TARGET_S:.2f}" for name, m in medians.items()]
+    figures = [f"{name}_s={m:.3f}" for name, m in medians.items()]
+    print(" ".join([*ratios, *figures]))
+
+
+if __name__ == "__main__":
+    main()
