@@ -29,7 +29,7 @@ from dpd.models import DataProduct
 from dpd.volume import volume_root
 from indexing.parsing import Parsed, init_parse_process, parse_chunk, scan_chunk
 from indexing.scanner import Scan, StoredMap, scan, scan_root
-from indexing.writer import json_as_text, writer_for_connection
+from indexing.writer import copy_as_text, writer_for_connection
 
 # Files per task sent to a worker: small enough to spread the work evenly and
 # to stop soon at a deadline, large enough that pickling stays cheap.
@@ -178,7 +178,7 @@ class _Run:
         self.pool: ProcessPoolExecutor | None = None
         self.reported_at = 0
         self.writer = writer_for_connection(bulk_load=bulk_load)
-        self.json_text = json_as_text()
+        self.copy_text = copy_as_text()
 
     # --- the steps ----------------------------------------------------------
 
@@ -333,7 +333,7 @@ class _Run:
                     chunk = paths[start : start + PARSE_CHUNK]
                     self.handle(
                         parse_chunk(
-                            self.root, self.configured_root, chunk, self.max_bytes, self.json_text
+                            self.root, self.configured_root, chunk, self.max_bytes, self.copy_text
                         )
                     )
             return
@@ -347,7 +347,7 @@ class _Run:
                     self.configured_root,
                     chunk,
                     self.max_bytes,
-                    self.json_text,
+                    self.copy_text,
                 )
             )
             while len(self.in_flight) >= limit:

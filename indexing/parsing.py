@@ -25,8 +25,9 @@ from dpd.models import DataProduct
 from indexing import holder, shutdown
 from indexing.scanner import Scan, scan
 
-# DataProduct.fields_from() columns that hold JSON.
+# DataProduct.fields_from() columns that hold JSON, and the one that holds an array.
 JSON_FIELDS = ("metadata", "field_types")
+ARRAY_FIELD = "field_values"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Parsed:
     size: int | None
     # DataProduct column values (DataProduct.fields_from), computed here so
     # the derived search columns cost worker time, not the writer's; JSON
-    # columns as JSON text when parsed with `json_text`.
+    # and array columns as text when parsed with `copy_text`.
     fields: dict[str, Any] | None = None
     error: str | None = None
 
@@ -65,18 +66,20 @@ def init_parse_process() -> None:
 
 
 def parse_chunk(
-    root: str, configured_root: str, paths: list[str], max_bytes: int, json_text: bool = False
+    root: str, configured_root: str, paths: list[str], max_bytes: int, copy_text: bool = False
 ) -> list[Parsed]:
     """Parse the metadata files at `paths` (relative to `root`)."""
-    return [parse_one(root, configured_root, path, max_bytes, json_text) for path in paths]
+    return [parse_one(root, configured_root, path, max_bytes, copy_text) for path in paths]
 
 
 def parse_one(
-    root: str, configured_root: str, path: str, max_bytes: int, json_text: bool = False
+    root: str, configured_root: str, path: str, max_bytes: int, copy_text: bool = False
 ) -> Parsed:
-    """One file's outcome. With `json_text` the JSON columns come serialised
-    (what the PostgreSQL writer streams): the workers pay for json.dumps, not
-    the one writing process."""
+    """One file's outcome. With `copy_text` the JSON and array columns come
+    as the text PostgreSQL reads (what the writer streams with COPY): the
+    workers pay for json.dumps and the array literal, not the one writing
+    process (psycopg adapts a list of 30 texts in ~54 us, the literal takes
+    ~5 us)."""
     try:
         data, info = _read(os.path.join(root, path), max_bytes)
     except OSError as exc:
@@ -93,10 +96,18 @@ def parse_one(
     except MetadataError as exc:
         return Parsed(path, info.st_mtime_ns, info.st_size, error=str(exc))
     fields = DataProduct.fields_from(product)
-    if json_text:
+    if copy_text:
         for name in JSON_FIELDS:
             fields[name] = json.dumps(fields[name])
+        fields[ARRAY_FIELD] = array_literal(fields[ARRAY_FIELD])
     return Parsed(path, info.st_mtime_ns, info.st_size, fields=fields)
+
+
+def array_literal(values: list[str]) -> str:
+    """A PostgreSQL array of text, as its input syntax: every element quoted,
+    its backslashes and double quotes escaped."""
+    quoted = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
 
 
 def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:

@@ -15,6 +15,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from dpd.metadata import hashed_folder, product_uid
 from dpd.models import DataProduct
 from dpd.sample_volume import build_sample_volume
+from dpd.search_text import field_value, field_values
 from indexing import indexer
 from indexing.indexer import VolumeUnavailable, index_volume
 from tests.catalogue_indexes import SEARCH_INDEXES, search_indexes
@@ -410,6 +411,45 @@ def test_a_first_index_builds_the_search_indexes_after_loading_an_empty_catalogu
     assert DataProduct.objects.filter(search_text__contains="AIV_person_1").exists()
 
 
+def observers_found(name: str) -> int:
+    """Products a grid filter `context.observer equals <name>` finds."""
+    return observers_found_in("context.observer", name)
+
+
+def observers_found_in(field: str, value: str) -> int:
+    """Products a grid filter `<field> equals <value>` finds, as the API asks."""
+    wanted = [field_value(field, value)]
+    return DataProduct.objects.filter(field_values__has_any=wanted).count()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_first_index_run_as_the_command_runs_it_builds_every_search_index(sample_volume):
+    # Outside any transaction, as `manage.py reindex` runs: the indexes are
+    # built side by side on two connections.
+    index_volume(batch_size=4, bulk_load=True)
+
+    assert search_indexes() == SEARCH_INDEXES
+    assert DataProduct.objects.filter(search_text__contains="AIV_person_1").exists()
+    assert observers_found("aiv_person_1") == 5
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_indexes_the_second_connection_cannot_build_are_built_by_the_first(
+    sample_volume, monkeypatch, caplog
+):
+    from indexing import writer
+
+    monkeypatch.setattr(writer, "APART_LOCK_TIMEOUT", "no duration")  # its SET fails
+
+    index_volume(batch_size=4, bulk_load=True)
+
+    assert search_indexes() == SEARCH_INDEXES
+    assert "GIN indexes left to the run's connection" in caplog.text
+    assert observers_found("AIV_person_1") == 5
+
+
 def planner_rows() -> float:
     """The catalogue's size as the planner knows it (pg_class.reltuples, set by ANALYZE)."""
     with connection.cursor() as cursor:
@@ -521,6 +561,9 @@ def test_values_that_mean_something_to_copy_are_stored_as_written(tmp_path):
     assert product.dataproduct_file == folder
     assert product.metadata["context"]["notes"] == hostile
     assert DataProduct.objects.filter(search_text__contains="back\\slash").exists()
+    # The grid's equality filters read the same values (an array literal on PostgreSQL).
+    assert product.field_values == field_values(product.search_text)
+    assert observers_found_in("context.notes", hostile.upper()) == 1
 
 
 @postgresql_only
