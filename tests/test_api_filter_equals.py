@@ -124,11 +124,21 @@ def test_a_filter_mixing_equality_and_substrings_ors_them(long_notes):
     assert either == {long_notes[first], *by_rows("execution_block", ["eb-m005-20231031-12345"])}
 
 
+def test_a_fill_cut_short_goes_on_with_the_rows_it_has_not_filled():
+    filled = DataProduct.objects.order_by("pk").first()
+    DataProduct.objects.exclude(pk=filled.pk).update(field_values=None)
+    DataProduct.objects.filter(pk=filled.pk).update(field_values=["kept"])
+    migration = import_module("dpd.migrations.0014_fill_field_values")
+    migration.fill_field_values(apps, SimpleNamespace(connection=connection))
+    assert DataProduct.objects.get(pk=filled.pk).field_values == ["kept"]
+    assert not DataProduct.objects.filter(field_values__isnull=True).exists()
+
+
 def test_the_migration_gives_existing_products_the_field_values_of_their_text():
     expected = shown(item("context.observer", "equals", "AIV_person_1"))
     DataProduct.objects.update(field_values=None)
     assert shown(item("context.observer", "equals", "AIV_person_1")) == set()
-    migration = import_module("dpd.migrations.0013_field_values")
+    migration = import_module("dpd.migrations.0014_fill_field_values")
     migration.fill_field_values(apps, SimpleNamespace(connection=connection))
     assert len(expected) == 5
     assert shown(item("context.observer", "equals", "AIV_person_1")) == expected
