@@ -53,6 +53,8 @@ BODIES = {
     "equals_sorted_p200": body([SKA_MID], T_EXPTIME_ASC, page=200, size=25),
     "does_not_equal_p0": body([{**SKA_MID, "operator": "doesNotEqual"}]),
     "is_any_of_p0": body([{**SKA_MID, "operator": "isAnyOf", "value": ["SKA-Mid", "SKA-Low"]}]),
+    "is_not_empty_p0": body([{"field": "context.observer", "operator": "isNotEmpty"}]),
+    "is_empty_p0": body([{"field": "context.observer", "operator": "isEmpty"}]),
 }
 
 

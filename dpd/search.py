@@ -310,7 +310,7 @@ class _FilterBuilder:
         if operator in _NUMBER_OPERATORS:
             return self._number_q(field, operator, value)
         if operator in _VALUELESS:
-            present = Q(search_text__regex=search_text.field_pattern(field, "notEmpty", []))
+            present = Q(field_values__has_any=[search_text.present_value(field)])
             return ~present if operator == "isEmpty" else present
         if operator in _STRING_OPERATORS:
             return self._string_q(field, operator, value)

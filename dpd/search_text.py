@@ -104,13 +104,32 @@ def field_value(name: str, value: str) -> str:
     return f"{element[:ELEMENT_PREFIX]}{US}{digest}"
 
 
+def present_value(name: str) -> str:
+    """The element of DataProduct.field_values that says a row field `name`
+    holds a value that is not empty (the grid's isNotEmpty): the name as
+    written (isEmpty and isNotEmpty compare it exactly), then RS, which no
+    field_value() element holds."""
+    element = f"{clean(name)}{RS}"
+    if len(element) <= LONG_ELEMENT:
+        return element
+    digest = hashlib.sha256(element.encode()).hexdigest()
+    return f"{element[:ELEMENT_PREFIX]}{RS}{digest}"
+
+
 def field_values(text: str) -> list[str]:
-    """Every row field of a search text as a field_value() element, sorted:
-    the column the grid's equals filters read through a GIN index instead of
+    """Every row field of a search text as a field_value() element, and a
+    present_value() one when its value is not empty, sorted: the column the
+    grid's equals and isEmpty filters read through a GIN index instead of
     rechecking a regular expression against each candidate's whole text.
     List elements' fields (after the first GS) are key:value search only."""
-    row_fields = text.split(GS, 1)[0].split(RS)
-    return sorted({field_value(*chunk.split(US, 1)) for chunk in row_fields if US in chunk})
+    elements = set()
+    for chunk in text.split(GS, 1)[0].split(RS):
+        if US in chunk:
+            name, value = chunk.split(US, 1)
+            elements.add(field_value(name, value))
+            if value:
+                elements.add(present_value(name))
+    return sorted(elements)
 
 
 def row_field_types(row: Mapping[str, Any]) -> dict[str, str]:
@@ -162,8 +181,6 @@ def field_pattern(field: str, operator: str, values: list[str]) -> str:
         return f"{head}({alternatives})"
     if operator == "endsWith":
         return f"{head}{_VALUE_CHARS}({alternatives}){_VALUE_END}"
-    if operator == "notEmpty":
-        return f"{head}[^{GS}{RS}]"
     raise ValueError(f"unknown pattern operator {operator!r}")
 
 

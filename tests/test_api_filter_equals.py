@@ -1,5 +1,6 @@
 """The grid's equals, isAnyOf and doesNotEqual on a row field (reference 3.6
-[rec]): the whole value, case-insensitively, answered from the products'
+[rec]): the whole value, case-insensitively; isEmpty and isNotEmpty: a value
+that is not "" under the field's exact name. Answered from the products'
 field values (DataProduct.field_values) on every database."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rest_framework.test import APIClient
 
 from dpd.metadata import from_volume_file
 from dpd.models import DataProduct
-from dpd.search_text import LONG_ELEMENT, clean, fold
+from dpd.search_text import LONG_ELEMENT, clean, field_values, fold
 
 pytestmark = pytest.mark.usefixtures("indexed_sample")
 
@@ -87,6 +88,33 @@ def test_an_item_on_a_field_named_in_other_letters_is_ignored():
     assert shown(item("CONTEXT.Observer", "equals", "AIV_person_2")) == shown()
 
 
+@pytest.mark.parametrize(
+    "field", ["context.observer", "context.notes", "obscore.pol_xel", "execution_block"]
+)
+def test_is_not_empty_finds_the_products_holding_a_value_and_is_empty_the_others(field):
+    open_products = DataProduct.objects.filter(access_group__isnull=True)
+    holding = {str(p.uid) for p in open_products if clean(str(p.flat_row().get(field, ""))) != ""}
+    assert holding, "the field must be held by some product to mean anything"
+    assert shown(item(field, "isNotEmpty", None)) == holding
+    assert shown(item(field, "isEmpty", None)) == {str(p.uid) for p in open_products} - holding
+
+
+def test_a_blank_value_is_empty_and_a_space_is_not():
+    uids = {}
+    for n, notes in enumerate(('""', '" "')):
+        document = f"execution_block: eb-blank-20240101-{n}\ncontext:\n  notes: {notes}\n"
+        product = from_volume_file(
+            document.encode(),
+            configured_root="/mnt/data/product",
+            relative_metadata_file=f"eb-blank-20240101-{n}/ska-data-product.yaml",
+        )
+        DataProduct.objects.create(**DataProduct.fields_from(product))
+        uids[notes] = str(product.uid)
+    empty = shown(item("context.notes", "isEmpty", None))
+    assert uids['""'] in empty and uids['" "'] not in empty
+    assert uids['" "'] in shown(item("context.notes", "isNotEmpty", None))
+
+
 @pytest.fixture
 def long_notes() -> dict[str, str]:
     """Two open products whose notes are longer than an element is stored
@@ -142,3 +170,5 @@ def test_the_migration_gives_existing_products_the_field_values_of_their_text():
     migration.fill_field_values(apps, SimpleNamespace(connection=connection))
     assert len(expected) == 5
     assert shown(item("context.observer", "equals", "AIV_person_1")) == expected
+    for product in DataProduct.objects.all():  # what the writers store, element for element
+        assert product.field_values == field_values(product.search_text)

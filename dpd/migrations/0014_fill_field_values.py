@@ -5,7 +5,7 @@ import django.contrib.postgres.operations
 from django.db import migrations, transaction
 
 import dpd.migration_ops
-from dpd.search_text import RS, field_values
+from dpd.search_text import GS, field_values
 
 BATCH = 2000
 INDEX = "dpd_field_values_gin"
@@ -21,7 +21,7 @@ def fill_field_values(apps, schema_editor):
     the table meanwhile (one transaction took 22 min at 1,000,000 products,
     with every read of the table waiting behind 0013's lock), and a fill cut
     short goes on where it stopped when the migration runs again. On
-    PostgreSQL one UPDATE per batch (each row's elements joined by RS, which
+    PostgreSQL one UPDATE per batch (each row's elements joined by GS, which
     no element holds), not one per row."""
     connection = schema_editor.connection
     products = apps.get_model("dpd", "DataProduct").objects.using(connection.alias)
@@ -36,7 +36,7 @@ def fill_field_values(apps, schema_editor):
                         "SET field_values = string_to_array(v.joined, %s) "
                         "FROM unnest(%s::bigint[], %s::text[]) AS v(id, joined) "
                         "WHERE p.id = v.id AND p.field_values IS NULL",
-                        [RS, [pk for pk, _ in batch], [RS.join(field_values(t)) for _, t in batch]],
+                        [GS, [pk for pk, _ in batch], [GS.join(field_values(t)) for _, t in batch]],
                     )
             else:
                 rows = [products.model(pk=pk, field_values=field_values(t)) for pk, t in batch]
