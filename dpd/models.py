@@ -125,8 +125,8 @@ class FieldValuesField(models.Field):
 
 @FieldValuesField.register_lookup
 class HasAnyFieldValue(models.Lookup):
-    """Some element equal to one of the given ones (dpd.search_text.field_value):
-    the grid's equals and isAnyOf on a row field."""
+    """Some element equal to one of the given ones (dpd.search_text.field_value,
+    present_value): the grid's equals, isAnyOf and isEmpty on a row field."""
 
     lookup_name = "has_any"
     prepare_rhs = False
@@ -214,9 +214,10 @@ class DataProduct(models.Model):
     # NULL for rows written before it existed (they are rendered in Python);
     # nullable also lets SQLite add the column without rebuilding the table.
     row_json = models.TextField(null=True, editable=False)
-    # Every row field as "name US value", folded (dpd.search_text.field_values):
-    # the grid's equals and isAnyOf filters, through a GIN index. NULL for
-    # rows written by hand: no such filter matches them.
+    # Every row field as "name US value", folded, and "name RS" for each that
+    # holds a value (dpd.search_text.field_values): the grid's equals, isAnyOf
+    # and isEmpty filters, through a GIN index. NULL for rows written by
+    # hand: no such filter matches them.
     field_values = FieldValuesField(null=True, editable=False)
     # execution_block as the grid's filters compare it (ExecutionBlockSearchText,
     # lower-cased), kept by the database: they test it with LIKE through its
