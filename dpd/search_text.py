@@ -97,11 +97,7 @@ def field_value(name: str, value: str) -> str:
     """The element of DataProduct.field_values that a row field `name` holding
     `value` gives, both as the search text holds them (cleaned), folded: what
     the grid's equals and isAnyOf filters look up."""
-    element = fold(f"{clean(name)}{US}{clean(value)}")
-    if len(element) <= LONG_ELEMENT:
-        return element
-    digest = hashlib.sha256(element.encode()).hexdigest()
-    return f"{element[:ELEMENT_PREFIX]}{US}{digest}"
+    return _bounded(fold(f"{clean(name)}{US}{clean(value)}"), US)
 
 
 def present_value(name: str) -> str:
@@ -109,11 +105,16 @@ def present_value(name: str) -> str:
     holds a value that is not empty (the grid's isNotEmpty): the name as
     written (isEmpty and isNotEmpty compare it exactly), then RS, which no
     field_value() element holds."""
-    element = f"{clean(name)}{RS}"
+    return _bounded(f"{clean(name)}{RS}", RS)
+
+
+def _bounded(element: str, separator: str) -> str:
+    """The element, or past LONG_ELEMENT characters its first ELEMENT_PREFIX
+    and its SHA-256 after a second `separator` (the one it holds once)."""
     if len(element) <= LONG_ELEMENT:
         return element
     digest = hashlib.sha256(element.encode()).hexdigest()
-    return f"{element[:ELEMENT_PREFIX]}{RS}{digest}"
+    return f"{element[:ELEMENT_PREFIX]}{separator}{digest}"
 
 
 def field_values(text: str) -> list[str]:

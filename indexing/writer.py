@@ -56,8 +56,6 @@ LONGEST_BUILD = "dpd_search_text_trgm"
 # How long the second connection waits for the table's lock before leaving
 # its indexes to the first (a migration queued for the table, say).
 APART_LOCK_TIMEOUT = "5s"
-
-logger = logging.getLogger(__name__)
 # Compressing the large documents and search texts with lz4 instead of pglz
 # (17.1 s -> 15.6 s); only where the server was built with it.
 BATCH_SETTINGS_LZ4 = ["default_toast_compression = 'lz4'"]
@@ -69,6 +67,8 @@ BATCH_SETTINGS_LZ4 = ["default_toast_compression = 'lz4'"]
 # search p99 during a first index of 24,000 files: 39 -> 33 ms).
 ANALYZE_GROWTH = 0.5
 ANALYZE_MIN_ROWS = 500
+
+logger = logging.getLogger(__name__)
 
 
 def has_lz4(cursor) -> bool:
@@ -88,7 +88,8 @@ def writer_for_connection(*, bulk_load: bool = False) -> OrmWriter | CopyWriter:
 
 
 def copy_as_text() -> bool:
-    """Whether workers should serialise JSON columns (the COPY writer wants text)."""
+    """Whether workers should hand JSON and array columns over as text (the
+    COPY writer streams them as they are)."""
     return connection.vendor == "postgresql"
 
 
@@ -155,8 +156,6 @@ class CopyWriter:
         ]
         self.dropped: list[GinIndex] = []  # to build when the run ends
         self.maintained: list[GinIndex] = []  # kept up to date by the batches
-        # Whether build() may use a second connection (see there).
-        self.parallel_builds = False
         self.session: list[str] | None = None
         self.wrote = False
         self.analyzed_rows = 0  # the table's rows at its last ANALYZE (estimated)
@@ -165,13 +164,13 @@ class CopyWriter:
     def begin(self) -> None:
         """Before the run: drop the GIN indexes of an empty table for a bulk
         load, else restore any missing ones."""
-        self.parallel_builds = not connection.in_atomic_block
+        side_by_side = not connection.in_atomic_block  # see build()
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [self.table])
             self.analyzed_rows = max(0, int(cursor.fetchone()[0]))  # -1: never analyzed
             present, missing = self.lock_and_inspect(cursor)
             if not self.bulk_load or DataProduct.objects.exists():
-                self.build(missing)
+                self.build(missing, side_by_side=side_by_side)
                 self.maintained = present + missing
                 return
             with connection.schema_editor() as editor:
@@ -237,10 +236,11 @@ class CopyWriter:
         pending list entry by entry)."""
         if self.dropped:
             dropped, self.dropped = self.dropped, []
-            self.parallel_builds = not connection.in_atomic_block
+            side_by_side = not connection.in_atomic_block  # see build()
             with transaction.atomic(), connection.cursor() as cursor:
                 present, _ = self.lock_and_inspect(cursor)
-                self.build([index for index in dropped if index not in present])
+                missing = [index for index in dropped if index not in present]
+                self.build(missing, side_by_side=side_by_side)
                 # A first load: the planner knows the table from the start.
                 self.analyze(cursor)
         elif self.wrote:
@@ -268,18 +268,18 @@ class CopyWriter:
             missing = [index for index in missing if index.name in migrated]
         return present, missing
 
-    def build(self, indexes: list[GinIndex]) -> None:
+    def build(self, indexes: list[GinIndex], *, side_by_side: bool) -> None:
         """Build the indexes: the longest on this connection and, meanwhile,
         the others on a second one, as each CREATE INDEX uses one core (a cold
         index of 24,000 products: 11.0 s of builds one after the other, 7.8 s
-        side by side). Side by side only when this connection's transaction
+        side by side). `side_by_side` only when this connection's transaction
         began in build()'s caller: in an enclosing one, the indexes' drops
         may still hold the table, and the second connection would wait for
         them forever. Whatever the second connection did not build, this one
         builds after its own."""
         longest = [index for index in indexes if index.name == LONGEST_BUILD]
         apart = [index for index in indexes if index.name != LONGEST_BUILD]
-        if not (self.parallel_builds and longest and apart):
+        if not (side_by_side and longest and apart):
             _build_indexes(indexes)
             return
         left: list[GinIndex] = []
@@ -292,12 +292,14 @@ class CopyWriter:
         _build_indexes(left)
 
 
-def _build_indexes(indexes: list[GinIndex]) -> None:
+def _build_indexes(indexes: list[GinIndex], *settings: str) -> None:
+    """Build the indexes in one transaction, with `settings` (SET LOCAL)."""
     if not indexes:
         return
     with connection.schema_editor() as editor:
         # Enough memory to build in one pass (64 MB: twice the time).
-        editor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_BUILD_MEM}'")
+        for setting in (f"maintenance_work_mem = '{GIN_BUILD_MEM}'", *settings):
+            editor.execute(f"SET LOCAL {setting}")
         for index in indexes:
             editor.add_index(DataProduct, index)
 
@@ -306,11 +308,7 @@ def _build_apart(indexes: list[GinIndex], left: list[GinIndex]) -> None:
     """CopyWriter.build's second connection (this thread's own): build the
     indexes in one transaction, or put them all in `left`."""
     try:
-        with connection.schema_editor() as editor:
-            editor.execute(f"SET LOCAL lock_timeout = '{APART_LOCK_TIMEOUT}'")
-            editor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_BUILD_MEM}'")
-            for index in indexes:
-                editor.add_index(DataProduct, index)
+        _build_indexes(indexes, f"lock_timeout = '{APART_LOCK_TIMEOUT}'")
     except Exception:
         logger.warning("GIN indexes left to the run's connection", exc_info=True)
         left.extend(indexes)

@@ -99,20 +99,23 @@ def test_is_not_empty_finds_the_products_holding_a_value_and_is_empty_the_others
     assert shown(item(field, "isEmpty", None)) == {str(p.uid) for p in open_products} - holding
 
 
+def with_notes(execution_block: str, notes: str) -> str:
+    """The uid of a new open product whose context.notes is `notes` (YAML)."""
+    document = f"execution_block: {execution_block}\ncontext:\n  notes: {notes}\nfiles: []\n"
+    product = from_volume_file(
+        document.encode(),
+        configured_root="/mnt/data/product",
+        relative_metadata_file=f"{execution_block}/ska-data-product.yaml",
+    )
+    DataProduct.objects.create(**DataProduct.fields_from(product))
+    return str(product.uid)
+
+
 def test_a_blank_value_is_empty_and_a_space_is_not():
-    uids = {}
-    for n, notes in enumerate(('""', '" "')):
-        document = f"execution_block: eb-blank-20240101-{n}\ncontext:\n  notes: {notes}\n"
-        product = from_volume_file(
-            document.encode(),
-            configured_root="/mnt/data/product",
-            relative_metadata_file=f"eb-blank-20240101-{n}/ska-data-product.yaml",
-        )
-        DataProduct.objects.create(**DataProduct.fields_from(product))
-        uids[notes] = str(product.uid)
+    blank, space = with_notes("eb-blank-20240101-0", '""'), with_notes("eb-blank-20240101-1", '" "')
     empty = shown(item("context.notes", "isEmpty", None))
-    assert uids['""'] in empty and uids['" "'] not in empty
-    assert uids['" "'] in shown(item("context.notes", "isNotEmpty", None))
+    assert blank in empty and space not in empty
+    assert space in shown(item("context.notes", "isNotEmpty", None))
 
 
 @pytest.fixture
@@ -120,17 +123,10 @@ def long_notes() -> dict[str, str]:
     """Two open products whose notes are longer than an element is stored
     whole (dpd.search_text.LONG_ELEMENT) and differ in their last character."""
     base = "Calibration notes " + "x" * LONG_ELEMENT
-    uids = {}
-    for n, notes in enumerate((base + "A", base + "B")):
-        document = f"execution_block: eb-long-20240101-{n}\ncontext:\n  notes: {notes}\nfiles: []\n"
-        product = from_volume_file(
-            document.encode(),
-            configured_root="/mnt/data/product",
-            relative_metadata_file=f"eb-long-20240101-{n}/ska-data-product.yaml",
-        )
-        DataProduct.objects.create(**DataProduct.fields_from(product))
-        uids[notes] = str(product.uid)
-    return uids
+    return {
+        notes: with_notes(f"eb-long-20240101-{n}", notes)
+        for n, notes in enumerate((base + "A", base + "B"))
+    }
 
 
 def test_a_long_value_is_equal_only_to_itself(long_notes):
