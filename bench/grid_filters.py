@@ -5,7 +5,9 @@
 Sends each /filterdataproducts body three times with Django's test client
 (one anonymous client, no server, no socket) to the catalogue of
 `bench_scale.py`, and prints each body's median time and total. The filter
-is `obscore.instrument_name` on `SKA-Mid`, which half the products hold.
+is `obscore.instrument_name` on `SKA-Mid`, which half the products hold;
+the sorts are on a visible column (`context.observer`, indexed) and a
+hidden one (`obscore.t_exptime`, not).
 What it isolates is the database work and the view: bench_scale.py measures
 the same shapes over HTTP at 1 and 16 clients.
 
@@ -34,6 +36,9 @@ from django.test.utils import override_settings  # noqa: E402
 
 SKA_MID = {"field": "obscore.instrument_name", "operator": "equals", "value": "SKA-Mid"}
 T_EXPTIME_ASC = [{"field": "obscore.t_exptime", "sort": "asc"}]
+# A visible column, sorted from its index (dpd/search_sort.py); t_exptime has none.
+OBSERVER_ASC = [{"field": "context.observer", "sort": "asc"}]
+OBSERVER_DESC = [{"field": "context.observer", "sort": "desc"}]
 TARGET_S = 0.1
 
 
@@ -55,6 +60,11 @@ BODIES = {
     "is_any_of_p0": body([{**SKA_MID, "operator": "isAnyOf", "value": ["SKA-Mid", "SKA-Low"]}]),
     "is_not_empty_p0": body([{"field": "context.observer", "operator": "isNotEmpty"}]),
     "is_empty_p0": body([{"field": "context.observer", "operator": "isEmpty"}]),
+    "sorted_column_p0": body([], OBSERVER_ASC),
+    "sorted_column_desc_p0": body([], OBSERVER_DESC),
+    "sorted_column_p200": body([], OBSERVER_ASC, page=200, size=25),
+    "equals_sorted_column_p200": body([SKA_MID], OBSERVER_ASC, page=200, size=25),
+    "sorted_hidden_p0": body([], T_EXPTIME_ASC),
 }
 
 

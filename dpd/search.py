@@ -27,13 +27,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import BooleanField, CharField, F, Func, JSONField, Max, Q, QuerySet, Value
-from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Cast, Coalesce, NullIf
+from django.db.models import BooleanField, CharField, F, Func, Max, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 
-from dpd import search_text
+from dpd import search_sort, search_text
 from dpd.access import visible_to
 from dpd.models import DLM_SOURCES, DLM_STORE_NAME, DataProduct
+from dpd.search_sort import document_value
 
 INVALID_KEY_PAIR = "Invalid search key pair."
 # Items that every product passes, or none (a date test, a store name test):
@@ -256,15 +256,6 @@ class JSONTypeOf(Func):
 
 
 _NUMBER_TYPES = ["number", "integer", "real"]
-
-
-def document_value(field: str) -> KeyTransform:
-    """The document value at a dotted field name; each part is a JSON key
-    (a query parameter), never an ORM lookup."""
-    expression: Any = "metadata"
-    for part in field.split("."):
-        expression = KeyTransform(part, expression)
-    return expression
 
 
 # The uids of the products whose annotations contain a text (a QuerySet of one
@@ -491,8 +482,9 @@ def sort_products(
     sort_model: list[Any],
     fields: Callable[[], dict[str, str]],
 ) -> QuerySet[DataProduct]:
-    """The first usable sortModel entry, missing values last, then the display
-    order as tie-break; no usable entry gives the display order."""
+    """The first usable sortModel entry, missing values last, then a
+    deterministic tie-break (a column's: the display order; a document
+    field's: dpd/search_sort.py); no usable entry gives the display order."""
     for entry in sort_model:
         if not isinstance(entry, dict):
             continue
@@ -508,15 +500,10 @@ def sort_products(
                 return products.in_display_order()
             return products.order_by("date_created", "metadata_file", "uid")
         if field in _COLUMN_FIELDS:
-            primary = F(field)
-        elif field in fields():
-            # A JSON null is no value (its row leaves the field out, reference
-            # 4.6), so it sorts with the missing ones: SQL NULL, last.
-            primary = NullIf(document_value(field), Cast(Value("null"), JSONField()))
-        else:
-            continue
-        order = primary.desc(nulls_last=True) if descending else primary.asc(nulls_last=True)
-        return products.order_by(order, "-date_created", "metadata_file", "uid")
+            order = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+            return products.order_by(order, "-date_created", "metadata_file", "uid")
+        if field in fields():
+            return products.order_by(*search_sort.sort_order(field, descending=descending))
     return products.in_display_order()
 
 

@@ -34,7 +34,7 @@ from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.db.models.sql.where import AND, WhereNode
 
-from dpd import search, search_text
+from dpd import search, search_sort, search_text
 from dpd.models import (
     DLM_ROW_START,
     DLM_STORE_NAME,
@@ -144,10 +144,11 @@ def total(products: QuerySet[DataProduct], rows: list[Any], offset: int, limit: 
 # A page with its total starts from the first this many matches, in order.
 COUNTED_IDS = 1000
 _SEARCH_TEXT = DataProduct._meta.get_field("search_text")
-# The orders an index gives (dpd_display_order, either way).
+# The orders an index gives (dpd_display_order, either way; the sort indexes).
 _INDEX_ORDERS = {
     ("-date_created", "metadata_file", "uid"),
     ("date_created", "metadata_file", "uid"),
+    *search_sort.indexed_orders(),
 }
 
 
@@ -162,7 +163,8 @@ def counted_page(
     matches, they still hold the page unless it lies beyond them, and only the
     total is counted.
 
-    In any other order than an index's (a sort on a metadata field), every
+    In any other order than an index's (a sort on a metadata field that
+    dpd/search_sort.py does not index), every
     match is read and sorted before the first row, so a page beyond the
     first COUNTED_IDS + 1 comes with its total from that one pass
     (PostgreSQL): the page query's OFFSET and the COUNT(*) each made it

@@ -25,9 +25,11 @@ from operator import itemgetter
 from django.contrib.postgres.indexes import GinIndex
 from django.db import connection, transaction
 from django.db.migrations.loader import MigrationLoader
+from django.db.models import Index
 from django.utils import timezone
 
 from dpd.models import DataProduct
+from dpd.search_sort import sort_indexes, without_statistics
 from indexing.parsing import Parsed
 
 # Set by the writer besides the columns DataProduct.fields_from() fills.
@@ -45,9 +47,9 @@ BATCH_SETTINGS = [
     "synchronous_commit = off",
     f"work_mem = '{GIN_WORK_MEM}'",
 ]
-# pg_advisory_xact_lock key serialising the drop and build of the GIN indexes.
+# pg_advisory_xact_lock key serialising the drop and build of the load indexes.
 GIN_INDEXES_LOCK = 0x6470645F67696E  # "dpd_gin"
-# Building a GIN index after a load into an empty table (CopyWriter.begin).
+# Building an index after a load into an empty table (CopyWriter.begin).
 GIN_BUILD_MEM = "256MB"
 # The GIN index that takes longest to build (24,000 products: 7.8 s, the
 # others 3.2 s together): built on the run's connection while a second one
@@ -56,6 +58,8 @@ LONGEST_BUILD = "dpd_search_text_trgm"
 # How long the second connection waits for the table's lock before leaving
 # its indexes to the first (a migration queued for the table, say).
 APART_LOCK_TIMEOUT = "5s"
+# The grid's sort indexes (dpd/search_sort.py), dropped and built with the GIN ones.
+SORT_INDEXES = {index.name for index in sort_indexes()}
 # Compressing the large documents and search texts with lz4 instead of pglz
 # (17.1 s -> 15.6 s); only where the server was built with it.
 BATCH_SETTINGS_LZ4 = ["default_toast_compression = 'lz4'"]
@@ -137,10 +141,11 @@ class CopyWriter:
     """COPY into a temporary table, then INSERT ... ON CONFLICT (PostgreSQL).
 
     With `bulk_load` (the foreground `manage.py reindex`), into an EMPTY table
-    (a first index, a new deployment) the GIN indexes are dropped for the load
-    and built once at the end, the documented bulk-load technique: one CREATE
-    INDEX costs less than maintaining the pg_trgm index row by row (24,000
-    products: 26 s against 32 s for the whole run). Background runs keep them:
+    (a first index, a new deployment) the GIN and sort indexes (the "load
+    indexes") are dropped for the load and built once at the end, the
+    documented bulk-load technique: one CREATE INDEX costs less than
+    maintaining the pg_trgm index row by row (24,000 products: 26 s against
+    32 s for the whole run). Background runs keep them:
     key:value searches during the load (and during the final build, ~11 s per
     24,000 products) would otherwise read every row (bench_indexing, search
     p99 busy/idle 4.0 with the drop, 1.9 without). `finish()` rebuilds
@@ -151,18 +156,20 @@ class CopyWriter:
     def __init__(self, *, bulk_load: bool = False) -> None:
         self.bulk_load = bulk_load
         self.table = DataProduct._meta.db_table
-        self.gin_indexes = [
-            index for index in DataProduct._meta.indexes if isinstance(index, GinIndex)
+        self.load_indexes = [
+            index
+            for index in DataProduct._meta.indexes
+            if isinstance(index, GinIndex) or index.name in SORT_INDEXES
         ]
-        self.dropped: list[GinIndex] = []  # to build when the run ends
-        self.maintained: list[GinIndex] = []  # kept up to date by the batches
+        self.dropped: list[Index] = []  # to build when the run ends
+        self.maintained: list[Index] = []  # kept up to date by the batches
         self.session: list[str] | None = None
         self.wrote = False
         self.analyzed_rows = 0  # the table's rows at its last ANALYZE (estimated)
         self.written = 0  # rows written since
 
     def begin(self) -> None:
-        """Before the run: drop the GIN indexes of an empty table for a bulk
+        """Before the run: drop the load indexes of an empty table for a bulk
         load, else restore any missing ones."""
         side_by_side = not connection.in_atomic_block  # see build()
         with transaction.atomic(), connection.cursor() as cursor:
@@ -231,7 +238,7 @@ class CopyWriter:
         self.written = 0
 
     def finish(self) -> None:
-        """After the run, even a failed one: build the dropped GIN indexes, or
+        """After the run, even a failed one: build the dropped load indexes, or
         merge what the batches left in their pending lists (searches scan a
         pending list entry by entry)."""
         if self.dropped:
@@ -247,10 +254,11 @@ class CopyWriter:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL maintenance_work_mem = '{GIN_WORK_MEM}'")
                 for index in self.maintained:
-                    cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index.name])
+                    if isinstance(index, GinIndex):
+                        cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index.name])
 
-    def lock_and_inspect(self, cursor) -> tuple[list[GinIndex], list[GinIndex]]:
-        """The GIN indexes present and missing now, under a lock held to the end
+    def lock_and_inspect(self, cursor) -> tuple[list[Index], list[Index]]:
+        """The load indexes present and missing now, under a lock held to the end
         of the transaction (a second run, e.g. a leader taking over, may be at
         it too).
 
@@ -261,14 +269,14 @@ class CopyWriter:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GIN_INDEXES_LOCK])
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [self.table])
         existing = {name for (name,) in cursor.fetchall()}
-        present = [index for index in self.gin_indexes if index.name in existing]
-        missing = [index for index in self.gin_indexes if index.name not in existing]
+        present = [index for index in self.load_indexes if index.name in existing]
+        missing = [index for index in self.load_indexes if index.name not in existing]
         if missing:
             migrated = _migrated_index_names()
             missing = [index for index in missing if index.name in migrated]
         return present, missing
 
-    def build(self, indexes: list[GinIndex], *, side_by_side: bool) -> None:
+    def build(self, indexes: list[Index], *, side_by_side: bool) -> None:
         """Build the indexes: the longest on this connection and, meanwhile,
         the others on a second one, as each CREATE INDEX uses one core (a cold
         index of 24,000 products: 11.0 s of builds one after the other, 7.8 s
@@ -282,7 +290,7 @@ class CopyWriter:
         if not (side_by_side and longest and apart):
             _build_indexes(indexes)
             return
-        left: list[GinIndex] = []
+        left: list[Index] = []
         helper = threading.Thread(target=_build_apart, args=(apart, left), name="gin-build")
         helper.start()
         try:
@@ -292,7 +300,7 @@ class CopyWriter:
         _build_indexes(left)
 
 
-def _build_indexes(indexes: list[GinIndex], *settings: str) -> None:
+def _build_indexes(indexes: list[Index], *settings: str) -> None:
     """Build the indexes in one transaction, with `settings` (SET LOCAL)."""
     if not indexes:
         return
@@ -302,15 +310,17 @@ def _build_indexes(indexes: list[GinIndex], *settings: str) -> None:
             editor.execute(f"SET LOCAL {setting}")
         for index in indexes:
             editor.add_index(DataProduct, index)
+            if index.name in SORT_INDEXES:
+                editor.execute(without_statistics(index.name))
 
 
-def _build_apart(indexes: list[GinIndex], left: list[GinIndex]) -> None:
+def _build_apart(indexes: list[Index], left: list[Index]) -> None:
     """CopyWriter.build's second connection (this thread's own): build the
     indexes in one transaction, or put them all in `left`."""
     try:
         _build_indexes(indexes, f"lock_timeout = '{APART_LOCK_TIMEOUT}'")
     except Exception:
-        logger.warning("GIN indexes left to the run's connection", exc_info=True)
+        logger.warning("Load indexes left to the run's connection", exc_info=True)
         left.extend(indexes)
     finally:
         connection.close()

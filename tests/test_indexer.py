@@ -18,7 +18,7 @@ from dpd.sample_volume import build_sample_volume
 from dpd.search_text import field_value, field_values
 from indexing import indexer
 from indexing.indexer import VolumeUnavailable, index_volume
-from tests.catalogue_indexes import SEARCH_INDEXES, search_indexes
+from tests.catalogue_indexes import SEARCH_INDEXES, search_indexes, sort_keys_analyzed
 from tests.conftest import UPSTREAM_ROOT
 from tests.file_access import as_a_user_without_root_file_access
 from tests.test_metadata import EXPECTED, REJECTED
@@ -427,9 +427,11 @@ def observers_found_in(field: str, value: str) -> int:
 def test_a_first_index_run_as_the_command_runs_it_builds_every_search_index(sample_volume):
     # Outside any transaction, as `manage.py reindex` runs: the indexes are
     # built side by side on two connections.
+    assert sort_keys_analyzed() == set()  # as migration 0015 built them
     index_volume(batch_size=4, bulk_load=True)
 
     assert search_indexes() == SEARCH_INDEXES
+    assert sort_keys_analyzed() == set()  # and as the writer built them again
     assert DataProduct.objects.filter(search_text__contains="AIV_person_1").exists()
     assert observers_found("aiv_person_1") == 5
 
@@ -446,7 +448,7 @@ def test_indexes_the_second_connection_cannot_build_are_built_by_the_first(
     index_volume(batch_size=4, bulk_load=True)
 
     assert search_indexes() == SEARCH_INDEXES
-    assert "GIN indexes left to the run's connection" in caplog.text
+    assert "Load indexes left to the run's connection" in caplog.text
     assert observers_found("AIV_person_1") == 5
 
 
