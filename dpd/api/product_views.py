@@ -44,7 +44,6 @@ from dpd.download import DownloadNotFound, plan_download
 from dpd.http_ranges import Unsatisfiable, requested_range
 from dpd.links import PRODUCT_PAGE_HEADER, product_page_link
 from dpd.metadata import MetadataError
-from dpd.models import DataProduct
 from dpd.permissions import CanIngest, CanReindex, ProductReadAccess
 from dpd.tar_layout import archive_layout
 from dpd.tar_stream import stream_archive
@@ -180,8 +179,7 @@ class DataProductMetadataView(ReadOnlyPost, APIView):
         if product is None:
             raise NotFound(f"Data product not found: no data product with uid {uid}.")
         document = product.nested_document()
-        listed = DataProduct.Source.DLM not in hidden
-        if listed and (copies := product.dlm_copies(visible)):  # where the DLM holds copies
+        if dlm.lists_copies(hidden) and (copies := product.dlm_copies(visible)):
             document["dlm_copies"] = copies
         return Response(document, headers=product_page_link(request, product.uid))
 
