@@ -47,10 +47,12 @@ BATCH_SETTINGS = [
     "synchronous_commit = off",
     f"work_mem = '{GIN_WORK_MEM}'",
 ]
-# pg_advisory_xact_lock key serialising the drop and build of the load indexes.
-GIN_INDEXES_LOCK = 0x6470645F67696E  # "dpd_gin"
+# pg_advisory_xact_lock key serialising the drop and build of the load indexes
+# ("dpd_gin": the key of the GIN indexes alone, kept so that a run of the
+# previous version takes the same lock).
+LOAD_INDEXES_LOCK = 0x6470645F67696E
 # Building an index after a load into an empty table (CopyWriter.begin).
-GIN_BUILD_MEM = "256MB"
+INDEX_BUILD_MEM = "256MB"
 # The GIN index that takes longest to build (24,000 products: 7.8 s, the
 # others 3.2 s together): built on the run's connection while a second one
 # builds the others (CopyWriter.build).
@@ -266,7 +268,7 @@ class CopyWriter:
         deployed before its `migrate` must not create an index the migration
         will add.
         """
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GIN_INDEXES_LOCK])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOAD_INDEXES_LOCK])
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [self.table])
         existing = {name for (name,) in cursor.fetchall()}
         present = [index for index in self.load_indexes if index.name in existing]
@@ -291,7 +293,7 @@ class CopyWriter:
             _build_indexes(indexes)
             return
         left: list[Index] = []
-        helper = threading.Thread(target=_build_apart, args=(apart, left), name="gin-build")
+        helper = threading.Thread(target=_build_apart, args=(apart, left), name="index-build")
         helper.start()
         try:
             _build_indexes(longest)
@@ -306,7 +308,7 @@ def _build_indexes(indexes: list[Index], *settings: str) -> None:
         return
     with connection.schema_editor() as editor:
         # Enough memory to build in one pass (64 MB: twice the time).
-        for setting in (f"maintenance_work_mem = '{GIN_BUILD_MEM}'", *settings):
+        for setting in (f"maintenance_work_mem = '{INDEX_BUILD_MEM}'", *settings):
             editor.execute(f"SET LOCAL {setting}")
         for index in indexes:
             editor.add_index(DataProduct, index)
