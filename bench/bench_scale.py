@@ -183,6 +183,18 @@ def open_product(index: int) -> tuple[str, str]:
 SKA_MID = {"field": "obscore.instrument_name", "operator": "equals", "value": "SKA-Mid"}
 
 
+def grid_body(sort_field: str | None, *, page: int, size: int) -> dict:
+    """A /filterdataproducts page of the SKA_MID filter, sorted on `sort_field`
+    ascending (None: the display order)."""
+    return {
+        "filterModel": {"items": [SKA_MID], "logicOperator": "and"},
+        "searchPanelOptions": {"items": []},
+        "sortModel": [{"field": sort_field, "sort": "asc"}] if sort_field else [],
+        "page": page,
+        "pageSize": size,
+    }
+
+
 def shapes(products: int) -> dict[str, tuple[str, str, dict | None]]:
     """(method, path, body) of each shape, for a catalogue of `products`."""
     exact_eb, _ = open_product(products // 3)
@@ -220,38 +232,16 @@ def shapes(products: int) -> dict[str, tuple[str, str, dict | None]]:
                 ],
             },
         ),
-        "grid_equals": (
-            "POST",
-            "/filterdataproducts",
-            {
-                "filterModel": {"items": [SKA_MID], "logicOperator": "and"},
-                "searchPanelOptions": {"items": []},
-                "sortModel": [],
-                "page": 0,
-                "pageSize": 100,
-            },
-        ),
+        "grid_equals": ("POST", "/filterdataproducts", grid_body(None, page=0, size=100)),
         "grid_sorted": (
             "POST",
             "/filterdataproducts",
-            {
-                "filterModel": {"items": [SKA_MID], "logicOperator": "and"},
-                "searchPanelOptions": {"items": []},
-                "sortModel": [{"field": "obscore.t_exptime", "sort": "asc"}],
-                "page": 200,
-                "pageSize": 25,
-            },
+            grid_body("obscore.t_exptime", page=200, size=25),
         ),
         "grid_sorted_column": (
             "POST",
             "/filterdataproducts",
-            {
-                "filterModel": {"items": [SKA_MID], "logicOperator": "and"},
-                "searchPanelOptions": {"items": []},
-                "sortModel": [{"field": "context.observer", "sort": "asc"}],
-                "page": 200,
-                "pageSize": 25,
-            },
+            grid_body("context.observer", page=200, size=25),
         ),
         "metadata": ("POST", "/dataproductmetadata", {"uid": uid}),
         "status": ("GET", "/status", None),
