@@ -247,6 +247,10 @@ def running_services(volume: Path, log_dir: Path, **env: str) -> Iterator[Servic
     )
     try:
         yield started
+    except BaseException:
+        # The processes' own account of a failure: pytest shows it with the test's.
+        print(started.logs())
+        raise
     finally:
         started.stop_all()
 
