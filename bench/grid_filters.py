@@ -4,15 +4,19 @@
 
 Sends each /filterdataproducts body three times with Django's test client
 (one anonymous client, no server, no socket) to the catalogue of
-`bench_scale.py`, and prints each body's median time and total. The filter
+`bench_scale.py`, and prints each body's times and total: the first with
+nothing remembered, then the median of the two repeats, which find the total
+remembered when it was counted apart (dpd.remembered_counts.match_count: a
+user paging or re-sorting the same filter). The filter
 is `obscore.instrument_name` on `SKA-Mid`, which half the products hold;
 the sorts are on a visible column (`context.observer`, indexed) and a
 hidden one (`obscore.t_exptime`, not).
 What it isolates is the database work and the view: bench_scale.py measures
 the same shapes over HTTP at 1 and 16 clients.
 
-The last line is name=value pairs: each body's median over the 100 ms
-target of issue 24 at 1,000,000 products, then the medians in seconds.
+The last line is name=value pairs: each body's first and repeated time over
+the 100 ms target of issue 24 at 1,000,000 products, then the times in
+seconds.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ import django
 
 django.setup()
 
+from django.core.cache import cache  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
+
+from dpd.search import catalogue_fields  # noqa: E402
 
 SKA_MID = {"field": "obscore.instrument_name", "operator": "equals", "value": "SKA-Mid"}
 T_EXPTIME_ASC = [{"field": "obscore.t_exptime", "sort": "asc"}]
@@ -74,6 +81,11 @@ def main() -> None:
     with override_settings(ALLOWED_HOSTS=["*"]):
         client = Client()
         for name in names:
+            # No total remembered from another body; the catalogue's field
+            # list (dpd.search.catalogue_fields, shared by every request)
+            # read again at once, not in the first request.
+            cache.clear()
+            catalogue_fields()
             times, total = [], None
             for _ in range(3):
                 start = time.perf_counter()
@@ -83,9 +95,10 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
                 answer = response.json()
                 total = answer.get("total") if response.status_code == 200 else answer
-            medians[name] = statistics.median(times)
+            medians[f"{name}_first"] = times[0]
+            medians[f"{name}_again"] = statistics.median(times[1:])
             runs = ", ".join(f"{t:.3f}" for t in times)
-            print(f"{name}: median {medians[name]:.3f} s (runs {runs}), total {total}", flush=True)
+            print(f"{name}: runs {runs} s, total {total}", flush=True)
     ratios = [f"{name}_vs_100ms={m / TARGET_S:.2f}" for name, m in medians.items()]
     figures = [f"{name}_s={m:.3f}" for name, m in medians.items()]
     print(" ".join([*ratios, *figures]))

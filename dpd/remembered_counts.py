@@ -1,7 +1,7 @@
 """Counts too slow to run per request, counted by one thread at a time.
 
-Two users: the total of a capped plain list (X-Total-Count), and /status's
-product counts.
+Three users: the total of a capped plain list (X-Total-Count), a page's
+`total` (`match_count`), and /status's product counts.
 
 A list's total is a COUNT(*) of every match. For a date range that is an
 index-only scan (17-24 ms for 35,554 matches at 100,000 products); for a
@@ -26,6 +26,7 @@ always gets a count taken after the last change its version shows.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import zlib
@@ -33,6 +34,8 @@ from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
+from django.db.models import Max, QuerySet
 
 T = TypeVar("T")
 
@@ -63,6 +66,35 @@ def remembered(key: str, count: Callable[[], T], *, version: Hashable = None) ->
         return value
     finally:
         lock.release()
+
+
+def match_count(products: QuerySet) -> int:
+    """products.count(), remembered under the statement it runs (so for the
+    same matches, visibility included, whatever the order or page asked),
+    while the catalogue's last change time holds.
+
+    Why: a page's total is a COUNT(*) of every match, which paging and
+    sorting ask again unchanged. For a grid filter that half of 1,000,000
+    products pass it reads a quarter of the table's pages (0.56-0.59 s on
+    PostgreSQL 15, whose bitmap scans cannot skip all-visible pages): every
+    click on "next page" or a column header paid it again.
+
+    An addition or update moves the time (`indexed_at`; an annotation's for a
+    filter on annotations), so it shows in the next total; a removal moves
+    nothing and shows within FRESH_SECONDS.
+    """
+    from annotations.models import Annotation
+    from dpd.models import DataProduct
+
+    try:
+        sql, params = products.order_by().query.sql_with_params()
+    except EmptyResultSet:  # a filter no product can pass: Django runs no query
+        return 0
+    version = [DataProduct.objects.aggregate(last=Max("indexed_at"))["last"]]
+    if Annotation._meta.db_table in sql:
+        version.append(Annotation.objects.aggregate(last=Max("timestamp_modified"))["last"])
+    digest = hashlib.sha256(repr((products.db, sql, params)).encode()).hexdigest()
+    return remembered(f"dpd:match-count:{digest}", products.count, version=tuple(version))
 
 
 def _current(entry: tuple | None, version: Hashable) -> bool:

@@ -25,7 +25,7 @@ import datetime as dt
 import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -43,6 +43,9 @@ from dpd.models import (
     DataProduct,
     row_json_text,
 )
+
+# What counts all matches of a queryset (QuerySet.count, or a remembered count).
+Counter = Callable[[QuerySet[DataProduct]], int]
 
 # The derived search columns are for the database, not for the rows.
 _SEARCH_COLUMNS = (
@@ -131,14 +134,23 @@ def fetch_page(
     return page_rows(products, offset, limit)
 
 
-def total(products: QuerySet[DataProduct], rows: list[Any], offset: int, limit: int) -> int:
+def total(
+    products: QuerySet[DataProduct],
+    rows: list[Any],
+    offset: int,
+    limit: int,
+    count: Counter = QuerySet.count,
+) -> int:
     """The number of all matching products, given the page found at offset.
 
     A short page is the last one, so its total is known without counting.
+    Otherwise `count` counts them (a remembered count may lag a removal, yet
+    the products already on the page still count).
     """
     if len(rows) < limit and (rows or offset == 0):
         return offset + len(rows)
-    return products.count()
+    counted = count(products)
+    return max(counted, offset + len(rows)) if rows else counted
 
 
 # A page with its total starts from the first this many matches, in order.
@@ -153,9 +165,15 @@ _INDEX_ORDERS = {
 
 
 def counted_page(
-    products: QuerySet[DataProduct], offset: int, limit: int, *, as_text: bool
+    products: QuerySet[DataProduct],
+    offset: int,
+    limit: int,
+    *,
+    as_text: bool,
+    count: Counter = QuerySet.count,
 ) -> tuple[list[Any], int]:
-    """A page and the number of all matching products.
+    """A page and the number of all matching products (`count` counts them
+    when the page's own reading does not).
 
     The first COUNTED_IDS + 1 matches give the page and, when that is all of
     them, the total: a selective filter (a substring of execution_block, say)
@@ -197,7 +215,7 @@ def counted_page(
         rows = _page_from(stored, offset, as_text=as_text)
     else:
         rows = fetch_page(products, offset, limit, as_text=as_text)
-    return rows, total(products, rows, offset, limit)
+    return rows, total(products, rows, offset, limit, count)
 
 
 def _requires_search_text(where: WhereNode) -> bool:

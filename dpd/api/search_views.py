@@ -319,11 +319,15 @@ class DataProductSearchView(ReadOnlyPost, APIView):
         if found is not None:
             rows = search_rows.window_page(found, offset, as_text=as_text)
             if page is not None:
-                total = search_rows.total(matching(), rows, offset, size)
+                total = search_rows.total(
+                    matching(), rows, offset, size, remembered_counts.match_count
+                )
         elif page is None:
             rows = search_rows.fetch_page(matching(), offset, size, as_text=as_text)
         else:
-            rows, total = search_rows.counted_page(matching(), offset, size, as_text=as_text)
+            rows, total = search_rows.counted_page(
+                matching(), offset, size, as_text=as_text, count=remembered_counts.match_count
+            )
         if page is None:
             asked = ("search", start, end, tuple(data["pairs"]), tuple(sorted(hidden)))
             return _plain_list(rows, as_text, size, matching, asked)
@@ -429,7 +433,9 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             )
             return _plain_list(rows, as_text, limit, lambda: products, asked)
         offset, size = page
-        rows, total = search_rows.counted_page(products, offset, size, as_text=as_text)
+        rows, total = search_rows.counted_page(
+            products, offset, size, as_text=as_text, count=remembered_counts.match_count
+        )
         return _rows_response(rows, as_text, total=total)
 
 

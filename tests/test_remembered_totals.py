@@ -1,0 +1,116 @@
+"""A page's total is counted once for the same matches and reused while the
+catalogue is unchanged: paging and sorting a filtered grid used to count every
+match again on every click (0.56-0.59 s for a filter that half of 1,000,000
+products pass). What a user must never see: someone else's total, an added or
+annotated product missing from the next total, a removal missing for long."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from annotations.models import Annotation
+from dpd import search_rows
+from dpd.models import DataProduct
+from tests.annotation_helpers import TEAM, make_product
+
+pytestmark = pytest.mark.usefixtures("indexed_sample")
+
+EVERY = {"filterModel": {"items": []}}
+EB_PREFIX = {
+    "filterModel": {
+        "items": [{"field": "execution_block", "operator": "contains", "value": "eb-"}],
+        "logicOperator": "and",
+    }
+}
+
+
+@pytest.fixture(autouse=True)
+def _few_counted_ids(monkeypatch):
+    """Past four matches the total is a COUNT(*) of its own (12 open products)."""
+    monkeypatch.setattr(search_rows, "COUNTED_IDS", 4)
+
+
+def page(body: dict, number: int, client: APIClient | None = None, **extra) -> tuple[dict, int]:
+    """The grid's page and how many COUNT(*) statements answering it ran."""
+    with CaptureQueriesContext(connection) as queries:
+        response = (client or APIClient()).post(
+            "/filterdataproducts", {**body, "page": number, "pageSize": 3, **extra}, format="json"
+        )
+    assert response.status_code == 200, response.content
+    counts = sum("COUNT(*)" in query["sql"] for query in queries.captured_queries)
+    return response.json(), counts
+
+
+def member() -> APIClient:
+    client = APIClient()
+    user = User.objects.create_user("member")
+    user.groups.add(Group.objects.create(name=TEAM))
+    client.force_login(user)
+    return client
+
+
+def test_paging_and_sorting_the_same_filter_count_its_matches_once():
+    first, counted = page(EB_PREFIX, 0)
+    assert (first["total"], counted) == (12, 1)
+
+    second, counted = page(EB_PREFIX, 1)
+    resorted, counted_again = page(
+        EB_PREFIX, 2, sortModel=[{"field": "execution_block", "sort": "desc"}]
+    )
+
+    assert (second["total"], resorted["total"]) == (12, 12)
+    assert (counted, counted_again) == (0, 0)
+    assert {row["uid"] for row in second["data"]}.isdisjoint(r["uid"] for r in first["data"])
+    # Other matches are counted for themselves, not given this total.
+    assert page(EVERY, 0, sortModel=[{"field": "uid", "sort": "asc"}])[1] == 1
+
+
+def test_a_member_and_an_anonymous_caller_each_get_their_own_total():
+    anonymous, _ = page(EVERY, 0)
+    members, counted = page(EVERY, 0, member())
+    again, _ = page(EVERY, 1)
+
+    assert (anonymous["total"], members["total"], again["total"]) == (12, 14, 12)
+    assert counted == 1
+
+
+def test_an_added_product_is_in_the_next_total():
+    assert page(EVERY, 1)[0]["total"] == 12
+    make_product("eb-m009-20240101-00001")
+
+    after, counted = page(EVERY, 1)
+
+    assert (after["total"], counted) == (13, 1)
+
+
+def test_a_new_annotation_is_in_the_next_total_of_an_annotation_filter():
+    on_scan = {
+        "filterModel": {"items": [{"field": "annotation", "operator": "contains", "value": "scan"}]}
+    }
+    products = list(DataProduct.objects.filter(access_group__isnull=True)[:6])
+    for product in products[:5]:
+        Annotation.objects.create(data_product_uid=product.uid, annotation_text="RFI in scan 3")
+    assert page(on_scan, 0)[0]["total"] == 5
+
+    Annotation.objects.create(data_product_uid=products[5].uid, annotation_text="scan 4 flagged")
+
+    assert page(on_scan, 0)[0]["total"] == 6
+
+
+def test_a_removal_is_in_the_total_within_ten_seconds():
+    with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+        assert page(EVERY, 0)[0]["total"] == 12
+        DataProduct.objects.filter(access_group__isnull=True).order_by("pk").first().delete()
+        # A removal moves no change time: the remembered total stands a while,
+        # yet never below what the page itself shows.
+        assert page(EVERY, 0)[0]["total"] == 12
+        clock.shift(11)
+
+        assert page(EVERY, 0)[0]["total"] == 11
