@@ -14,11 +14,12 @@ admin share.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from annotations.models import Annotation, AnnotationRevision
@@ -113,6 +114,12 @@ def annotated_product_uids(text: str) -> QuerySet:
     """The uids of the products with an annotation containing `text`,
     case-insensitively: the grid's "annotation" filter (reference 3.6)."""
     return Annotation.objects.filter(annotation_text__icontains=text).values("data_product_uid")
+
+
+def annotations_changed_at() -> datetime | None:
+    """When an annotation was last written: a remembered count of products
+    filtered on annotations holds until then (dpd.remembered_counts)."""
+    return Annotation.objects.aggregate(last=Max("timestamp_modified"))["last"]
 
 
 def annotation_create(

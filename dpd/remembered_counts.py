@@ -68,7 +68,7 @@ def remembered(key: str, count: Callable[[], T], *, version: Hashable = None) ->
         lock.release()
 
 
-def match_count(products: QuerySet) -> int:
+def match_count(products: QuerySet, *, also_changed: Callable[[], Hashable] | None = None) -> int:
     """products.count(), remembered under the statement it runs (so for the
     same matches, visibility included, whatever the order or page asked),
     while the catalogue's last change time holds.
@@ -79,22 +79,23 @@ def match_count(products: QuerySet) -> int:
     PostgreSQL 15, whose bitmap scans cannot skip all-visible pages): every
     click on "next page" or a column header paid it again.
 
-    An addition or update moves the time (`indexed_at`; an annotation's for a
-    filter on annotations), so it shows in the next total; a removal moves
-    nothing and shows within FRESH_SECONDS.
+    An addition or update moves the time (`indexed_at`), so it shows in the
+    next total; a removal moves nothing and shows within FRESH_SECONDS.
+    `also_changed` tells the last change of anything else the matches
+    depend on (the annotations, for the grid's annotation filter).
     """
-    from annotations.models import Annotation
     from dpd.models import DataProduct
 
     try:
         sql, params = products.order_by().query.sql_with_params()
     except EmptyResultSet:  # a filter no product can pass: Django runs no query
         return 0
-    version = [DataProduct.objects.aggregate(last=Max("indexed_at"))["last"]]
-    if Annotation._meta.db_table in sql:
-        version.append(Annotation.objects.aggregate(last=Max("timestamp_modified"))["last"])
+    version = (
+        DataProduct.objects.aggregate(last=Max("indexed_at"))["last"],
+        also_changed() if also_changed else None,
+    )
     digest = hashlib.sha256(repr((products.db, sql, params)).encode()).hexdigest()
-    return remembered(f"dpd:match-count:{digest}", products.count, version=tuple(version))
+    return remembered(f"dpd:match-count:{digest}", products.count, version=version)
 
 
 def _current(entry: tuple | None, version: Hashable) -> bool:

@@ -29,7 +29,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations.services import annotated_product_uids
+from annotations.services import annotated_product_uids, annotations_changed_at
 from dlm_bridge import services as dlm
 from dpd import remembered_counts, search, search_rows
 from dpd.access import caller_groups, sees_placeholders, visible_products
@@ -434,9 +434,15 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             return _plain_list(rows, as_text, limit, lambda: products, asked)
         offset, size = page
         rows, total = search_rows.counted_page(
-            products, offset, size, as_text=as_text, count=remembered_counts.match_count
+            products, offset, size, as_text=as_text, count=_grid_total
         )
         return _rows_response(rows, as_text, total=total)
+
+
+def _grid_total(products: QuerySet[DataProduct]) -> int:
+    """The grid's total, remembered (dpd.remembered_counts.match_count); its
+    annotation filter's matches change with the annotations."""
+    return remembered_counts.match_count(products, also_changed=annotations_changed_at)
 
 
 class MuiDataGridConfigView(APIView):
