@@ -33,12 +33,15 @@ import zlib
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.exceptions import EmptyResultSet
 from django.db.models import Max, QuerySet
+from django.utils.connection import ConnectionProxy
 
 T = TypeVar("T")
 
+# Their own store (settings.CACHES says why).
+cache = ConnectionProxy(caches, "counts")
 # How long a count is taken as current, and how long a stale one is kept to
 # answer with while it is counted again.
 FRESH_SECONDS = 10

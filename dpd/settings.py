@@ -293,6 +293,20 @@ DPD_MIGRATE_ON_STARTUP = env_bool("DPD_MIGRATE_ON_STARTUP", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Per-process caches. "default": login-failure counts, throttle history,
+# bearer-token lookups, the catalogue's field list. "counts": the totals
+# dpd.remembered_counts keeps, one per filter and caller; in a store of their
+# own, so that a client sending hundreds of distinct filters cannot push the
+# others out (LocMemCache drops the least recently used past MAX_ENTRIES).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "dpd"},
+    "counts": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "dpd-counts",
+        "OPTIONS": {"MAX_ENTRIES": 2000},
+    },
+}
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -47,15 +47,18 @@ def volume(tmp_path: Path, settings) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache_and_no_anonymous_throttle(settings):
-    """Every test starts with an empty cache (bearer lookups, login failures,
-    throttle history), and with the anonymous-client throttle off: the whole
-    suite talks from 127.0.0.1. tests/test_hardening.py turns it back on."""
-    from django.core.cache import cache
+    """Every test starts with empty caches (bearer lookups, login failures,
+    throttle history, remembered counts), and with the anonymous-client
+    throttle off: the whole suite talks from 127.0.0.1.
+    tests/test_hardening.py turns it back on."""
+    from django.core.cache import caches
 
-    cache.clear()
+    for cache in caches.all(initialized_only=False):
+        cache.clear()
     settings.DPD_THROTTLE_ANON_RATE = ""
     yield
-    cache.clear()
+    for cache in caches.all(initialized_only=True):
+        cache.clear()
 
 
 @pytest.fixture(autouse=True)

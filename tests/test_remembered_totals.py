@@ -114,3 +114,26 @@ def test_a_removal_is_in_the_total_within_ten_seconds():
         clock.shift(11)
 
         assert page(EVERY, 0)[0]["total"] == 11
+
+
+def test_many_distinct_filters_do_not_push_a_login_lockout_out_of_the_cache(admin_user, settings):
+    """Each filter's total is a cache entry: a guesser sending hundreds of
+    distinct filters between guesses must not evict its own failure count
+    (nor the throttles' history or the catalogue's field list)."""
+    settings.DPD_LOGIN_FAILURE_LIMIT = 2
+    guesser = APIClient(REMOTE_ADDR="198.51.100.7")
+    for guess in ("a", "b"):
+        guesser.post("/admin/login/", {"username": "admin", "password": guess})
+
+    for n in range(400):
+        filtered = {
+            "filterModel": {
+                "items": [
+                    {"field": "execution_block", "operator": "doesNotContain", "value": f"{n}x"}
+                ]
+            }
+        }
+        assert page(filtered, 0, guesser)[0]["total"] == 12
+
+    refused = guesser.post("/admin/login/", {"username": "admin", "password": "password"})
+    assert refused.status_code == 429
