@@ -14,12 +14,11 @@ admin share.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet, Subquery
 from django.utils import timezone
 
 from annotations.models import Annotation, AnnotationRevision
@@ -116,10 +115,12 @@ def annotated_product_uids(text: str) -> QuerySet:
     return Annotation.objects.filter(annotation_text__icontains=text).values("data_product_uid")
 
 
-def annotations_changed_at() -> datetime | None:
-    """When an annotation was last written: a remembered count of products
-    filtered on annotations holds until then (dpd.remembered_counts)."""
-    return Annotation.objects.aggregate(last=Max("timestamp_modified"))["last"]
+def annotations_changed_at() -> Subquery:
+    """When an annotation was last written, as a subquery: a remembered count
+    of products filtered on annotations holds until then (read in the same
+    statement as the catalogue's own change time, dpd.remembered_counts)."""
+    latest = Annotation.objects.order_by("-timestamp_modified").values("timestamp_modified")
+    return Subquery(latest[:1])
 
 
 def annotation_create(

@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from django.core.cache import caches
 from django.core.exceptions import EmptyResultSet
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet, Subquery
 from django.utils.connection import ConnectionProxy
 
 T = TypeVar("T")
@@ -71,7 +71,7 @@ def remembered(key: str, count: Callable[[], T], *, version: Hashable = None) ->
         lock.release()
 
 
-def match_count(products: QuerySet, *, also_changed: Callable[[], Hashable] | None = None) -> int:
+def match_count(products: QuerySet, *, also_changed: Subquery | None = None) -> int:
     """products.count(), remembered under the statement it runs (so for the
     same matches, visibility included, whatever the order or page asked),
     while the catalogue's last change time holds.
@@ -84,8 +84,9 @@ def match_count(products: QuerySet, *, also_changed: Callable[[], Hashable] | No
 
     An addition or update moves the time (`indexed_at`), so it shows in the
     next total; a removal moves nothing and shows within FRESH_SECONDS.
-    `also_changed` tells the last change of anything else the matches
-    depend on (the annotations, for the grid's annotation filter).
+    `also_changed` is the last change of anything else the matches depend
+    on (the annotations, for the grid's annotation filter), read in the
+    same statement: a request's statements are bounded (docs/api.md).
     """
     from dpd.models import DataProduct
 
@@ -93,10 +94,11 @@ def match_count(products: QuerySet, *, also_changed: Callable[[], Hashable] | No
         sql, params = products.order_by().query.sql_with_params()
     except EmptyResultSet:  # a filter no product can pass: Django runs no query
         return 0
-    version = (
-        DataProduct.objects.aggregate(last=Max("indexed_at"))["last"],
-        also_changed() if also_changed else None,
-    )
+    # The newest product's time, and the other one alongside: one statement.
+    latest, fields = DataProduct.objects.order_by("-indexed_at"), ["indexed_at"]
+    if also_changed is not None:
+        latest, fields = latest.annotate(also=also_changed), [*fields, "also"]
+    version = latest.values_list(*fields).first()
     digest = hashlib.sha256(repr((products.db, sql, params)).encode()).hexdigest()
     return remembered(f"dpd:match-count:{digest}", products.count, version=version)
 

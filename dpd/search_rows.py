@@ -178,8 +178,10 @@ def counted_page(
     The first COUNTED_IDS + 1 matches give the page and, when that is all of
     them, the total: a selective filter (a substring of execution_block, say)
     rechecks its candidates once, not a second time for COUNT(*). With more
-    matches, they still hold the page unless it lies beyond them, and only the
-    total is counted.
+    matches, they still hold the page, and only the total is counted. A page
+    beyond them is read by itself, then the total: reading the first
+    matches before it told only whether there were more, and took one of the
+    few statements a request may run (docs/api.md, "Request bounds").
 
     In any other order than an index's (a sort on a metadata field that
     dpd/search_sort.py does not index), every match is read and sorted
@@ -209,16 +211,14 @@ def counted_page(
     if postgresql and _requires_search_text(products.query.where):
         stored, counted = _cursor_page(products, offset, limit)
         return _page_from(stored, offset, as_text=as_text), counted
-    if postgresql and tuple(products.query.order_by) not in _INDEX_ORDERS:
+    beyond = offset + limit > COUNTED_IDS + 1
+    if beyond or (postgresql and tuple(products.query.order_by) not in _INDEX_ORDERS):
         rows = fetch_page(products, offset, limit, as_text=as_text)
         return rows, total(products, rows, offset, limit, count)
     stored, counted = _cursor_page(products[: COUNTED_IDS + 1], offset, limit)
+    rows = _page_from(stored, offset, as_text=as_text)
     if counted <= COUNTED_IDS:
-        return _page_from(stored, offset, as_text=as_text), counted
-    if offset + limit <= counted:
-        rows = _page_from(stored, offset, as_text=as_text)
-    else:
-        rows = fetch_page(products, offset, limit, as_text=as_text)
+        return rows, counted
     return rows, total(products, rows, offset, limit, count)
 
 
@@ -252,10 +252,11 @@ def _cursor_page(
     """
     connection = connections[products.db]
     if connection.vendor != "postgresql":
-        ids = list(products.values_list("pk", flat=True))
-        page = ids[offset : offset + limit]
-        texts = dict(DataProduct.objects.filter(pk__in=page).values_list("pk", "row_json"))
-        return [(pk, texts[pk]) for pk in page], len(ids)
+        # One statement there too (a request's statements are bounded): every
+        # match's text comes along, which is cheap at the embedded default's
+        # size and for the first COUNTED_IDS + 1 matches it is asked for.
+        stored = list(products.values_list("pk", "row_json"))
+        return stored[offset : offset + limit], len(stored)
     try:
         sql, params = products.values_list("pk", "row_json").query.sql_with_params()
     except EmptyResultSet:  # a filter that no product can pass (Django runs no query)

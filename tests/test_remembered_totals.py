@@ -137,3 +137,27 @@ def test_many_distinct_filters_do_not_push_a_login_lockout_out_of_the_cache(admi
 
     refused = guesser.post("/admin/login/", {"username": "admin", "password": "password"})
     assert refused.status_code == 429
+
+
+@pytest.mark.parametrize("number", [0, 3], ids=["among-the-first", "beyond-them"])
+def test_a_page_that_counts_its_total_stays_within_the_statement_budget(number):
+    """docs/api.md, "Request bounds": at most 5 statements a request (the
+    field catalogue's probe and read, the rows, the last change time, the
+    total), on either database, the first time and after."""
+    # A document field: the request reads the field catalogue first.
+    every_interface = {
+        "filterModel": {
+            "items": [
+                {
+                    "field": "interface",
+                    "operator": "equals",
+                    "value": "http://schema.skao.int/ska-data-product-meta/0.1",
+                }
+            ]
+        }
+    }
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            answer, _ = page(every_interface, number)
+        assert answer["total"] == 12
+        assert len(queries) <= 5, [query["sql"][:80] for query in queries.captured_queries]

@@ -442,7 +442,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
 def _grid_total(products: QuerySet[DataProduct]) -> int:
     """The grid's total, remembered (dpd.remembered_counts.match_count); its
     annotation filter's matches change with the annotations."""
-    return remembered_counts.match_count(products, also_changed=annotations_changed_at)
+    return remembered_counts.match_count(products, also_changed=annotations_changed_at())
 
 
 class MuiDataGridConfigView(APIView):
