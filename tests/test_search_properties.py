@@ -21,8 +21,10 @@ from dpd.api import search_serializers as bounds
 pytestmark = pytest.mark.usefixtures("indexed_sample")
 
 # docs/api.md, "Request bounds": the most statements a search or filter
-# request runs (the field catalogue's probe and read, the rows, the total,
-# and one spare).
+# request runs (the field catalogue's probe and read, the rows, the last
+# change time a remembered total holds for, the total). The sample never
+# counts apart (under 1,000 matches): tests/test_remembered_totals.py holds
+# a counted page to the same budget.
 STATEMENT_BUDGET = 5
 EXAMPLES = settings(
     max_examples=40,
