@@ -156,6 +156,17 @@ class Download:
         self.sock.close()
 
 
+def _download_when_free(port: int, seconds: float = 10) -> Download:
+    """A download started as soon as the server answers 200, or the last 503."""
+    deadline = time.monotonic() + seconds
+    while True:
+        download = Download(port)
+        if download.status == 200 or time.monotonic() > deadline:
+            return download
+        download.close()
+        time.sleep(0.05)
+
+
 def assert_whole_archive(download: Download, data: bytes, expected: bytes) -> None:
     assert download.status == 200
     assert int(download.headers["content-length"]) == len(expected)
@@ -309,7 +320,9 @@ def test_downloads_beyond_the_limit_get_503_with_retry_after(product, tmp_path, 
         body = refused.read()
         for download in [*running, refused]:
             download.close()
-        again = Download(port)  # the slots are free once their downloads end
+        # The slots are free once the server sees those downloads end (at
+        # its next write to a closed connection): soon, not at once.
+        again = _download_when_free(port)
         again.close()
 
     assert [d.status for d in running] == [200, 200]
