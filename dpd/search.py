@@ -27,10 +27,21 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import BooleanField, CharField, F, Func, Max, Q, QuerySet, Value
+from django.db.models import (
+    BooleanField,
+    CharField,
+    F,
+    Func,
+    Max,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+)
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import Regex
 
-from dpd import search_sort, search_text
+from dpd import search_pieces, search_sort, search_text
 from dpd.access import visible_to
 from dpd.models import DLM_SOURCES, DLM_STORE_NAME, DataProduct
 from dpd.search_sort import document_value
@@ -120,8 +131,27 @@ def parse_date_bound(value: str | None, name: str) -> dt.date | None:
 
 def key_value_q(key: str, value: str) -> Q:
     """Some field whose name contains `key` and whose value contains `value`,
-    case-sensitively (reference 3.3)."""
-    return Q(search_text__regex=search_text.key_value_pattern(key, value))
+    case-sensitively (reference 3.3).
+
+    On PostgreSQL the trigram index may be given pieces of the pair instead of
+    the whole pattern (dpd.search_pieces says why); the pattern then tests
+    only their candidates, through an expression the index cannot serve."""
+    pattern = search_text.key_value_pattern(key, value)
+    pieces = search_pieces.index_pieces(key, value) if settings.IS_POSTGRESQL else None
+    if pieces is None:
+        return Q(search_text__regex=pattern)
+    q = Q(Regex(Unindexed("search_text"), pattern))
+    for piece in pieces:
+        q &= Q(search_text__contains=piece)
+    return q
+
+
+class Unindexed(Func):
+    """A text column as an expression no index serves (`column || ''`): its
+    test runs on the rows the other conditions' indexes give."""
+
+    template = "(%(expressions)s || '')"
+    output_field = TextField()
 
 
 def open_candidates(

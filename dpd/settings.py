@@ -433,6 +433,10 @@ SEARCH_MAX_PAGE_SIZE = env_int("SEARCH_MAX_PAGE_SIZE", 1000, minimum=1)
 # key:value search on PostgreSQL looks for its page among this many newest
 # products before running the full (trigram) query; 0 turns that off.
 SEARCH_WINDOW_ROWS = env_int("SEARCH_WINDOW_ROWS", 2000, minimum=0)
+# key:value search on PostgreSQL: search texts sampled per process to choose the
+# part of a pair the trigram index looks up (dpd/search_pieces.py); 0 turns
+# that off (the whole pattern goes to the index).
+SEARCH_SAMPLE_ROWS = env_int("SEARCH_SAMPLE_ROWS", 2000, minimum=0)
 
 # --- SDP configuration database (etcd) and DLM ------------------------------
 

@@ -62,6 +62,19 @@ def _fresh_cache_and_no_anonymous_throttle(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_search_sample_behind_the_tests_back(settings):
+    """No thread reads a sample of the search texts (dpd.search_pieces) on a
+    connection of its own, which would not see a test's uncommitted rows;
+    tests/test_search_pieces.py gives or reads one itself."""
+    from dpd import search_pieces
+
+    settings.SEARCH_SAMPLE_ROWS = 0
+    search_pieces.forget_sample()
+    yield
+    search_pieces.forget_sample()
+
+
+@pytest.fixture(autouse=True)
 def _indexing_tasks_keep_the_test_process_priority(settings):
     """Tasks called in-process would lower pytest's own CPU priority for the
     rest of the run (INDEXING_NICENESS); real workers in subprocesses still do."""
