@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # How long a sample is used before it is read again (products come and go).
 SAMPLE_MAX_AGE = 3600.0
+# How soon a catalogue found too small (or never analysed: reltuples -1) is
+# looked at again: a first index may fill it meanwhile.
+SMALL_CATALOGUE_MAX_AGE = 300.0
 # A catalogue smaller than this gains little (the whole pattern's lists are
 # short): no sample, the pattern as it is.
 SAMPLE_MIN_PRODUCTS = 20_000
@@ -179,7 +182,8 @@ def current_sample() -> _Sample | None:
     """The sample if it is fresh; else the old one (or None) while a thread
     reads a new one."""
     sample = _sample
-    fresh = sample is not None and time.monotonic() - sample.taken_at < SAMPLE_MAX_AGE
+    max_age = SAMPLE_MAX_AGE if sample is not None and sample.size else SMALL_CATALOGUE_MAX_AGE
+    fresh = sample is not None and time.monotonic() - sample.taken_at < max_age
     if not fresh and settings.SEARCH_SAMPLE_ROWS and _reading.acquire(blocking=False):
         threading.Thread(target=_read_in_thread, name="dpd-search-sample", daemon=True).start()
     return sample

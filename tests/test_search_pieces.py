@@ -6,6 +6,7 @@ thread of its own."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.conf import settings as django_settings
@@ -200,3 +201,33 @@ def test_the_sample_does_not_follow_a_period_of_the_catalogue():
     assert all(195 <= n <= 205 for n in per_tenth), per_tenth
     # A catalogue smaller than the sample: each product once.
     assert search_pieces.sample_points(10, 14, 2000) == [10, 11, 12, 13, 14]
+
+
+def test_a_catalogue_too_small_to_sample_is_looked_at_again_within_minutes(monkeypatch, settings):
+    """A first index fills an empty catalogue in minutes: its searches must
+    not wait the hour a real sample is kept to get theirs."""
+    reads = []
+
+    def read_in_thread() -> None:
+        reads.append(1)
+        search_pieces._reading.release()
+
+    def reads_after(seconds: float) -> int:
+        monkeypatch.setattr(time, "monotonic", lambda: now + seconds)
+        search_pieces.current_sample()
+        for thread in threading.enumerate():
+            if thread.name == "dpd-search-sample":
+                thread.join(timeout=10)
+        return len(reads)
+
+    monkeypatch.setattr(search_pieces, "_read_in_thread", read_in_thread)
+    settings.SEARCH_SAMPLE_ROWS = 2000
+    now = time.monotonic()
+    search_pieces.use_sample([])  # under SAMPLE_MIN_PRODUCTS
+    assert reads_after(0) == 0
+    assert reads_after(search_pieces.SMALL_CATALOGUE_MAX_AGE + 1) == 1
+    # A real sample is kept for the hour.
+    monkeypatch.setattr(time, "monotonic", lambda: now)
+    search_pieces.use_sample(catalogue_like())
+    assert reads_after(search_pieces.SMALL_CATALOGUE_MAX_AGE + 1) == 1
+    assert reads_after(search_pieces.SAMPLE_MAX_AGE + 1) == 2
