@@ -46,6 +46,8 @@ from dpd.models import (
 
 # What counts all matches of a queryset (QuerySet.count, or a remembered count).
 Counter = Callable[[QuerySet[DataProduct]], int]
+# What gives the ids of all matches in the queryset's order (a remembered order).
+Orderer = Callable[[QuerySet[DataProduct]], Sequence[int]]
 
 # The derived search columns are for the database, not for the rows.
 _SEARCH_COLUMNS = (
@@ -171,6 +173,7 @@ def counted_page(
     *,
     as_text: bool,
     count: Counter = QuerySet.count,
+    order: Orderer | None = None,
 ) -> tuple[list[Any], int]:
     """A page and the number of all matching products (`count` counts them
     when the page's own reading does not).
@@ -193,6 +196,10 @@ def counted_page(
     3.0 -> 2.0 s; equals SKA-Mid sorted so, page 200, 2.75 -> 2.05 s the
     first time, 1.5 s on. (At 100,000 products the sort runs in one process
     either way, and the first such page pays its count: 0.26 -> 0.32 s.)
+    With `order` (a remembered order, dpd.remembered_counts.match_order),
+    the ids of every match in that order are read once instead, and each
+    page is read by its ids (sorted again, 25 rows) with the order's length
+    as its total: paging on costs ~10 ms, not the sort.
     In the index's order the count stays apart too: an index-only COUNT(*)
     is cheaper than walking the rest of the index to the heap (an
     unfiltered page 200: 25 ms, against 71 ms in one pass).
@@ -211,8 +218,19 @@ def counted_page(
     if postgresql and _requires_search_text(products.query.where):
         stored, counted = _cursor_page(products, offset, limit)
         return _page_from(stored, offset, as_text=as_text), counted
-    beyond = offset + limit > COUNTED_IDS + 1
-    if beyond or (postgresql and tuple(products.query.order_by) not in _INDEX_ORDERS):
+    unindexed = postgresql and tuple(products.query.order_by) not in _INDEX_ORDERS
+    if unindexed and order is not None:
+        ids = order(products)
+        wanted = list(ids[offset : offset + limit])
+        on_page = products.filter(pk__in=wanted)  # sorted again: a page's rows
+        if not wanted:
+            rows = []
+        elif as_text:
+            rows = _spliced(list(on_page.values_list("pk", "row_json")), offset)
+        else:
+            rows = _positioned(on_page.defer(*_SEARCH_COLUMNS), offset)
+        return rows, len(ids)
+    if unindexed or offset + limit > COUNTED_IDS + 1:
         rows = fetch_page(products, offset, limit, as_text=as_text)
         return rows, total(products, rows, offset, limit, count)
     stored, counted = _cursor_page(products[: COUNTED_IDS + 1], offset, limit)

@@ -305,6 +305,14 @@ CACHES = {
         "LOCATION": "dpd-counts",
         "OPTIONS": {"MAX_ENTRIES": 2000},
     },
+    # The orders of sorted grid pages (dpd.remembered_counts.match_order):
+    # 8 bytes a match each, so a few only (past MAX_ENTRIES a third of them,
+    # the least recently used, are dropped).
+    "orders": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "dpd-orders",
+        "OPTIONS": {"MAX_ENTRIES": 12},
+    },
 }
 
 LANGUAGE_CODE = "en-us"

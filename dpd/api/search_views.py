@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -434,7 +434,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             return _plain_list(rows, as_text, limit, lambda: products, asked)
         offset, size = page
         rows, total = search_rows.counted_page(
-            products, offset, size, as_text=as_text, count=_grid_total
+            products, offset, size, as_text=as_text, count=_grid_total, order=_grid_order
         )
         return _rows_response(rows, as_text, total=total)
 
@@ -443,6 +443,12 @@ def _grid_total(products: QuerySet[DataProduct]) -> int:
     """The grid's total, remembered (dpd.remembered_counts.match_count); its
     annotation filter's matches change with the annotations."""
     return remembered_counts.match_count(products, also_changed=annotations_changed_at())
+
+
+def _grid_order(products: QuerySet[DataProduct]) -> Sequence[int]:
+    """The grid's order where no index gives it, remembered
+    (dpd.remembered_counts.match_order), as its total is."""
+    return remembered_counts.match_order(products, also_changed=annotations_changed_at())
 
 
 class MuiDataGridConfigView(APIView):
