@@ -40,7 +40,9 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -50,6 +52,8 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}={value} must be at most {maximum}")
     return value
 
 
@@ -423,9 +427,7 @@ INDEXING_ON_STARTUP = env_bool("INDEXING_ON_STARTUP", True)
 INDEXING_SCHEDULE_MINUTES = env_int("INDEXING_SCHEDULE_MINUTES", 60, minimum=0)
 # CPU niceness of background indexing (the django-q2 worker and its parse
 # processes), so the API's processes get the CPU first; 0 leaves it as it is.
-INDEXING_NICENESS = env_int("INDEXING_NICENESS", 10, minimum=0)
-if INDEXING_NICENESS > 19:
-    raise ImproperlyConfigured(f"INDEXING_NICENESS={INDEXING_NICENESS} must be at most 19")
+INDEXING_NICENESS = env_int("INDEXING_NICENESS", 10, minimum=0, maximum=19)
 # TEST KNOB ONLY: sleep this long after every batch so fault tests can act mid-run.
 INDEXING_TEST_BATCH_DELAY_SECONDS = env_float("INDEXING_TEST_BATCH_DELAY_SECONDS", 0.0, minimum=0)
 
@@ -444,8 +446,9 @@ SEARCH_MAX_PAGE_SIZE = env_int("SEARCH_MAX_PAGE_SIZE", 1000, minimum=1)
 SEARCH_WINDOW_ROWS = env_int("SEARCH_WINDOW_ROWS", 2000, minimum=0)
 # key:value search on PostgreSQL: search texts sampled per process to choose the
 # part of a pair the trigram index looks up (dpd/search_pieces.py); 0 turns
-# that off (the whole pattern goes to the index).
-SEARCH_SAMPLE_ROWS = env_int("SEARCH_SAMPLE_ROWS", 2000, minimum=0)
+# that off (the whole pattern goes to the index). Each trigram of the sample
+# keeps a bit per text: at most 10,000 texts (~1.2 KB a trigram).
+SEARCH_SAMPLE_ROWS = env_int("SEARCH_SAMPLE_ROWS", 2000, minimum=0, maximum=10_000)
 
 # --- SDP configuration database (etcd) and DLM ------------------------------
 

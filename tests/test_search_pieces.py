@@ -5,6 +5,9 @@ thread of its own."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -231,3 +234,18 @@ def test_a_catalogue_too_small_to_sample_is_looked_at_again_within_minutes(monke
     search_pieces.use_sample(catalogue_like())
     assert reads_after(search_pieces.SMALL_CATALOGUE_MAX_AGE + 1) == 1
     assert reads_after(search_pieces.SAMPLE_MAX_AGE + 1) == 2
+
+
+def test_a_sample_too_large_for_memory_stops_start_up_naming_the_variable():
+    """Each trigram of the sample keeps a bit per text: a million texts would
+    take gigabytes in every web process."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=django_settings.BASE_DIR,
+        env={**os.environ, "SEARCH_SAMPLE_ROWS": "1000000"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "SEARCH_SAMPLE_ROWS=1000000 must be at most 10000" in done.stderr
