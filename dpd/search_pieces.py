@@ -67,6 +67,13 @@ MAX_RUN = 6
 # The cheapest pieces tried in pairs.
 PAIRED = 8
 
+# The sample is worked through on a thread of the web process: it lets a
+# request thread waiting for the interpreter lock have it every this many
+# texts (~1 ms), rather than after Python's 5 ms switch interval each time
+# (exact_eb at 100,000 products, 1 client p99: 77-90 ms while each worker
+# read its sample, 29 ms without one).
+YIELD_EVERY = 4
+
 # pg_trgm's words: letters and digits (not "_"), compared lower-cased.
 _WORD = re.compile(r"[^\W_]+")
 
@@ -258,6 +265,8 @@ def use_sample(texts: list[str]) -> None:
     for i, text in enumerate(texts):
         for trigram in _trigrams(text):
             holding.setdefault(trigram, []).append(i)
+        if i % YIELD_EVERY == 0:
+            time.sleep(0)  # hand the interpreter to a request waiting for it
     bits = {}
     for trigram, indexes in holding.items():
         packed = bytearray(len(texts) // 8 + 1)
