@@ -60,10 +60,15 @@ _SEARCH_COLUMNS = (
 )
 
 
-def page_rows(products: QuerySet[DataProduct], offset: int, limit: int) -> list[dict[str, Any]]:
+def page_rows(
+    products: QuerySet[DataProduct], offset: int, limit: int, *, first: int | None = None
+) -> list[dict[str, Any]]:
     """Flattened rows of one page; `id` is the 1-based position in the whole
-    sorted result, so it is unique across pages (reference 4.5 [rec])."""
-    return _positioned(products.defer(*_SEARCH_COLUMNS)[offset : offset + limit], offset)
+    sorted result, so it is unique across pages (reference 4.5 [rec]):
+    counted from `first` when the queryset holds only the page (default:
+    from offset)."""
+    rows = products.defer(*_SEARCH_COLUMNS)[offset : offset + limit]
+    return _positioned(rows, offset if first is None else first)
 
 
 def _positioned(products: Iterable[DataProduct], offset: int) -> list[dict[str, Any]]:
@@ -76,12 +81,14 @@ def _positioned(products: Iterable[DataProduct], offset: int) -> list[dict[str, 
     return rows
 
 
-def page_texts(products: QuerySet[DataProduct], offset: int, limit: int) -> list[str]:
+def page_texts(
+    products: QuerySet[DataProduct], offset: int, limit: int, *, first: int | None = None
+) -> list[str]:
     """The JSON text of each row of one page: what page_rows() gives, as the
     JSON renderer would write it (values equal; metadata_store_name and id
     come last)."""
     stored = list(products.values_list("pk", "row_json")[offset : offset + limit])
-    return _spliced(stored, offset)
+    return _spliced(stored, offset if first is None else first)
 
 
 def window_page(found: list[tuple[int, str | None]], offset: int, *, as_text: bool) -> list[Any]:
@@ -129,11 +136,16 @@ def _spliced(stored: list[tuple[int, str | None]], offset: int) -> list[str]:
 
 
 def fetch_page(
-    products: QuerySet[DataProduct], offset: int, limit: int, *, as_text: bool
+    products: QuerySet[DataProduct],
+    offset: int,
+    limit: int,
+    *,
+    as_text: bool,
+    first: int | None = None,
 ) -> list[Any]:
     if as_text:
-        return page_texts(products, offset, limit)
-    return page_rows(products, offset, limit)
+        return page_texts(products, offset, limit, first=first)
+    return page_rows(products, offset, limit, first=first)
 
 
 def total(
@@ -221,15 +233,8 @@ def counted_page(
     unindexed = postgresql and tuple(products.query.order_by) not in _INDEX_ORDERS
     if unindexed and order is not None:
         ids = order(products)
-        wanted = list(ids[offset : offset + limit])
-        on_page = products.filter(pk__in=wanted)  # sorted again: a page's rows
-        if not wanted:
-            rows = []
-        elif as_text:
-            rows = _spliced(list(on_page.values_list("pk", "row_json")), offset)
-        else:
-            rows = _positioned(on_page.defer(*_SEARCH_COLUMNS), offset)
-        return rows, len(ids)
+        on_page = products.filter(pk__in=list(ids[offset : offset + limit]))  # sorted again
+        return fetch_page(on_page, 0, limit, as_text=as_text, first=offset), len(ids)
     if unindexed or offset + limit > COUNTED_IDS + 1:
         rows = fetch_page(products, offset, limit, as_text=as_text)
         return rows, total(products, rows, offset, limit, count)
