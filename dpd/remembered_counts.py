@@ -104,13 +104,8 @@ def match_count(products: QuerySet, *, also_changed: Subquery | None = None) -> 
     on (the annotations, for the grid's annotation filter), read in the
     same statement: a request's statements are bounded (docs/api.md).
     """
-    try:
-        sql, params = products.order_by().query.sql_with_params()
-    except EmptyResultSet:  # a filter no product can pass: Django runs no query
-        return 0
-    digest = hashlib.sha256(repr((products.db, sql, params)).encode()).hexdigest()
-    version = _catalogue_version(also_changed)
-    return remembered(f"dpd:match-count:{digest}", products.count, version=version)
+    unordered = products.order_by()
+    return _per_statement("match-count", unordered, unordered.count, 0, also_changed, cache)
 
 
 def match_order(products: QuerySet, *, also_changed: Subquery | None = None) -> array:
@@ -128,29 +123,37 @@ def match_order(products: QuerySet, *, also_changed: Subquery | None = None) -> 
     an addition or update moves the catalogue's time, and the next page
     sorts again.
     """
+
+    def read() -> array:
+        return array("q", products.values_list("pk", flat=True))
+
+    return _per_statement("match-order", products, read, array("q"), also_changed, orders)
+
+
+def _per_statement(
+    kind: str,
+    products: QuerySet,
+    compute: Callable[[], T],
+    nothing: T,
+    also_changed: Subquery | None,
+    store: Any,
+) -> T:
+    """compute(), remembered under the statement `products` runs while the
+    catalogue's last change time (and `also_changed`) holds; `nothing` for a
+    filter no product can pass, for which Django runs no query."""
+    from dpd.models import DataProduct
+
     try:
         sql, params = products.query.sql_with_params()
     except EmptyResultSet:
-        return array("q")
-    digest = hashlib.sha256(repr(("order", products.db, sql, params)).encode()).hexdigest()
-    version = _catalogue_version(also_changed)
-    return remembered(
-        f"dpd:match-order:{digest}",
-        lambda: array("q", products.values_list("pk", flat=True)),
-        version=version,
-        store=orders,
-    )
-
-
-def _catalogue_version(also_changed: Subquery | None) -> tuple | None:
-    """The newest product's indexed_at, and `also_changed` alongside: one
-    statement."""
-    from dpd.models import DataProduct
-
+        return nothing
+    digest = hashlib.sha256(repr((products.db, sql, params)).encode()).hexdigest()
+    # The newest product's time, and the other one alongside: one statement.
     latest, fields = DataProduct.objects.order_by("-indexed_at"), ["indexed_at"]
     if also_changed is not None:
         latest, fields = latest.annotate(also=also_changed), [*fields, "also"]
-    return latest.values_list(*fields).first()
+    version = latest.values_list(*fields).first()
+    return remembered(f"dpd:{kind}:{digest}", compute, version=version, store=store)
 
 
 def _current(entry: tuple | None, version: Hashable) -> bool:
