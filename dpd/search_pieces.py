@@ -134,8 +134,7 @@ def _runs(sample: _Sample, text: str) -> list[tuple[float, str, int]]:
     one word of `text`: a piece inside a word adds no padded trigram (pg_trgm
     pads a word's ends only where the LIKE pattern shows them)."""
     runs = []
-    for match in list(_WORD.finditer(text))[:MAX_WORDS]:
-        word = match.group()
+    for word in _WORD.findall(text)[:MAX_WORDS]:
         lowered = word.lower()
         if len(lowered) != len(word):  # a letter whose lower case is longer
             trigrams = _trigrams(word)
