@@ -2,8 +2,10 @@
 a time.
 
 Three users: the total of a capped plain list (X-Total-Count), a page's
-`total` (`match_count`), and /status's product counts; and the order of a
-page sorted where no index orders (`match_order`), which is read the same way.
+`total` (`Remembered.count`), and /status's product counts; and the order of
+a page sorted where no index orders (`Remembered.order`), which is read the
+same way. `Remembered.marks` keeps where earlier pages were, under the same
+rules (dpd.search_marks).
 
 A list's total is a COUNT(*) of every match. For a date range that is an
 index-only scan (17-24 ms for 35,554 matches at 100,000 products); for a
@@ -86,74 +88,136 @@ def remembered(
         lock.release()
 
 
-def match_count(products: QuerySet, *, also_changed: Subquery | None = None) -> int:
-    """products.count(), remembered under the statement it runs (so for the
-    same matches, visibility included, whatever the order or page asked),
-    while the catalogue's last change time holds.
+class Remembered:
+    """The totals, orders and page marks one request reuses, each under the
+    statement it stands for, while the catalogue's last change time (and
+    `also_changed`, the last change of anything else the matches depend on:
+    the annotations, for the grid's annotation filter) holds. That time is
+    read once per request, in one statement, whichever of them it asks:
+    a request's statements are bounded (docs/api.md)."""
 
-    Why: a page's total is a COUNT(*) of every match, which paging and
-    sorting ask again unchanged. For a grid filter that half of 1,000,000
-    products pass it reads a quarter of the table's pages (0.56-0.59 s on
-    PostgreSQL 15, whose bitmap scans cannot skip all-visible pages): every
-    click on "next page" or a column header paid it again.
+    def __init__(self, *, also_changed: Subquery | None = None) -> None:
+        self._also_changed = also_changed
+        self._version: Any = _UNREAD
 
-    An addition or update moves the time (`indexed_at`), so it shows in the
-    next total; a removal moves nothing and shows within FRESH_SECONDS (or
-    ten times what counting takes).
-    `also_changed` is the last change of anything else the matches depend
-    on (the annotations, for the grid's annotation filter), read in the
-    same statement: a request's statements are bounded (docs/api.md).
-    """
-    unordered = products.order_by()
-    return _per_statement("match-count", unordered, unordered.count, 0, also_changed, cache)
+    def count(self, products: QuerySet) -> int:
+        """products.count(), remembered under the statement it runs (so for
+        the same matches, visibility included, whatever the order or page
+        asked).
+
+        Why: a page's total is a COUNT(*) of every match, which paging and
+        sorting ask again unchanged. For a grid filter that half of 1,000,000
+        products pass it reads a quarter of the table's pages (0.56-0.59 s on
+        PostgreSQL 15, whose bitmap scans cannot skip all-visible pages):
+        every click on "next page" or a column header paid it again.
+
+        An addition or update moves the time (`indexed_at`), so it shows in
+        the next total; a removal moves nothing and shows within
+        FRESH_SECONDS (or ten times what counting takes).
+        """
+        unordered = products.order_by()
+        return self._kept("match-count", unordered, unordered.count, 0, cache)
+
+    def order(self, products: QuerySet) -> array:
+        """The ids of every match in the queryset's order, remembered as
+        count() is, under the statement with its ORDER BY (in `orders`: a few
+        of them, 8 bytes an id, 2 MB for 250,000 matches).
+
+        Why: a page sorted on a metadata field no index orders (a hidden
+        column of the grid) reads and sorts every match, and paging on sorted
+        them all again: at 1,000,000 products, 250,000 matches, 2.4 s a page,
+        and 16 clients paging together waited ~50 s each. With the order
+        remembered, each page is read by its ids, and the total is the
+        order's length: the first page pays the sort, the next ones do not.
+        A product removed since the order was read leaves its page one row
+        short, within FRESH_SECONDS; an addition or update moves the
+        catalogue's time, and the next page sorts again.
+        """
+
+        def read() -> array:
+            return array("q", products.values_list("pk", flat=True))
+
+        return self._kept("match-order", products, read, array("q"), orders)
+
+    def marks(self, products: QuerySet) -> PageMarks | None:
+        """Where earlier pages of the same statement, order included, were
+        (dpd.search_marks); None for a filter that no product can pass."""
+        key = _statement_key("page-marks", products)
+        return None if key is None else PageMarks(key, self.version())
+
+    def version(self) -> Hashable:
+        """The newest product's time, and `also_changed`'s, read once."""
+        from dpd.models import DataProduct
+
+        if self._version is _UNREAD:
+            latest, fields = DataProduct.objects.order_by("-indexed_at"), ["indexed_at"]
+            if self._also_changed is not None:
+                latest = latest.annotate(also=self._also_changed)
+                fields = [*fields, "also"]
+            self._version = latest.values_list(*fields).first()
+        return self._version
+
+    def _kept(
+        self, kind: str, products: QuerySet, compute: Callable[[], T], nothing: T, store: Any
+    ) -> T:
+        """compute(), remembered under the statement `products` runs while
+        the version holds; `nothing` for a filter no product can pass, for
+        which Django runs no query."""
+        key = _statement_key(kind, products)
+        if key is None:
+            return nothing
+        return remembered(key, compute, version=self.version(), store=store)
 
 
-def match_order(products: QuerySet, *, also_changed: Subquery | None = None) -> array:
-    """The ids of every match in the queryset's order, remembered as
-    match_count is, under the statement with its ORDER BY (in `orders`: a
-    few of them, 8 bytes an id, 2 MB for 250,000 matches).
-
-    Why: a page sorted on a metadata field no index orders (a hidden column
-    of the grid) reads and sorts every match, and paging on sorted them all
-    again: at 1,000,000 products, 250,000 matches, 2.4 s a page, and 16
-    clients paging together waited ~50 s each. With the order remembered,
-    each page is read by its ids, and the total is the order's length: the
-    first page pays the sort, the next ones do not. A product removed since
-    the order was read leaves its page one row short, within FRESH_SECONDS;
-    an addition or update moves the catalogue's time, and the next page
-    sorts again.
-    """
-
-    def read() -> array:
-        return array("q", products.values_list("pk", flat=True))
-
-    return _per_statement("match-order", products, read, array("q"), also_changed, orders)
+# A mark is taken as current for FRESH_SECONDS (a removal moves no version),
+# and a statement keeps at most this many.
+MARKS_KEPT = 64
 
 
-def _per_statement(
-    kind: str,
-    products: QuerySet,
-    compute: Callable[[], T],
-    nothing: T,
-    also_changed: Subquery | None,
-    store: Any,
-) -> T:
-    """compute(), remembered under the statement `products` runs while the
-    catalogue's last change time (and `also_changed`) holds; `nothing` for a
-    filter no product can pass, for which Django runs no query."""
-    from dpd.models import DataProduct
+class PageMarks:
+    """Rows that earlier pages of one statement showed, by their position in
+    its order: (position, the row's order values), each kept FRESH_SECONDS
+    from the page that read the rows, while the version holds."""
 
+    def __init__(self, key: str, version: Hashable) -> None:
+        self._key = key
+        self._version = version
+
+    def nearest(self, offset: int) -> tuple[int, tuple, float] | None:
+        """(position, values, when read) of the last current mark at or
+        before `offset`."""
+        now = time.time()
+        fresh = [
+            (position, values, read)
+            for position, (values, read) in self._current().items()
+            if position <= offset and now - read < FRESH_SECONDS
+        ]
+        return max(fresh, key=lambda mark: mark[0], default=None)
+
+    def add(self, marks: dict[int, tuple], read: float) -> None:
+        """Keep `marks` (position: values), read at `read` (when the rows
+        their positions were counted on were read)."""
+        kept = {**self._current(), **{p: (values, read) for p, values in marks.items()}}
+        newest = sorted(kept.items(), key=lambda item: item[1][1])[-MARKS_KEPT:]
+        cache.set(self._key, (self._version, dict(newest)), KEEP_SECONDS)
+
+    def _current(self) -> dict[int, tuple[tuple, float]]:
+        entry = cache.get(self._key)
+        return entry[1] if entry is not None and entry[0] == self._version else {}
+
+
+_UNREAD = object()
+
+
+def _statement_key(kind: str, products: QuerySet) -> str | None:
+    """The cache key of what `products`' statement gives, or None when no
+    product can pass its filter (Django runs no query)."""
     try:
         sql, params = products.query.sql_with_params()
     except EmptyResultSet:
-        return nothing
+        return None
     digest = hashlib.sha256(repr((products.db, sql, params)).encode()).hexdigest()
-    # The newest product's time, and the other one alongside: one statement.
-    latest, fields = DataProduct.objects.order_by("-indexed_at"), ["indexed_at"]
-    if also_changed is not None:
-        latest, fields = latest.annotate(also=also_changed), [*fields, "also"]
-    version = latest.values_list(*fields).first()
-    return remembered(f"dpd:{kind}:{digest}", compute, version=version, store=store)
+    return f"dpd:{kind}:{digest}"
 
 
 def _current(entry: tuple | None, version: Hashable) -> bool:

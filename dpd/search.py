@@ -574,3 +574,19 @@ def _column(field: str, header: str, width: int, kind: str, *, hide: bool) -> di
         "type": mui_type,
         "filterable": kind != "list" and field != "uid",
     }
+
+
+def execute_with(cursor: Any, setting: str, value: str, statements: str, params: Any) -> None:
+    """Run `statements` with a planner setting for them alone, in one round
+    trip, the cursor left on the first statement's result.
+
+    PostgreSQL runs the statements of one simple query in one transaction, so
+    the setting sent with them ends with them; within a caller's transaction
+    it is reset at their end instead of outliving them. psycopg's client-side
+    binding (Django's default; settings refuses the other) sends statements
+    with their parameters as a simple query.
+    """
+    cursor.execute(
+        f"SET LOCAL {setting} TO {value}; {statements}; SET LOCAL {setting} TO DEFAULT", params
+    )
+    cursor.nextset()  # past SET

@@ -34,7 +34,7 @@ from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.db.models.sql.where import AND, WhereNode
 
-from dpd import search, search_sort, search_text
+from dpd import search, search_marks, search_sort, search_text
 from dpd.models import (
     DLM_ROW_START,
     DLM_STORE_NAME,
@@ -43,11 +43,10 @@ from dpd.models import (
     DataProduct,
     row_json_text,
 )
+from dpd.remembered_counts import Remembered
 
 # What counts all matches of a queryset (QuerySet.count, or a remembered count).
 Counter = Callable[[QuerySet[DataProduct]], int]
-# What gives the ids of all matches in the queryset's order (a remembered order).
-Orderer = Callable[[QuerySet[DataProduct]], Sequence[int]]
 
 # The derived search columns are for the database, not for the rows.
 _SEARCH_COLUMNS = (
@@ -184,11 +183,10 @@ def counted_page(
     limit: int,
     *,
     as_text: bool,
-    count: Counter = QuerySet.count,
-    order: Orderer | None = None,
+    remembered: Remembered | None = None,
 ) -> tuple[list[Any], int]:
-    """A page and the number of all matching products (`count` counts them
-    when the page's own reading does not).
+    """A page and the number of all matching products (counted when the
+    page's own reading does not, by `remembered` when given).
 
     The first COUNTED_IDS + 1 matches give the page and, when that is all of
     them, the total: a selective filter (a substring of execution_block, say)
@@ -208,13 +206,15 @@ def counted_page(
     3.0 -> 2.0 s; equals SKA-Mid sorted so, page 200, 2.75 -> 2.05 s the
     first time, 1.5 s on. (At 100,000 products the sort runs in one process
     either way, and the first such page pays its count: 0.26 -> 0.32 s.)
-    With `order` (a remembered order, dpd.remembered_counts.match_order),
-    the ids of every match in that order are read once instead, and each
+    With `remembered`, the ids of every match in that order are read once
+    instead (Remembered.order), and each
     page is read by its ids (sorted again, 25 rows) with the order's length
     as its total: paging on costs ~10 ms, not the sort.
     In the index's order the count stays apart too: an index-only COUNT(*)
     is cheaper than walking the rest of the index to the heap (an
-    unfiltered page 200: 25 ms, against 71 ms in one pass).
+    unfiltered page 200: 25 ms, against 71 ms in one pass). With
+    `remembered`, a page past the first matches is read on from where an
+    earlier page of the same statement was (dpd.search_marks).
 
     A test of the search text that every match must pass is the exception,
     in any order: each candidate the trigram index gives is rechecked
@@ -226,17 +226,23 @@ def counted_page(
     there, and the COUNT(*) apart can use parallel workers, which a cursor
     cannot (its negation at 1,000,000: 3.9 s, against 11.5 s in one pass).
     """
+    count: Counter = QuerySet.count if remembered is None else remembered.count
     postgresql = connections[products.db].vendor == "postgresql"
     if postgresql and _requires_search_text(products.query.where):
         stored, counted = _cursor_page(products, offset, limit)
         return _page_from(stored, offset, as_text=as_text), counted
     unindexed = postgresql and tuple(products.query.order_by) not in _INDEX_ORDERS
-    if unindexed and order is not None:
-        ids = order(products)
+    if unindexed and remembered is not None:
+        ids = remembered.order(products)
         on_page = products.filter(pk__in=list(ids[offset : offset + limit]))  # sorted again
         return fetch_page(on_page, 0, limit, as_text=as_text, first=offset), len(ids)
     if unindexed or offset + limit > COUNTED_IDS + 1:
-        rows = fetch_page(products, offset, limit, as_text=as_text)
+        marks = None if unindexed or remembered is None else remembered.marks(products)
+        if postgresql and marks is not None:
+            stored = search_marks.page(products, offset, limit, marks)
+            rows = _page_from(stored, offset, as_text=as_text)
+        else:
+            rows = fetch_page(products, offset, limit, as_text=as_text)
         return rows, total(products, rows, offset, limit, count)
     stored, counted = _cursor_page(products[: COUNTED_IDS + 1], offset, limit)
     rows = _page_from(stored, offset, as_text=as_text)
@@ -292,7 +298,7 @@ def _cursor_page(
         "CLOSE dpd_page"
     )
     with connection.cursor() as cursor:
-        _execute_with(cursor, "cursor_tuple_fraction", "1", statements, params)
+        search.execute_with(cursor, "cursor_tuple_fraction", "1", statements, params)
         cursor.nextset()  # past DECLARE
         skipped = cursor.rowcount
         cursor.nextset()
@@ -442,7 +448,7 @@ def _matches_in(
     patterns = [re.compile(search_text.key_value_pattern(key, value)) for key, value in pairs]
     read = limit + _CHUNK_SLACK
     with connection.cursor() as cursor:
-        _execute_with(
+        search.execute_with(
             cursor, "enable_sort", "off", _window_statement(*shape), [*bounds, mask, mask, read]
         )
         rows = cursor.fetchall()
@@ -453,7 +459,7 @@ def _matches_in(
         return None
     found: list[int] = []
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        _execute_with(
+        search.execute_with(
             cursor,
             "enable_sort",
             "off",
@@ -472,19 +478,3 @@ def _matches_in(
         texts = dict(DataProduct.objects.filter(pk__in=found).values_list("pk", "row_json"))
     # A product removed since the walk read it is left out.
     return [(pk, texts[pk]) for pk in found if pk in texts]
-
-
-def _execute_with(cursor: Any, setting: str, value: str, statements: str, params: Any) -> None:
-    """Run `statements` with a planner setting for them alone, in one round
-    trip, the cursor left on the first statement's result.
-
-    PostgreSQL runs the statements of one simple query in one transaction, so
-    the setting sent with them ends with them; within a caller's transaction
-    it is reset at their end instead of outliving them. psycopg's client-side
-    binding (Django's default; settings refuses the other) sends statements
-    with their parameters as a simple query.
-    """
-    cursor.execute(
-        f"SET LOCAL {setting} TO {value}; {statements}; SET LOCAL {setting} TO DEFAULT", params
-    )
-    cursor.nextset()  # past SET

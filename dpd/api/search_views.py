@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -320,13 +320,17 @@ class DataProductSearchView(ReadOnlyPost, APIView):
             rows = search_rows.window_page(found, offset, as_text=as_text)
             if page is not None:
                 total = search_rows.total(
-                    matching(), rows, offset, size, remembered_counts.match_count
+                    matching(), rows, offset, size, remembered_counts.Remembered().count
                 )
         elif page is None:
             rows = search_rows.fetch_page(matching(), offset, size, as_text=as_text)
         else:
             rows, total = search_rows.counted_page(
-                matching(), offset, size, as_text=as_text, count=remembered_counts.match_count
+                matching(),
+                offset,
+                size,
+                as_text=as_text,
+                remembered=remembered_counts.Remembered(),
             )
         if page is None:
             asked = ("search", start, end, tuple(data["pairs"]), tuple(sorted(hidden)))
@@ -433,22 +437,13 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             )
             return _plain_list(rows, as_text, limit, lambda: products, asked)
         offset, size = page
+        # Its total, order and page marks are remembered (dpd.remembered_counts);
+        # its annotation filter's matches change with the annotations.
+        remembered = remembered_counts.Remembered(also_changed=annotations_changed_at())
         rows, total = search_rows.counted_page(
-            products, offset, size, as_text=as_text, count=_grid_total, order=_grid_order
+            products, offset, size, as_text=as_text, remembered=remembered
         )
         return _rows_response(rows, as_text, total=total)
-
-
-def _grid_total(products: QuerySet[DataProduct]) -> int:
-    """The grid's total, remembered (dpd.remembered_counts.match_count); its
-    annotation filter's matches change with the annotations."""
-    return remembered_counts.match_count(products, also_changed=annotations_changed_at())
-
-
-def _grid_order(products: QuerySet[DataProduct]) -> Sequence[int]:
-    """The grid's order where no index gives it, remembered
-    (dpd.remembered_counts.match_order), as its total is."""
-    return remembered_counts.match_order(products, also_changed=annotations_changed_at())
 
 
 class MuiDataGridConfigView(APIView):
