@@ -118,6 +118,16 @@ class Remembered:
         unordered = products.order_by()
         return self._kept("match-count", unordered, unordered.count, 0, cache)
 
+    def known_count(self, products: QuerySet) -> int | None:
+        """count() if it is remembered and current, without counting; the
+        version is read only for a statement counted before (a filter with
+        few matches is never counted: its page tells its total)."""
+        key = _statement_key("match-count", products.order_by())
+        entry = None if key is None else cache.get(key)
+        if entry is None:
+            return None
+        return entry[0] if _current(entry, self.version()) else None
+
     def order(self, products: QuerySet) -> array:
         """The ids of every match in the queryset's order, remembered as
         count() is, under the statement with its ORDER BY (in `orders`: a few

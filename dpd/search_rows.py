@@ -152,17 +152,17 @@ def total(
     rows: list[Any],
     offset: int,
     limit: int,
-    count: Counter = QuerySet.count,
+    count: Counter | int = QuerySet.count,
 ) -> int:
     """The number of all matching products, given the page found at offset.
 
     A short page is the last one, so its total is known without counting.
-    Otherwise `count` counts them (a remembered count may lag a removal, yet
-    the products already on the page still count).
+    Otherwise `count` counts them, or is their count (a remembered count may
+    lag a removal, yet the products already on the page still count).
     """
     if len(rows) < limit and (rows or offset == 0):
         return offset + len(rows)
-    counted = count(products)
+    counted = count if isinstance(count, int) else count(products)
     return max(counted, offset + len(rows)) if rows else counted
 
 
@@ -194,7 +194,10 @@ def counted_page(
     matches, they still hold the page, and only the total is counted. A page
     beyond them is read by itself, then the total: reading the first
     matches before it told only whether there were more, and took one of the
-    few statements a request may run (docs/api.md, "Request bounds").
+    few statements a request may run (docs/api.md, "Request bounds"). So is
+    a first page whose total `remembered` knows: its first matches would
+    tell nothing new (the grid's page 0 of 100 rows of a filter that half of
+    1,000,000 products pass walked 1,001 matches, 29 ms a request).
 
     In any other order than an index's (a sort on a metadata field that
     dpd/search_sort.py does not index), every match is read and sorted
@@ -236,14 +239,15 @@ def counted_page(
         ids = remembered.order(products)
         on_page = products.filter(pk__in=list(ids[offset : offset + limit]))  # sorted again
         return fetch_page(on_page, 0, limit, as_text=as_text, first=offset), len(ids)
-    if unindexed or offset + limit > COUNTED_IDS + 1:
+    known = None if unindexed or remembered is None else remembered.known_count(products)
+    if unindexed or known is not None or offset + limit > COUNTED_IDS + 1:
         marks = None if unindexed or remembered is None else remembered.marks(products)
         if postgresql and marks is not None:
             stored = search_marks.page(products, offset, limit, marks)
             rows = _page_from(stored, offset, as_text=as_text)
         else:
             rows = fetch_page(products, offset, limit, as_text=as_text)
-        return rows, total(products, rows, offset, limit, count)
+        return rows, total(products, rows, offset, limit, count if known is None else known)
     stored, counted = _cursor_page(products[: COUNTED_IDS + 1], offset, limit)
     rows = _page_from(stored, offset, as_text=as_text)
     if counted <= COUNTED_IDS:

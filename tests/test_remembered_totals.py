@@ -81,6 +81,26 @@ def test_a_member_and_an_anonymous_caller_each_get_their_own_total():
     assert counted == 1
 
 
+FIRST_MATCHES = "DECLARE dpd_page"
+
+
+def test_a_first_page_whose_total_is_known_reads_only_its_own_rows():
+    """Past COUNTED_IDS matches the first matches were read for each first
+    page only to learn there were more; once the total is remembered, the
+    page is read by itself (the grid's page 0 of 100 rows at 1,000,000
+    products walked 1,001 matches)."""
+    with CaptureQueriesContext(connection) as first_time:
+        first, _ = page(EVERY, 0)
+    with CaptureQueriesContext(connection) as again:
+        second, counted = page(EVERY, 0)
+
+    assert second == first
+    assert counted == 0
+    if connection.vendor == "postgresql":
+        assert any(FIRST_MATCHES in q["sql"] for q in first_time.captured_queries)
+        assert not any(FIRST_MATCHES in q["sql"] for q in again.captured_queries)
+
+
 def test_an_added_product_is_in_the_next_total():
     assert page(EVERY, 1)[0]["total"] == 12
     make_product("eb-m009-20240101-00001")
