@@ -309,14 +309,24 @@ CACHES = {
         "LOCATION": "dpd-counts",
         "OPTIONS": {"MAX_ENTRIES": 2000},
     },
-    # The orders of sorted grid pages (dpd.remembered_counts.match_order):
+    # The orders of sorted grid pages (dpd.remembered_counts, Remembered.order):
     # 8 bytes a match each, so a few only: at most 64 MB a process at
     # 1,000,000 products, were all eight whole-catalogue sorts (past
     # MAX_ENTRIES a third of them, the least recently used, are dropped).
+    # Kept as they are, not pickled: a copy per page read was 2-8 MB.
     "orders": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "BACKEND": "dpd.caches.UnpickledLocMemCache",
         "LOCATION": "dpd-orders",
         "OPTIONS": {"MAX_ENTRIES": 8},
+    },
+    # The grid's capped plain lists, whole (dpd.remembered_counts,
+    # Remembered.answer): ~2 KB a row, 20 MB at the default cap of 10,000
+    # rows, so four only (past four the least recently used is dropped):
+    # at most ~80 MB a process at that cap. Not pickled either.
+    "answers": {
+        "BACKEND": "dpd.caches.UnpickledLocMemCache",
+        "LOCATION": "dpd-answers",
+        "OPTIONS": {"MAX_ENTRIES": 4},
     },
 }
 

@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from annotations.models import Annotation
 from dpd import remembered_counts
+from dpd.metadata import from_ingested_document
 from dpd.models import DataProduct
 from dpd.sample_volume import build_sample_volume
 from indexing.models import IndexRun
@@ -33,6 +37,15 @@ def plain_list(path: str, body: dict, client: APIClient | None = None):
     rows = response.json()
     assert isinstance(rows, list)  # the body the dashboard reads, unchanged
     return rows, response
+
+
+def member() -> APIClient:
+    """A client signed in as a member of the sample's access group."""
+    client = APIClient()
+    user = User.objects.create_user("member")
+    user.groups.add(Group.objects.create(name="ac9d0e43-931d-455d-b916-7e508db78a8e"))
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture
@@ -122,13 +135,8 @@ def test_a_product_indexed_since_the_last_list_counts_within_ten_seconds(setting
 @pytest.mark.usefixtures("indexed_sample")
 def test_callers_in_other_groups_get_their_own_totals(settings):
     settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
-    member = APIClient()
-    member_user = User.objects.create_user("member")
-    member_user.groups.add(Group.objects.create(name="ac9d0e43-931d-455d-b916-7e508db78a8e"))
-    member.force_login(member_user)
-
     _, anonymous = plain_list("/filterdataproducts", FIRST_LOAD)
-    _, members = plain_list("/filterdataproducts", FIRST_LOAD, member)
+    _, members = plain_list("/filterdataproducts", FIRST_LOAD, member())
 
     assert (anonymous["X-Total-Count"], members["X-Total-Count"]) == ("12", "14")
 
@@ -219,3 +227,88 @@ def test_a_slow_count_is_reused_ten_times_as_long_as_it_took():
         assert remembered_counts.remembered(slow_key, lambda: 6) == 5
         clock.shift(2)
         assert remembered_counts.remembered(slow_key, lambda: 6) == 6
+
+
+# --- A capped grid list is kept whole -----------------------------------------
+
+ROW_READ = '"dpd_dataproduct"."row_json"'
+
+
+def list_reading(body: dict = FIRST_LOAD, client: APIClient | None = None):
+    """The grid's plain list: (uids, X-Total-Count, statements that read row texts)."""
+    with CaptureQueriesContext(connection) as queries:
+        rows, response = plain_list("/filterdataproducts", body, client)
+    reads = sum(ROW_READ in query["sql"] for query in queries.captured_queries)
+    return [row["uid"] for row in rows], response["X-Total-Count"], reads
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_capped_list_asked_again_is_kept_until_the_catalogue_changes(settings):
+    """The dashboard's first load at 1,000,000 products is 20 MB of row texts
+    (200 ms to read); every dashboard opening asks the same."""
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    first, total, first_reads = list_reading()
+    second, _, second_reads = list_reading()  # marked as worth keeping, then kept
+    third, again_total, third_reads = list_reading()
+    assert first == second == third and total == again_total == "12"
+    assert (first_reads, second_reads, third_reads) == (1, 1, 0)
+
+    newest = from_ingested_document({"execution_block": "eb-new-20301231-00001"})
+    newest = DataProduct.objects.create(**DataProduct.fields_from(newest))
+    after, _, after_reads = list_reading()
+    assert after_reads == 1
+    assert str(newest.uid) in after and len(after) == 5
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_kept_list_is_the_callers_own(settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 13
+    client = member()
+    for _ in range(3):
+        anonymous, _, _ = list_reading()
+        members, members_total, _ = list_reading(client=client)
+
+    assert (len(anonymous), len(members), members_total) == (12, 13, "14")
+    private = set(members) - set(anonymous)
+    assert private and not private & set(list_reading()[0])
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_removed_product_leaves_a_kept_list_within_ten_seconds(settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+        kept = [list_reading()[0] for _ in range(2)][-1]
+        DataProduct.objects.filter(uid=kept[0]).delete()
+        clock.shift(11)
+        later, _, reads = list_reading()
+
+    assert reads == 1
+    assert kept[0] not in later and later[:4] == kept[1:]
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_kept_list_of_an_annotation_filter_follows_the_annotations(settings):
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 2
+    products = list(DataProduct.objects.filter(access_group__isnull=True).in_display_order()[:4])
+    for product in products[1:]:
+        Annotation.objects.create(data_product_uid=product.uid, annotation_text="RFI in scan 3")
+    on_scan = {
+        "filterModel": {"items": [{"field": "annotation", "operator": "contains", "value": "scan"}]}
+    }
+    kept = [list_reading(on_scan)[0] for _ in range(3)][-1]
+    assert kept == [str(p.uid) for p in products[1:3]]
+
+    Annotation.objects.create(data_product_uid=products[0].uid, annotation_text="scan 4 flagged")
+
+    assert list_reading(on_scan)[0] == [str(p.uid) for p in products[:2]]
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_list_under_the_cap_is_not_kept_and_costs_no_statement_more():
+    counts = []
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as queries:
+            rows, _ = plain_list("/filterdataproducts", FIRST_LOAD)
+        counts.append(len(queries))
+    assert len(rows) == 12
+    assert counts == [1, 1, 1]
