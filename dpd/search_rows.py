@@ -34,7 +34,7 @@ from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.db.models.sql.where import AND, WhereNode
 
-from dpd import search, search_marks, search_sort, search_text
+from dpd import search, search_marks, search_pieces, search_sort, search_text
 from dpd.models import (
     DLM_ROW_START,
     DLM_STORE_NAME,
@@ -327,12 +327,15 @@ def window_rows(
     window held every candidate (a catalogue or date range smaller than the
     window, e.g. while a first index fills it: that is the whole answer); None
     when the window holds fewer than `needed` matches and more candidates
-    follow it (then only the full query knows the answer), or when its first
-    read shows the pair too rare for the window to fill the page (the full
-    query answers faster than a walk of the window)."""
+    follow it (then only the full query knows the answer), or when the
+    pairs are too rare for the window to fill the page (the full query
+    answers faster than a walk of the window): as the catalogue's sample
+    shows (dpd.search_pieces.rare), or else its first read."""
     window = settings.SEARCH_WINDOW_ROWS
     connection = connections[DataProduct.objects.db]
     if connection.vendor != "postgresql" or window < needed or not pairs:
+        return None
+    if search_pieces.rare(pairs):
         return None
     bounds = [day for day in (start_date, end_date) if day is not None]
     hidden = tuple(sorted(hidden_sources))
