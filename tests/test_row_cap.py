@@ -312,3 +312,26 @@ def test_a_list_under_the_cap_is_not_kept_and_costs_no_statement_more():
         counts.append(len(queries))
     assert len(rows) == 12
     assert counts == [1, 1, 1]
+
+
+@pytest.mark.usefixtures("indexed_sample")
+@pytest.mark.parametrize(
+    "path, body", [("/filterdataproducts", FIRST_LOAD), ("/dataproductsearch", WIDE)]
+)
+def test_a_total_counted_for_a_caller_who_sees_placeholders_is_not_given_to_one_who_does_not(
+    path, body, settings
+):
+    """With SDP_PLACEHOLDERS_SIGNED_IN_ONLY, signing in shows SDP's placeholder
+    rows: the same body counts other products (the count's key once left
+    that out, and an anonymous caller got a signed-in caller's total)."""
+    settings.SDP_PLACEHOLDERS_SIGNED_IN_ONLY = True
+    settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
+    placeholder = DataProduct.objects.filter(access_group__isnull=True).first()
+    DataProduct.objects.filter(pk=placeholder.pk).update(source=DataProduct.Source.SDP)
+    signed_in = APIClient()
+    signed_in.force_login(User.objects.create_user("viewer"))
+
+    _, theirs = plain_list(path, body, signed_in)
+    _, anonymous = plain_list(path, body)
+
+    assert (theirs["X-Total-Count"], anonymous["X-Total-Count"]) == ("12", "11")

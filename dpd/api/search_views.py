@@ -32,7 +32,12 @@ from rest_framework.views import APIView
 from annotations.services import annotated_product_uids, annotations_changed_at
 from dlm_bridge import services as dlm
 from dpd import remembered_counts, search, search_rows
-from dpd.access import caller_groups, sees_placeholders, visible_products
+from dpd.access import (
+    caller_groups,
+    is_open_product_access,
+    sees_placeholders,
+    visible_products,
+)
 from dpd.api import column_labels
 from dpd.api.parsers import AnyContentTypeJSONParser, JSONParser
 from dpd.api.product_serializers import (
@@ -183,9 +188,15 @@ def _remembered_count(matching: Callable[[], QuerySet[DataProduct]], asked: tupl
     )
 
 
-def _groups_of(request) -> tuple[str, ...] | None:
+def _visibility(request) -> tuple:
+    """What decides which products the caller sees (dpd.access): groups,
+    whether SDP's placeholders show, open product access."""
     groups = caller_groups(request)
-    return None if groups is None else tuple(sorted(groups))
+    return (
+        None if groups is None else tuple(sorted(groups)),
+        sees_placeholders(request),
+        is_open_product_access(request),
+    )
 
 
 PLAIN_LIST_HEADERS = (
@@ -353,7 +364,9 @@ class DataProductSearchView(ReadOnlyPost, APIView):
                 remembered=remembered_counts.Remembered(),
             )
         if page is None:
-            asked = ("search", start, end, tuple(data["pairs"]), tuple(sorted(hidden)))
+            # Open products only, whoever asks: placeholders aside.
+            pairs, hidden_names = tuple(data["pairs"]), tuple(sorted(hidden))
+            asked = ("search", start, end, pairs, placeholders, hidden_names)
             return _plain_list(lambda: rows, as_text, size, matching, asked)
         more = offset + len(rows) < total
         return _rows_response(rows, as_text, total=total, more_results=more)
@@ -447,11 +460,11 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
         page = FilterRequestSerializer.page_bounds(data)
         if page is None:
             limit = settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT
-            # The body and the caller's groups decide the matches.
+            # The body and what the caller may see decide the matches.
             asked = (
                 "filter",
                 json.dumps(data, sort_keys=True, default=str),
-                _groups_of(request),
+                _visibility(request),
                 tuple(sorted(hidden)),
             )
             return _plain_list(
