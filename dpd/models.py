@@ -421,6 +421,32 @@ class FileDigest(models.Model):
         return bytes(self.sha256).hex()
 
 
+class CatalogueRemovals(models.Model):
+    """How many statements have removed products, counted by a trigger on
+    the products' table (migration 0016): whatever removes them (the
+    indexer, the DLM bridge, the admin, SQL by hand). A removal moves no
+    product's `indexed_at`, so without this what dpd.remembered_counts keeps
+    (totals, orders, page marks, whole lists) showed a removed product, or
+    its place, until it expired; its version now holds this count. One row
+    (id 1), written by the trigger only (it appears at the first removal)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+    removals = models.BigIntegerField()
+
+    class Meta:
+        db_table = "dpd_catalogue_removals"
+
+    def __str__(self) -> str:
+        return f"{self.removals} removals"
+
+
 from dpd.sdp_models import Flow, ProcessingBlock, SdpWatcherState  # noqa: E402
 
-__all__ = ["DataProduct", "FileDigest", "Flow", "ProcessingBlock", "SdpWatcherState"]
+__all__ = [
+    "CatalogueRemovals",
+    "DataProduct",
+    "FileDigest",
+    "Flow",
+    "ProcessingBlock",
+    "SdpWatcherState",
+]

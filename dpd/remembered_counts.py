@@ -16,7 +16,8 @@ products open to everyone: 55 ms at 100,000 products, on every poll of every
 dashboard and probe (bench_scale status, 16 clients: p99 1,015 ms).
 
 A count is reused for FRESH_SECONDS, and while its `version` (what the
-caller can cheaply tell about the rows, e.g. the last change time) holds.
+caller can cheaply tell about the rows: for `Remembered`, the last change
+time and the number of removals) holds.
 When it expired, every request thread that noticed used to count again at
 once: 16 clients of the same key:value search ran up to 16 such counts
 together every 10 s (seconds each), and each stall held every request in
@@ -113,9 +114,9 @@ class Remembered:
         PostgreSQL 15, whose bitmap scans cannot skip all-visible pages):
         every click on "next page" or a column header paid it again.
 
-        An addition or update moves the time (`indexed_at`), so it shows in
-        the next total; a removal moves nothing and shows within
-        FRESH_SECONDS (or ten times what counting takes).
+        An addition or update moves the time (`indexed_at`), and a removal
+        the count of removals (dpd.models.CatalogueRemovals), so either shows
+        in the next total.
         """
         unordered = products.order_by()
         return self._kept("match-count", unordered, unordered.count, 0, cache)
@@ -141,9 +142,8 @@ class Remembered:
         and 16 clients paging together waited ~50 s each. With the order
         remembered, each page is read by its ids, and the total is the
         order's length: the first page pays the sort, the next ones do not.
-        A product removed since the order was read leaves its page one row
-        short, within FRESH_SECONDS; an addition or update moves the
-        catalogue's time, and the next page sorts again.
+        An addition, update or removal moves the version, and the next page
+        sorts again.
         """
 
         def read() -> array:
@@ -202,11 +202,16 @@ class Remembered:
             return value
 
     def version(self) -> Hashable:
-        """The newest product's time, and `also_changed`'s, read once."""
-        from dpd.models import DataProduct
+        """The newest product's time, how many removals there have been, and
+        `also_changed`'s time, read once in one statement."""
+        from dpd.models import CatalogueRemovals, DataProduct
 
         if self._version is _UNREAD:
-            latest, fields = DataProduct.objects.order_by("-indexed_at"), ["indexed_at"]
+            removals = CatalogueRemovals.objects.values("removals")
+            latest = DataProduct.objects.order_by("-indexed_at").annotate(
+                removals=Subquery(removals[:1])
+            )
+            fields = ["indexed_at", "removals"]
             if self._also_changed is not None:
                 latest = latest.annotate(also=self._also_changed)
                 fields = [*fields, "also"]
@@ -225,15 +230,15 @@ class Remembered:
         return remembered(key, compute, version=self.version(), store=store)
 
 
-# A mark is taken as current for FRESH_SECONDS (a removal moves no version),
-# and a statement keeps at most this many.
+# A statement keeps at most this many marks.
 MARKS_KEPT = 64
 
 
 class PageMarks:
     """Rows that earlier pages of one statement showed, by their position in
-    its order: (position, the row's order values), each kept FRESH_SECONDS
-    from the page that read the rows, while the version holds."""
+    its order: (position, the row's order values), while the version holds
+    (any addition, update or removal moves the positions), for at most
+    FRESH_SECONDS from the page that read the rows."""
 
     def __init__(self, key: str, version: Hashable) -> None:
         self._key = key

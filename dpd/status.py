@@ -15,7 +15,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 
 from dlm_bridge import services as dlm_services
 from dpd import remembered_counts
@@ -64,13 +64,14 @@ def _catalogue_counts(hidden: frozenset[str]) -> dict[str, Any]:
     every product: any change must reload a signed-in member's grid, and a
     time tells nothing about which product changed.
 
-    The time is an index probe, read on every call. The counts read every
-    row (55 ms at 100,000 products), so they are remembered while that time
-    holds, for at most FRESH_SECONDS, and counted by one thread at a time
-    (dpd.remembered_counts): an addition or update shows at once, a removal
-    (which moves no time) within FRESH_SECONDS.
+    The time is an index probe, read on every call with the number of
+    removals (dpd.models.CatalogueRemovals). The counts read every row
+    (55 ms at 100,000 products), so they are remembered while both hold, for
+    at most FRESH_SECONDS, and counted by one thread at a time
+    (dpd.remembered_counts): an addition, update or removal shows at once.
     """
-    last_update = DataProduct.objects.aggregate(last=Max("indexed_at"))["last"]
+    version = remembered_counts.Remembered().version()
+    last_update = version[0] if version else None
     # Placeholder rows (SDP work with no product yet) are not products.
     # DLM rows only while they are listed (dlm_bridge.services.hidden_sources).
     open_to_all = visible_to(frozenset()) & ~Q(source__in=[DataProduct.Source.SDP, *hidden])
@@ -80,7 +81,7 @@ def _catalogue_counts(hidden: frozenset[str]) -> dict[str, Any]:
             total=Count("pk", filter=open_to_all),
             on_volume=Count("pk", filter=open_to_all & Q(source=DataProduct.Source.VOLUME)),
         ),
-        version=last_update,
+        version=version,
     )
     return {**counts, "last_update": last_update}
 

@@ -114,15 +114,14 @@ def test_an_empty_catalogue_has_no_update_time_and_zero_products(client, db):
 
 
 @pytest.mark.usefixtures("indexed_sample")
-def test_a_removed_product_leaves_the_counts_within_ten_seconds(client):
-    """The counts are remembered while the last change time holds (a count
-    reads every row: 55 ms at 100,000 products, on every poll); a removal
-    moves no time, so it shows when they expire."""
-    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
+def test_a_removed_product_leaves_the_counts_at_once(client):
+    """The counts are remembered while the last change time and the number of
+    removals hold (a count reads every row: 55 ms at 100,000 products, on
+    every poll); a removal moves no time, but it moves the number."""
+    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False):
         assert status(client)["metadata_store_status"]["number_of_dataproducts"] == 12
         oldest = DataProduct.objects.order_by("indexed_at").first()
         oldest.delete()
-        clock.shift(11)
         body = status(client)
     assert body["metadata_store_status"]["number_of_dataproducts"] == 11
     assert body["pv_interface_status"]["number_of_data_products_on_pv"] == 11

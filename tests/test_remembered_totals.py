@@ -124,14 +124,18 @@ def test_a_new_annotation_is_in_the_next_total_of_an_annotation_filter():
     assert page(on_scan, 0)[0]["total"] == 6
 
 
-def test_a_removal_is_in_the_total_within_ten_seconds():
-    with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+@pytest.mark.parametrize("how", ["orm", "sql"])
+def test_a_removal_is_in_the_next_total(how):
+    """A removal moves no change time, but the number of removals, whatever
+    removes the product (the ORM, or SQL by hand)."""
+    with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC), tick=False):
         assert page(EVERY, 0)[0]["total"] == 12
-        DataProduct.objects.filter(access_group__isnull=True).order_by("pk").first().delete()
-        # A removal moves no change time: the remembered total stands a while,
-        # yet never below what the page itself shows.
-        assert page(EVERY, 0)[0]["total"] == 12
-        clock.shift(11)
+        gone = DataProduct.objects.filter(access_group__isnull=True).order_by("pk").first()
+        if how == "orm":
+            gone.delete()
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM dpd_dataproduct WHERE id = %s", [gone.pk])
 
         assert page(EVERY, 0)[0]["total"] == 11
 
@@ -246,18 +250,15 @@ def test_an_added_product_is_on_the_next_sorted_page():
     ]
 
 
-def test_a_removed_product_leaves_the_sorted_pages_at_once_and_the_total_within_ten_seconds():
-    with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+def test_a_removed_product_leaves_the_sorted_pages_and_the_total_at_once():
+    with time_machine.travel(dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC), tick=False):
         first, _ = sorted_page(0)
         gone = first["data"][1]["uid"]
         DataProduct.objects.filter(uid=gone).delete()
 
-        soon, _ = sorted_page(0)
-        assert gone not in [row["uid"] for row in soon["data"]]
-        assert soon["total"] in (first["total"], first["total"] - 1)
-        clock.shift(11)
-        later, _ = sorted_page(0)
+        later, orders = sorted_page(0)
 
     assert gone not in [row["uid"] for row in later["data"]]
     assert later["total"] == first["total"] - 1
     assert len(later["data"]) == 3
+    assert orders == (connection.vendor == "postgresql")  # the order is read again

@@ -274,13 +274,12 @@ def test_a_kept_list_is_the_callers_own(settings):
 
 
 @pytest.mark.usefixtures("indexed_sample")
-def test_a_removed_product_leaves_a_kept_list_within_ten_seconds(settings):
+def test_a_removed_product_leaves_a_kept_list_at_once(settings):
     settings.SKA_DATAPRODUCT_API_POSTGRESQL_QUERY_SIZE_LIMIT = 5
-    with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
-        kept = [list_reading()[0] for _ in range(2)][-1]
-        DataProduct.objects.filter(uid=kept[0]).delete()
-        clock.shift(11)
-        later, _, reads = list_reading()
+    kept = [list_reading()[0] for _ in range(3)][-1]
+    DataProduct.objects.filter(uid=kept[0]).delete()
+
+    later, _, reads = list_reading()
 
     assert reads == 1
     assert kept[0] not in later and later[:4] == kept[1:]
