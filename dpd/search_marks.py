@@ -9,7 +9,7 @@ asking it waited 6 s at p99.
 
 So each such page keeps where it was: its first and last rows' order values,
 with their positions (dpd.remembered_counts.PageMarks: per statement, while
-the catalogue is unchanged, for at most FRESH_SECONDS). A later page of the same
+the catalogue is unchanged, for at most MARK_SECONDS). A later page of the same
 statement at or after a mark starts from that row: the rows from there on
 are those whose order values come at or after the mark's, which the index
 finds by seeking. Asking a page again reads its rows; the next page reads
