@@ -13,7 +13,8 @@ the catalogue is unchanged, for at most MARK_SECONDS). A later page of the same
 statement at or after a mark starts from that row: the rows from there on
 are those whose order values come at or after the mark's, which the index
 finds by seeking. Asking a page again reads its rows; the next page reads
-one row more than its own.
+one row more than its own. A first page is read from the start and marks
+nothing (dpd.search_rows.counted_page).
 
 "At or after" in an order of mixed directions (the sort key ascending, the
 date descending, the id ascending) is no single row comparison an index can
