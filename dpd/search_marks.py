@@ -98,11 +98,11 @@ def _with_values(products: QuerySet[DataProduct], order: list[Term]) -> QuerySet
     """(id, row_json, each term's value) in the queryset's order; a JSON value
     as its text, which comes back exactly (a float would not)."""
     named = products.annotate(
-        **{_value_name(i): expression for i, (expression, _, _) in enumerate(order)}
+        **{
+            _value_name(i): Cast(term[0], output_field=TextField()) if _is_json(term) else term[0]
+            for i, term in enumerate(order)
+        }
     )
-    for i in range(len(order)):
-        if isinstance(named.query.annotations[_value_name(i)].output_field, JSONField):
-            named = named.annotate(**{_value_name(i): Cast(order[i][0], output_field=TextField())})
     return named.values_list("pk", "row_json", *map(_value_name, range(len(order))))
 
 
@@ -136,10 +136,15 @@ def _equal(term: Term, value: Any) -> Any:
 
 
 def _as_parameter(term: Term, value: Any) -> Any:
-    expression = term[0]
-    if isinstance(getattr(expression, "output_field", None), JSONField):
+    if _is_json(term):
         return Cast(Value(value), output_field=JSONField())  # its text, as jsonb
     return Value(value)
+
+
+def _is_json(term: Term) -> bool:
+    """Whether the term's values are JSON (a sort key): read as text, sent
+    back as jsonb. A column name (F) declares no type of its own."""
+    return isinstance(getattr(term[0], "output_field", None), JSONField)
 
 
 def _read(parts: list[QuerySet], needed: int, alias: str) -> list[tuple]:
