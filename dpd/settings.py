@@ -403,6 +403,10 @@ DPD_CHECKSUM_CACHE_ENTRIES = env_int("DPD_CHECKSUM_CACHE_ENTRIES", 200_000, mini
 # from a GNU tar process, each header checked against the walk (dpd.tar_process);
 # 0 sends every archive from Python.
 DPD_TAR_PROCESS_MIN_FILES = env_int("DPD_TAR_PROCESS_MIN_FILES", 1000, minimum=0)
+# That tar starts while the walk still stats files, and its output is held in
+# memory up to this many MiB until the response starts (then 1 MiB); 0 starts
+# tar after the walk.
+DPD_TAR_READ_AHEAD_MIB = env_int("DPD_TAR_READ_AHEAD_MIB", 32, minimum=0)
 # A search-body /download (every matching product in one archive) is refused
 # with 413 beyond either figure, before any byte.
 DPD_QUERY_DOWNLOAD_MAX_PRODUCTS = env_int("DPD_QUERY_DOWNLOAD_MAX_PRODUCTS", 1000, minimum=1)

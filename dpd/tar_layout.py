@@ -33,6 +33,7 @@ import stat
 import tarfile
 from array import array
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from itertools import chain
@@ -162,10 +163,16 @@ class ArchiveLayout:
         return bisect_right(self.offsets, offset) - 1
 
 
-def archive_layout(plan: DownloadPlan) -> ArchiveLayout:
+Watch = Callable[[list[Member], bool], None]
+# Members between two calls of a walk's watcher (within a folder; and at its end).
+WATCH_EVERY = 256
+
+
+def archive_layout(plan: DownloadPlan, watch: Watch | None = None) -> ArchiveLayout:
     """Walk the plan's folders once and lay out the archive (see the module
     docstring). A folder that cannot be listed is DownloadNotFound: nothing
-    has been sent yet."""
+    has been sent yet. `watch(members, done)` sees the members as the walk
+    finds them (dpd.tar_process starts tar with them), last with done=True."""
     root = os.fsencode(plan.root)
     members: list[Member] = []
     for folder in plan.folders:
@@ -178,7 +185,9 @@ def archive_layout(plan: DownloadPlan) -> ArchiveLayout:
         kind = SYM if stat.S_ISLNK(info.st_mode) else DIR
         linkname = os.readlink(path) if kind == SYM else b""
         members.append(Member(name + b"/" if kind == DIR else name, path, kind, info, linkname))
-        _walk(path, name, members)
+        _walk(path, name, members, watch)
+    if watch is not None:
+        watch(members, True)
     files = [member for member in members if member.kind == REG]
     folder = _common_folder([os.fsencode(f) for f in plan.folders])
     taken = {member.name.rstrip(b"/") for member in members}
@@ -221,7 +230,7 @@ def archive_layout(plan: DownloadPlan) -> ArchiveLayout:
     )
 
 
-def _walk(path: bytes, name: bytes, members: list[Member]) -> None:
+def _walk(path: bytes, name: bytes, members: list[Member], watch: Watch | None) -> None:
     """Depth first, names sorted (as bytes); symlinks are stored, not followed;
     anything but files, directories and symlinks is left out. The loop is
     kept lean: it runs once per file of the archive before the first byte."""
@@ -230,18 +239,21 @@ def _walk(path: bytes, name: bytes, members: list[Member]) -> None:
     try:
         with os.scandir(path) as scan:
             entries = sorted(scan, key=_entry_name)
-        for entry in entries:
-            info = entry.stat(follow_symlinks=False)
-            kind = info.st_mode & _S_IFMT
-            if kind == _S_IFREG:
-                append(Member(prefix + entry.name, entry.path, REG, info))
-            elif kind == _S_IFDIR:
-                child = prefix + entry.name
-                append(Member(child + b"/", entry.path, DIR, info))
-                _walk(entry.path, child, members)
-            elif kind == _S_IFLNK:
-                link = os.readlink(entry.path)
-                append(Member(prefix + entry.name, entry.path, SYM, info, link))
+        for at in range(0, len(entries), WATCH_EVERY):
+            for entry in entries[at : at + WATCH_EVERY]:
+                info = entry.stat(follow_symlinks=False)
+                kind = info.st_mode & _S_IFMT
+                if kind == _S_IFREG:
+                    append(Member(prefix + entry.name, entry.path, REG, info))
+                elif kind == _S_IFDIR:
+                    child = prefix + entry.name
+                    append(Member(child + b"/", entry.path, DIR, info))
+                    _walk(entry.path, child, members, watch)
+                elif kind == _S_IFLNK:
+                    link = os.readlink(entry.path)
+                    append(Member(prefix + entry.name, entry.path, SYM, info, link))
+            if watch is not None:
+                watch(members, False)
     except DownloadNotFound:
         raise
     except OSError as exc:

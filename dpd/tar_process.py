@@ -12,13 +12,22 @@ checks them against the walk before any of them is sent:
 - every header tar writes must be byte for byte the header dpd.tar_layout
   predicts from the walk's lstat (name, mode, owner, size, mtime, type, link),
   or the stream is cut before that header: a file grown, shrunk, touched,
-  chmod-ed, gone or turned into a symlink since the walk is caught as on the
-  Python path. One difference: a header holds no inode, so a file replaced
-  (renamed over) by another of the same size, mtime, mode and owner is sent
-  as tar reads it, where the Python path refuses the new inode;
+  chmod-ed, gone or turned into a symlink between the walk's lstat and tar's
+  is caught as on the Python path. One difference: a header holds no inode,
+  so a file replaced (renamed over) by another of the same size, mtime, mode
+  and owner is sent as tar reads it, where the Python path refuses the new
+  inode;
 - tar must exit 0: it reports a file that changed or shrank while it read it
   (it pads a shrunk file with zeros), and such an archive is cut before its
   end-of-archive blocks, so the client sees an incomplete transfer.
+
+tar starts while the walk still runs (`EarlyTar`, the walk's watcher): the
+exact Content-Length needs every file's lstat before the first byte, and that
+walk costs about as much as tar's whole run, so tar reads the files the walk
+has already seen on the other core, its output held in a buffer of at most
+DPD_TAR_READ_AHEAD_MIB until the response starts. A name reaches tar only
+after the walk's lstat of it, so the header check above still compares tar's
+view with the walk's.
 
 The data of each regular file is hashed from tar's output for the manifest,
 which Python appends with the end blocks (tar's own end is discarded). The
@@ -35,23 +44,26 @@ import functools
 import hashlib
 import logging
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from typing import IO
 
 from django.conf import settings
 
 from dpd import checksums
-from dpd.tar_layout import ArchiveLayout, Member
+from dpd.tar_layout import DIR, REG, ArchiveLayout, Member
 
 logger = logging.getLogger("dpd.download")
 
 # Above this mean file size the per-file cost no longer matters and the
 # Python path is faster (no pipe in between; hashing on a helper thread).
 TAR_MAX_MEAN_BYTES = 1024 * 1024
-PIPE_BYTES = 1024 * 1024
+MIB = 1024 * 1024
+PIPE_BYTES = MIB
 READ_BYTES = 1024 * 1024
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -73,77 +85,263 @@ def gnu_tar() -> str | None:
 
 def suits(layout: ArchiveLayout) -> bool:
     """Whether a whole download of this layout should come from tar."""
+    # The data offset of the manifest counts headers too: a bound that is enough here.
+    return _suits(len(layout.files), layout.manifest.offset)
+
+
+def _suits(files: int, data: int) -> bool:
     least = settings.DPD_TAR_PROCESS_MIN_FILES
-    files = layout.files
-    if least <= 0 or len(files) < least:
+    if least <= 0 or files < least:
         return False
-    data = layout.manifest.offset  # headers included: a bound that is enough here
-    return data < TAR_MAX_MEAN_BYTES * len(files) and gnu_tar() is not None
+    return data < TAR_MAX_MEAN_BYTES * files and gnu_tar() is not None
 
 
-def tar_members(layout: ArchiveLayout, digests: dict[Member, bytes]) -> Iterator[bytes]:
-    """Bytes [0, manifest offset) of the archive, from a tar process, each
-    member checked against the walk; the digests of regular files go to
-    `digests`. An OSError cuts the stream (dpd.tar_stream logs it)."""
-    # tar's messages go to a file, never to a pipe that tar could fill and block on.
-    with tempfile.TemporaryFile() as errors:
-        process = _start(layout, errors)
-        output = process.stdout
-        read = functools.partial(os.read, output.fileno(), READ_BYTES)
+def tar_members(
+    layout: ArchiveLayout, digests: dict[Member, bytes], tar: TarProcess
+) -> Iterator[bytes]:
+    """Bytes [0, manifest offset) of the archive from `tar` (fed the layout's
+    members), each member checked against the walk; the digests of regular
+    files go to `digests`. An OSError cuts the stream (dpd.tar_stream logs
+    it). The process is closed when the stream ends, however it ends."""
+    tar.streaming()
+    try:
         try:
+            yield from _checked(layout, tar.read, digests)
+        except OSError as exc:
+            if tar.running():  # a changed member: tar is fine, we stop it
+                raise
+            raise OSError(f"{exc} (tar: {tar.said()})") from exc
+        while tar.read():  # tar's end blocks: closing the pipe first would be EPIPE
+            pass
+        if (status := tar.wait()) != 0:
+            raise OSError(f"tar exited with status {status}: {tar.said()}")
+    finally:
+        tar.close()
+
+
+def started(layout: ArchiveLayout) -> TarProcess:
+    """tar, given every member of a finished walk."""
+    tar = TarProcess(layout.root, read_ahead=PIPE_BYTES)
+    tar.feed(layout.members)
+    tar.fed_all()
+    return tar
+
+
+class EarlyTar:
+    """The walk's watcher (dpd.tar_layout.archive_layout's `watch`): starts
+    tar once the members walked so far would suit it, and feeds it each
+    member as soon as the walk has its lstat. `take` hands the process to the
+    stream; `close` stops it when the request ends another way (a Range after
+    all, an archive that no longer suits, a refusal, an error)."""
+
+    def __init__(self, root: bytes) -> None:
+        self.root = root
+        self.tar: TarProcess | None = None
+        self.given_up = False
+        self.seen = self.fed = self.files = self.data = 0
+
+    def __call__(self, members: list[Member], done: bool) -> None:
+        if self.given_up:
+            return
+        if self.tar is None:
+            for member in members[self.seen :]:
+                if member.kind == REG:
+                    self.files += 1
+                    self.data += member.header_size + member.size
+            self.seen = len(members)
+            if not _suits(self.files, self.data):
+                return
             try:
-                yield from _checked(layout, read, digests)
-            except OSError as exc:
-                if process.poll() is None:  # a changed member: tar is fine, we stop it
-                    raise
-                raise OSError(f"{exc} (tar: {_said(errors)})") from exc
-            while read():  # tar's end blocks: closing the pipe first would be EPIPE
-                pass
-            if process.wait() != 0:
-                raise OSError(f"tar exited with status {process.returncode}: {_said(errors)}")
+                self.tar = TarProcess(self.root, read_ahead=settings.DPD_TAR_READ_AHEAD_MIB * MIB)
+            except OSError as exc:  # the stream starts one of its own, and reports it
+                logger.warning("tar could not start during the walk: %s", exc)
+                self.given_up = True
+                return
+        self.tar.feed(members[self.fed :])
+        self.fed = len(members)
+        if done:
+            self.tar.fed_all()
+
+    def take(self, layout: ArchiveLayout) -> TarProcess | None:
+        """The running tar, if it was given exactly the layout's members."""
+        tar, self.tar = self.tar, None
+        if tar is not None and self.fed != len(layout.members):
+            tar.close()
+            return None
+        return tar
+
+    def close(self) -> None:
+        self.given_up = True
+        if self.tar is not None:
+            self.tar.close()
+            self.tar = None
+
+
+def early_tar(root: os.PathLike | bytes) -> EarlyTar | None:
+    """A watcher for the walk of a whole download, or None when tar is off
+    or may not read ahead."""
+    if settings.DPD_TAR_PROCESS_MIN_FILES <= 0 or settings.DPD_TAR_READ_AHEAD_MIB <= 0:
+        return None
+    return EarlyTar(os.fsencode(root)) if gnu_tar() is not None else None
+
+
+class TarProcess:
+    """One GNU tar process for one archive. It reads the names it is fed as
+    they come (`--files-from=-`, from a helper thread, so a walk never waits
+    for tar); a second helper thread reads its output into a buffer of at
+    most `read_ahead` bytes, so tar keeps working while nobody reads yet."""
+
+    def __init__(self, root: bytes, *, read_ahead: int) -> None:
+        # tar's messages go to a file, never to a pipe that tar could fill and block on.
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        argv = [
+            gnu_tar(),
+            "--create",
+            "--file=-",
+            "--format=gnu",
+            "--no-recursion",
+            "--hard-dereference",  # a hard link is a second full copy, as the walk counts it
+            "--null",
+            "--verbatim-files-from",
+            "--no-unquote",
+            "--directory",  # before the names: tar's -C is positional
+            os.fsdecode(root),
+            "--files-from=-",
+        ]
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.errors,
+                env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            )
+        except BaseException:
+            self.errors.close()
+            raise
+        with contextlib.suppress(OSError):  # a smaller pipe only means more reads
+            fcntl.fcntl(self.process.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
+        self.closed = False
+        self.output = _Output(read_ahead)
+        self.names: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self._send_names, name="dpd-tar-names", daemon=True),
+            threading.Thread(target=self._read_output, name="dpd-tar-output", daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def feed(self, members: list[Member]) -> None:
+        if members:
+            names = [m.name[:-1] if m.kind == DIR else m.name for m in members]
+            self.names.put(b"\0".join(names) + b"\0")
+
+    def fed_all(self) -> None:
+        self.names.put(None)
+
+    def streaming(self) -> None:
+        """The response has started: read ahead no more than the pipe holds."""
+        self.output.limit = min(self.output.limit, PIPE_BYTES)
+
+    def read(self) -> bytes:
+        """tar's next bytes, b"" at its end."""
+        return self.output.take(READ_BYTES)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def said(self) -> str:
+        self.errors.seek(0)
+        return self.errors.read(2000).decode("utf-8", "replace").strip()
+
+    def close(self) -> None:
+        """Stop tar if it still runs, and its helper threads; reap it."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.names.put(None)
+        self.output.close()
+        for thread in self.threads:
+            thread.join()
+        self.process.stdout.close()
+        self.errors.close()
+
+    def _send_names(self) -> None:
+        stdin = self.process.stdin
+        try:
+            while (names := self.names.get()) is not None:
+                stdin.write(names)
+                stdin.flush()
+        except OSError:  # tar ended (killed, or failed: its exit status says why)
+            pass
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            output.close()
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def _read_output(self) -> None:
+        fd = self.process.stdout.fileno()
+        try:
+            while (data := os.read(fd, READ_BYTES)) and self.output.put(data):
+                pass
+        except OSError:
+            pass
+        finally:
+            self.output.end()
 
 
-def _said(errors: IO[bytes]) -> str:
-    errors.seek(0)
-    return errors.read(2000).decode("utf-8", "replace").strip()
+class _Output:
+    """tar's output between the thread that reads it and the stream: at most
+    `limit` bytes held, the reading thread waits beyond."""
 
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pieces: deque[bytes] = deque()
+        self.held = 0
+        self.ended = self.closed = False
+        self.changed = threading.Condition()
 
-def _start(layout: ArchiveLayout, errors: IO[bytes]) -> subprocess.Popen:
-    """tar, reading the walk's names (NUL-ended, in its order) from a file."""
-    names = [member.name for member in layout.members]
-    names = [name[:-1] if name.endswith(b"/") else name for name in names]
-    argv = [
-        gnu_tar(),
-        "--create",
-        "--file=-",
-        "--format=gnu",
-        "--no-recursion",
-        "--hard-dereference",  # a hard link is a second full copy, as the walk counts it
-        "--null",
-        "--verbatim-files-from",
-        "--no-unquote",
-        "--directory",  # before the names: tar's -C is positional
-        os.fsdecode(layout.root),
-        "--files-from=-",
-    ]
-    with tempfile.TemporaryFile() as listing:
-        listing.write(b"\0".join(names) + b"\0")
-        listing.seek(0)
-        process = subprocess.Popen(
-            argv,
-            stdin=listing,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-        )
-    with contextlib.suppress(OSError):  # a smaller pipe only means more reads
-        fcntl.fcntl(process.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
-    return process
+    def put(self, data: bytes) -> bool:
+        """Hold `data`; False once the stream is closed."""
+        with self.changed:
+            while self.held >= self.limit and not self.closed:
+                self.changed.wait()
+            if self.closed:
+                return False
+            self.pieces.append(data)
+            self.held += len(data)
+            self.changed.notify_all()
+            return True
+
+    def take(self, most: int) -> bytes:
+        """What is held, up to about `most` bytes, once there is any; b"" at the end."""
+        with self.changed:
+            while not self.pieces and not self.ended:
+                self.changed.wait()
+            taken = []
+            size = 0
+            while self.pieces and size < most:
+                taken.append(self.pieces.popleft())
+                size += len(taken[-1])
+            self.held -= size
+            self.changed.notify_all()
+        return b"".join(taken)
+
+    def end(self) -> None:
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.pieces.clear()
+            self.changed.notify_all()
 
 
 def _checked(

@@ -53,35 +53,61 @@ def stream_archive(
     stop: int | None = None,
     *,
     chunk_size: int | None = None,
-) -> Iterator[bytes]:
+    early: tar_process.EarlyTar | None = None,
+) -> ArchiveStream:
     """Bytes [start, stop) of the archive in chunks of about `chunk_size`;
-    a whole archive of many small files comes from tar (dpd.tar_process)."""
+    a whole archive of many small files comes from tar (dpd.tar_process),
+    the one `early` started during the walk if there is one."""
     stop = layout.size if stop is None else stop
+    tar = None
     if start == 0 and stop == layout.size and tar_process.suits(layout):
-        return _counted(layout, start, stop, _from_tar(layout))
-    chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
-    return _counted(layout, start, stop, _pieces(layout, start, stop, chunk_size))
+        tar = early.take(layout) if early is not None else None
+        pieces = _from_tar(layout, tar)
+    else:
+        chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
+        pieces = _pieces(layout, start, stop, chunk_size)
+    return ArchiveStream(layout, stop - start, pieces, (early, tar))
 
 
-def _counted(
-    layout: ArchiveLayout, start: int, stop: int, pieces: Generator[bytes, None, None]
-) -> Iterator[bytes]:
-    """The pieces, with an error that cuts the stream logged once."""
-    sent = 0
-    try:
-        for piece in pieces:
-            sent += len(piece)
-            yield piece
-    except OSError as exc:
-        logger.error(
-            "download of %s cut after %d bytes: %s", layout.filename, sent, exc, exc_info=False
-        )
-        raise DownloadInterrupted(str(exc)) from exc
-    finally:
-        pieces.close()
-    if sent != stop - start:  # cannot happen: the layout and the stream share the walk
-        logger.error("download of %s: %d bytes sent of %d", layout.filename, sent, stop - start)
-        raise DownloadInterrupted("the stream and its layout disagree")
+class ArchiveStream:
+    """The pieces, with an error that cuts the stream logged once. A class
+    rather than a generator: closing it stops a tar process begun during the
+    walk even when the response never started (a generator that never ran
+    would not run its clean-up); `tars` are closed with it (None: nothing)."""
+
+    def __init__(
+        self,
+        layout: ArchiveLayout,
+        size: int,
+        pieces: Generator[bytes, None, None],
+        tars: tuple[tar_process.EarlyTar | tar_process.TarProcess | None, ...] = (),
+    ) -> None:
+        self.layout = layout
+        self.size = size
+        self.pieces = pieces
+        self.tars = tars
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        name = self.layout.filename
+        try:
+            for piece in self.pieces:
+                sent += len(piece)
+                yield piece
+        except OSError as exc:
+            logger.error("download of %s cut after %d bytes: %s", name, sent, exc, exc_info=False)
+            raise DownloadInterrupted(str(exc)) from exc
+        finally:
+            self.close()
+        if sent != self.size:  # cannot happen: the layout and the stream share the walk
+            logger.error("download of %s: %d bytes sent of %d", name, sent, self.size)
+            raise DownloadInterrupted("the stream and its layout disagree")
+
+    def close(self) -> None:
+        self.pieces.close()
+        for tar in self.tars:
+            if tar is not None:
+                tar.close()
 
 
 class _Hashing:
@@ -201,11 +227,11 @@ def _python_pieces(
         yield bytes(pending)
 
 
-def _from_tar(layout: ArchiveLayout) -> Iterator[bytes]:
+def _from_tar(layout: ArchiveLayout, tar: tar_process.TarProcess | None) -> Iterator[bytes]:
     """The whole archive: the members from a tar process (dpd.tar_process),
     then the manifest of the digests of the bytes it sent, and the end."""
     digests: dict[Member, bytes] = {}
-    yield from tar_process.tar_members(layout, digests)
+    yield from tar_process.tar_members(layout, digests, tar or tar_process.started(layout))
     yield _tail(layout, digests)
 
 

@@ -49,13 +49,13 @@ def awkward_files(upstream_volume):
 def tar_runs(monkeypatch) -> list[Path]:
     """Each tar process started, by the root it archived."""
     runs: list[Path] = []
-    start = tar_process._start
+    start = tar_process.TarProcess.__init__
 
-    def counted(layout, errors):
-        runs.append(Path(os.fsdecode(layout.root)))
-        return start(layout, errors)
+    def counted(self, root, **options):
+        runs.append(Path(os.fsdecode(root)))
+        start(self, root, **options)
 
-    monkeypatch.setattr(tar_process, "_start", counted)
+    monkeypatch.setattr(tar_process.TarProcess, "__init__", counted)
     return runs
 
 
@@ -65,13 +65,19 @@ def fetch(client, body=BODY, **headers):
     return response, data
 
 
-def test_tar_sends_the_bytes_the_python_path_sends(anonymous, awkward_files, settings, tar_runs):
+@pytest.mark.parametrize("read_ahead", [0, 32], ids=["tar-after-the-walk", "tar-during-the-walk"])
+def test_tar_sends_the_bytes_the_python_path_sends(
+    anonymous, awkward_files, settings, tar_runs, read_ahead
+):
     settings.DPD_TAR_PROCESS_MIN_FILES = 0  # never tar
     python, python_bytes = fetch(anonymous)
     assert not tar_runs
     checksums.forget_all()  # the manifest's digests come from tar's bytes
     settings.DPD_TAR_PROCESS_MIN_FILES = 1
-    from_tar, tar_bytes = fetch(anonymous)
+    settings.DPD_TAR_READ_AHEAD_MIB = read_ahead
+    from_tar = anonymous.post("/download", BODY, format="json")
+    assert len(tar_runs) == (1 if read_ahead else 0)  # the walk is over, no byte is sent
+    tar_bytes = b"".join(from_tar.streaming_content)
     assert len(tar_runs) == 1
     assert from_tar["ETag"] == python["ETag"]
     assert int(from_tar["Content-Length"]) == len(tar_bytes) == len(python_bytes)
@@ -132,6 +138,7 @@ def test_a_file_changed_since_the_walk_cuts_the_tar_stream(
     anonymous, awkward_files, settings, caplog, tar_runs, change
 ):
     settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    settings.DPD_TAR_READ_AHEAD_MIB = 0  # tar starts with the stream, after the change
     victim = awkward_files / "odd"
     response = anonymous.post("/download", BODY, format="json")  # the walk; no byte yet
     announced = int(response["Content-Length"])
@@ -150,6 +157,39 @@ def test_a_file_changed_since_the_walk_cuts_the_tar_stream(
     assert len(received) < announced
     assert "download of" in caplog.text and "odd" in caplog.text
     # Cut before the changed member's header: what came is an archive without it.
+    with tarfile.open(fileobj=io.BytesIO(received)) as archive:
+        assert f"{VR}/odd" not in archive.getnames()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_grow, _touch, lambda path: path.chmod(0o600), Path.unlink, _symlink],
+    ids=["grown", "touched", "chmod", "removed", "now-a-symlink"],
+)
+def test_a_file_changed_after_its_lstat_cuts_a_tar_started_during_the_walk(
+    anonymous, awkward_files, settings, monkeypatch, tar_runs, change
+):
+    """tar reads ahead while the walk runs; a file changed between the walk's
+    lstat and tar's (its name reaches tar after the walk saw it) is caught."""
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    victim = awkward_files / "odd"
+    folder = victim.parent.stat()
+    watch = tar_process.EarlyTar.__call__
+
+    def change_before_tar_sees_it(self, members, done):
+        if any(m.name.endswith(b"/odd") for m in members[self.fed :]):
+            change(victim)
+            os.utime(victim.parent, ns=(folder.st_atime_ns, folder.st_mtime_ns))
+        watch(self, members, done)
+
+    monkeypatch.setattr(tar_process.EarlyTar, "__call__", change_before_tar_sees_it)
+    response = anonymous.post("/download", BODY, format="json")
+    received = b""
+    with pytest.raises(DownloadInterrupted):
+        for chunk in response.streaming_content:
+            received += chunk
+    assert len(tar_runs) == 1
+    assert len(received) < int(response["Content-Length"])
     with tarfile.open(fileobj=io.BytesIO(received)) as archive:
         assert f"{VR}/odd" not in archive.getnames()
 
@@ -175,3 +215,41 @@ def tar_children() -> list[int]:
             if comm.exists() and comm.read_text().strip() == "tar":
                 found.append(int(pid))
     return found
+
+
+def test_a_response_never_sent_leaves_no_tar_running(anonymous, awkward_files, settings, tar_runs):
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    response = anonymous.post("/download", BODY, format="json")
+    assert tar_children()  # started during the walk
+    response.close()  # the client went away before the first byte
+    assert len(tar_runs) == 1
+    assert not tar_children()
+
+
+def test_a_download_refused_after_the_walk_leaves_no_tar_running(
+    anonymous, awkward_files, settings, tar_runs
+):
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    settings.DPD_QUERY_DOWNLOAD_MAX_BYTES = 10_000
+    everything = {"start_date": "1900-01-01", "end_date": "2100-01-01"}
+    response = anonymous.post("/download", everything, format="json")
+    assert response.status_code == 413
+    assert len(tar_runs) == 1  # the walk had found enough small files
+    assert not tar_children()
+
+
+def test_an_archive_that_ends_with_large_files_goes_from_python_after_all(
+    anonymous, awkward_files, settings, tar_runs
+):
+    """tar starts on the first files; when the whole archive turns out to
+    average over 1 MiB a file, it is stopped and Python sends every byte."""
+    settings.DPD_TAR_PROCESS_MIN_FILES = 1
+    (awkward_files / "zz-large").write_bytes(os.urandom(64 * 1024 * 1024 // 16) * 16)
+    response, data = fetch(anonymous)
+    assert len(tar_runs) == 1
+    assert not tar_children()
+    settings.DPD_TAR_PROCESS_MIN_FILES = 0
+    same, python_bytes = fetch(anonymous)
+    assert same["ETag"] == response["ETag"] and data == python_bytes
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        assert archive.getmember(f"{VR}/zz-large").size == 64 * 1024 * 1024

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dlm_bridge import services as dlm
-from dpd import download_slots, services
+from dpd import download_slots, services, tar_process
 from dpd.access import visible_products
 from dpd.api.download_selection import check_size, select_products
 from dpd.api.product_serializers import (
@@ -280,11 +280,14 @@ class DownloadView(ReadOnlyPost, APIView):
             slot = download_slots.acquire()
         except download_slots.DownloadsBusy as exc:
             raise DownloadsBusy(str(exc)) from None
+        early = None
         try:
             plan = plan_download(
                 selection.products, filename=f"{selection.stem}.tar", asked=selection.asked
             )
-            layout = archive_layout(plan)
+            if request.headers.get("Range") is None:  # tar may read while the walk runs
+                early = tar_process.early_tar(plan.root)
+            layout = archive_layout(plan, early)
             check_size(selection, layout.size)
             wanted = requested_range(
                 request.headers.get("Range"),
@@ -293,6 +296,8 @@ class DownloadView(ReadOnlyPost, APIView):
                 etag=layout.etag,
             )
         except BaseException as exc:
+            if early is not None:
+                early.close()
             slot.release()
             if isinstance(exc, DownloadNotFound):
                 raise NotFound(str(exc)) from None
@@ -307,7 +312,10 @@ class DownloadView(ReadOnlyPost, APIView):
             connection.close()
         start, stop = (0, layout.size) if wanted is None else (wanted.start, wanted.stop)
         stream = download_slots.TrackedDownload(
-            stream_archive(layout, start, stop), name=plan.filename, size=stop - start, slot=slot
+            stream_archive(layout, start, stop, early=early),
+            name=plan.filename,
+            size=stop - start,
+            slot=slot,
         )
         response = StreamingHttpResponse(stream, content_type="application/x-tar")
         if wanted is not None:
