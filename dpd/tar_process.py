@@ -64,7 +64,7 @@ logger = logging.getLogger("dpd.download")
 TAR_MAX_MEAN_BYTES = 1024 * 1024
 MIB = 1024 * 1024
 PIPE_BYTES = MIB
-READ_BYTES = 1024 * 1024
+READ_BYTES = MIB
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -90,6 +90,7 @@ def suits(layout: ArchiveLayout) -> bool:
 
 
 def _suits(files: int, data: int) -> bool:
+    """Whether `files` regular files of `data` bytes (headers included) suit tar."""
     least = settings.DPD_TAR_PROCESS_MIN_FILES
     if least <= 0 or files < least:
         return False

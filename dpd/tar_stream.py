@@ -64,6 +64,8 @@ def stream_archive(
         tar = early.take(layout) if early is not None else None
         pieces = _from_tar(layout, tar)
     else:
+        if early is not None:  # not tar's after all: stop it before the first byte
+            early.close()
         chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
         pieces = _pieces(layout, start, stop, chunk_size)
     return ArchiveStream(layout, stop - start, pieces, (early, tar))
