@@ -68,26 +68,26 @@ def stream_archive(
             early.close()
         chunk_size = chunk_size or settings.STREAM_CHUNK_SIZE
         pieces = _pieces(layout, start, stop, chunk_size)
-    return ArchiveStream(layout, stop - start, pieces, (early, tar))
+    return ArchiveStream(layout, stop - start, pieces, tar)
 
 
 class ArchiveStream:
     """The pieces, with an error that cuts the stream logged once. A class
-    rather than a generator: closing it stops a tar process begun during the
-    walk even when the response never started (a generator that never ran
-    would not run its clean-up); `tars` are closed with it (None: nothing)."""
+    rather than a generator: closing it stops `tar`, begun during the walk,
+    even when the response never started (a generator that never ran would
+    not run its clean-up)."""
 
     def __init__(
         self,
         layout: ArchiveLayout,
         size: int,
         pieces: Generator[bytes, None, None],
-        tars: tuple[tar_process.EarlyTar | tar_process.TarProcess | None, ...] = (),
+        tar: tar_process.TarProcess | None = None,
     ) -> None:
         self.layout = layout
         self.size = size
         self.pieces = pieces
-        self.tars = tars
+        self.tar = tar
 
     def __iter__(self) -> Iterator[bytes]:
         sent = 0
@@ -107,9 +107,8 @@ class ArchiveStream:
 
     def close(self) -> None:
         self.pieces.close()
-        for tar in self.tars:
-            if tar is not None:
-                tar.close()
+        if self.tar is not None:
+            self.tar.close()
 
 
 class _Hashing:
