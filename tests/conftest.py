@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 
 from dpd.sample_volume import build_sample_volume
+from tests.service_processes import ThrowawayPostgres, unavailable
 
 pytest_plugins = ["tests.product_fixtures", "tests.etcd_fixtures", "tests.database_peer"]
 
@@ -23,6 +24,20 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "CI=true but DATABASE_URL is not PostgreSQL; run the suite with `make test`"
         )
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL cluster made for the test and removed afterwards, so it
+    can be stopped and started without touching any other test's server."""
+    try:
+        server = ThrowawayPostgres()
+    except (RuntimeError, OSError, KeyError) as exc:
+        unavailable(f"cannot start a throwaway PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture

@@ -9,7 +9,12 @@ server closes every connection after each request."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -23,14 +28,17 @@ pytestmark = pytest.mark.skipif(not django_settings.IS_POSTGRESQL, reason="Postg
 APPLICATION = "dpd-web-under-test"
 
 
-@pytest.fixture
-def web(transactional_db, tmp_path):
-    """One gunicorn worker whose sessions carry their own application_name."""
+@contextlib.contextmanager
+def serving(url: str, tmp_path: Path) -> Iterator[Service]:
+    """One gunicorn worker on the database at `url`, its sessions named APPLICATION."""
     env = {
         **os.environ,
-        "DATABASE_URL": f"{database_url(connection.settings_dict)}?application_name={APPLICATION}",
+        "DATABASE_URL": f"{url}?application_name={APPLICATION}",
         "PERSISTENT_STORAGE_PATH": str(tmp_path),
         "INDEXING_ON_STARTUP": "false",
+        # Two serving threads: each keeps a session, and either may answer.
+        "DPD_DOWNLOADS_PER_PROCESS": "1",
+        "DPD_WEB_THREADS": "1",
     }
     port = free_port()
     process = Process("gunicorn", gunicorn_command(f"127.0.0.1:{port}", 1), env, tmp_path)
@@ -40,6 +48,12 @@ def web(transactional_db, tmp_path):
         yield service
     finally:
         process.stop()
+
+
+@pytest.fixture
+def web(transactional_db, tmp_path):
+    with serving(database_url(connection.settings_dict), tmp_path) as service:
+        yield service
 
 
 @pytest.fixture
@@ -73,3 +87,18 @@ def test_a_connection_the_server_keeps_is_reused(web, admin):
     (first,) = _sessions(admin)
     assert web.post_json("/dataproductsearch", {}) == 200
     assert _sessions(admin) == {first}
+
+
+def test_every_request_after_a_postgresql_restart_answers_as_usual(own_postgres, tmp_path):
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        env={**os.environ, "DATABASE_URL": own_postgres.url},
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    with serving(own_postgres.url, tmp_path) as web:
+        assert [web.post_json("/dataproductsearch", {}) for _ in range(6)] == [200] * 6
+        own_postgres.stop()  # a fast shutdown ends every session
+        own_postgres.start()
+
+        assert [web.post_json("/dataproductsearch", {}) for _ in range(6)] == [200] * 6

@@ -26,9 +26,7 @@ from indexing.services import index_run, request_reindex
 from indexing.status import indexing_status, pv_index_status
 from tests.service_processes import (
     ServiceSet,
-    ThrowawayPostgres,
     postgres_services,
-    unavailable,
     wait_for,
 )
 
@@ -243,20 +241,6 @@ def test_a_second_reindex_request_while_one_runs_answers_409(services, volume):
 
 
 # --- PostgreSQL restarts during a run (a throwaway cluster this test owns) ----
-
-
-@pytest.fixture
-def own_postgres():
-    """A PostgreSQL cluster made for this test and removed afterwards, so it
-    can be stopped and started without touching any other test's server."""
-    try:
-        server = ThrowawayPostgres()
-    except (RuntimeError, OSError, KeyError) as exc:
-        unavailable(f"cannot start a throwaway PostgreSQL: {exc}")
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 def _products_in(url: str) -> int:
