@@ -51,6 +51,7 @@ from django.db.models import QuerySet, Subquery
 from django.utils.connection import ConnectionProxy
 
 T = TypeVar("T")
+_UNREAD = object()  # a version not read yet
 
 # Their own stores (settings.CACHES says why).
 cache = ConnectionProxy(caches, "counts")
@@ -99,9 +100,13 @@ class Remembered:
     read once per request, in one statement, whichever of them it asks:
     a request's statements are bounded (docs/api.md)."""
 
-    def __init__(self, *, also_changed: Subquery | None = None) -> None:
+    def __init__(
+        self, *, also_changed: Subquery | None = None, version: Hashable = _UNREAD
+    ) -> None:
+        """`version`: the version, when the caller read it (newest_product())
+        together with other things, in one statement (/status)."""
         self._also_changed = also_changed
-        self._version: Any = _UNREAD
+        self._version: Any = version
 
     def count(self, products: QuerySet) -> int:
         """products.count(), remembered under the statement it runs (so for
@@ -204,13 +209,8 @@ class Remembered:
     def version(self) -> Hashable:
         """The newest product's time, how many removals there have been, and
         `also_changed`'s time, read once in one statement."""
-        from dpd.models import CatalogueRemovals, DataProduct
-
         if self._version is _UNREAD:
-            removals = CatalogueRemovals.objects.values("removals")
-            latest = DataProduct.objects.order_by("-indexed_at").annotate(
-                removals=Subquery(removals[:1])
-            )
+            latest = newest_product()
             fields = ["indexed_at", "removals"]
             if self._also_changed is not None:
                 latest = latest.annotate(also=self._also_changed)
@@ -228,6 +228,15 @@ class Remembered:
         if key is None:
             return nothing
         return remembered(key, compute, version=self.version(), store=store)
+
+
+def newest_product() -> QuerySet:
+    """The products newest first (an index probe for the first), with the
+    number of removals: where a version's time and count are read."""
+    from dpd.models import CatalogueRemovals, DataProduct
+
+    removals = CatalogueRemovals.objects.values("removals")
+    return DataProduct.objects.order_by("-indexed_at").annotate(removals=Subquery(removals[:1]))
 
 
 # A statement keeps at most this many marks, each for at most MARK_SECONDS.
@@ -273,7 +282,6 @@ class PageMarks:
         return entry[1] if entry is not None and entry[0] == self._version else {}
 
 
-_UNREAD = object()
 # An answer worth keeping that is not kept yet: never current.
 _WORTH_KEEPING = (None, 0.0, None, 0.0)
 

@@ -224,9 +224,14 @@ class FlowWatcher:
 
 
 def watcher_status() -> dict[str, Any]:
-    """/status `sdp_config_db`, from what the writing watcher last recorded;
-    a writer whose heartbeat is older than the stale limit is not connected."""
-    state = SdpWatcherState.objects.filter(pk=1).first()
+    """/status `sdp_config_db`, from what the writing watcher last recorded."""
+    return watcher_block(SdpWatcherState.objects.filter(pk=1).first())
+
+
+def watcher_block(state: SdpWatcherState | None) -> dict[str, Any]:
+    """/status `sdp_config_db` from the watcher's state row (None: no watcher
+    ever wrote one); a writer whose heartbeat is older than the stale limit
+    is not connected."""
     fresh = (
         state is not None
         and state.heartbeat is not None

@@ -22,9 +22,10 @@ from dpd import remembered_counts
 from dpd.access import visible_to
 from dpd.database_check import database_in_use
 from dpd.models import DataProduct
-from dpd.sdp_watcher import watcher_status
+from dpd.sdp_watcher import watcher_block
+from dpd.status_rows import StatusRows
 from dpd.volume import volume_root
-from indexing.status import indexing_status, pv_index_config, pv_index_status
+from indexing.status import indexing_block, pv_index_block, pv_index_config
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def available_data_stores() -> list[str]:
     return sorted(stores)
 
 
-def _catalogue_counts(hidden: frozenset[str]) -> dict[str, Any]:
+def _catalogue_counts(hidden: frozenset[str], version: tuple | None) -> dict[str, Any]:
     """The counts and the last change time.
 
     /status authenticates nobody (probes and the dashboard poll it), so the
@@ -65,12 +66,14 @@ def _catalogue_counts(hidden: frozenset[str]) -> dict[str, Any]:
     time tells nothing about which product changed.
 
     The time is an index probe, read on every call with the number of
-    removals (dpd.models.CatalogueRemovals). The counts read every row
+    removals (dpd.models.CatalogueRemovals): that `version` comes with the
+    other blocks' rows (dpd.status_rows). The counts read every row
     (55 ms at 100,000 products), so they are remembered while both hold, for
     at most FRESH_SECONDS, and counted by one thread at a time
     (dpd.remembered_counts): an addition, update or removal shows at once.
     """
-    version = remembered_counts.Remembered().version()
+    remembered = remembered_counts.Remembered(version=version)
+    version = remembered.version()
     last_update = version[0] if version else None
     # Placeholder rows (SDP work with no product yet) are not products.
     # DLM rows only while they are listed (dlm_bridge.services.hidden_sources).
@@ -93,19 +96,20 @@ def _dlm_interface_status() -> dict[str, Any]:
 
 def api_status() -> dict[str, Any]:
     db_error = None
+    watched = bool(settings.SDP_ETCD_HOST)
+    indexing, pv_indexing, sdp = dict(_INDEXING_UNKNOWN), pv_index_config(), None
     try:
-        counts = _catalogue_counts(dlm_services.hidden_sources())
+        rows = StatusRows.read(with_watcher=watched)
+        counts = _catalogue_counts(dlm_services.hidden_sources(), rows.version)
     except DatabaseError as exc:
         logger.warning("status: database unavailable: %s", exc)
         db_error = f"Database not available: {type(exc).__name__}"
         counts = {"total": None, "on_volume": None, "last_update": None}
-
-    indexing, pv_indexing = dict(_INDEXING_UNKNOWN), pv_index_config()
-    if db_error is None:
-        try:
-            indexing, pv_indexing = indexing_status(), pv_index_status()
-        except DatabaseError as exc:
-            logger.warning("status: indexing state unavailable: %s", exc)
+    else:
+        indexing = indexing_block(rows.state, rows.has_queued)
+        pv_indexing = pv_index_block(rows.last_run)
+        if watched:
+            sdp = watcher_block(rows.watcher)
 
     metadata_store: dict[str, Any] = {
         "store_type": f"Stateless {_database_name()} metadata store",
@@ -141,19 +145,11 @@ def api_status() -> dict[str, Any]:
         },
         "metadata_store_status": metadata_store,
         "search_store_status": search_store,
-        "sdp_config_db": _sdp_status(db_error is None),
+        "sdp_config_db": {
+            **(sdp or {"connected": False, "watcher_connected": False}),
+            "description": SDP_DESCRIPTION,
+        },
     }
-
-
-def _sdp_status(database_up: bool) -> dict[str, Any]:
-    """What the writing flow watcher last recorded (dpd.sdp_watcher)."""
-    block: dict[str, Any] = {"connected": False, "watcher_connected": False}
-    if settings.SDP_ETCD_HOST and database_up:
-        try:
-            block = watcher_status()
-        except DatabaseError as exc:
-            logger.warning("status: SDP watcher state unavailable: %s", exc)
-    return {**block, "description": SDP_DESCRIPTION}
 
 
 def _database_name() -> str:

@@ -78,11 +78,34 @@ def stalled_block(state: IndexingState | None) -> dict[str, Any] | None:
     }
 
 
+def queued_runs(prefix: str):
+    return IndexRun.objects.filter(status=IndexRun.Status.QUEUED, volume_prefix=prefix)
+
+
 def indexing_status() -> dict[str, Any]:
     """The `indexing` block: in_progress, progress, coordination_state."""
     prefix = volume_prefix()
+    queued = queued_runs(prefix)
+    try:
+        state = (
+            IndexingState.objects.filter(volume_prefix=prefix)
+            .annotate(has_queued=Exists(queued.filter(volume_prefix=OuterRef("volume_prefix"))))
+            .first()
+        )
+        # Never indexed yet: a request may be waiting for the worker.
+        has_queued = state.has_queued if state is not None else queued.exists()
+    except DatabaseError as exc:
+        logger.debug("indexing status unavailable: %s", exc)
+        return indexing_block(None, False)
+    return indexing_block(state, has_queued)
+
+
+def indexing_block(state: IndexingState | None, has_queued: bool) -> dict[str, Any]:
+    """The `indexing` block from this volume's state row (None: never
+    indexed) and whether a run is queued for it; read by indexing_status()
+    or, for /status, with everything else it shows (dpd.status_rows)."""
     coordination = {
-        "volume_prefix": prefix,
+        "volume_prefix": volume_prefix(),
         "indexed_by": None,
         "indexing_running": False,
         "started_at": None,
@@ -91,27 +114,15 @@ def indexing_status() -> dict[str, Any]:
         "files_indexed": 0,
     }
     block = {
-        "in_progress": False,
+        "in_progress": has_queued,
         "progress": dict(IDLE_PROGRESS),
         "coordination_state": coordination,
         "stalled": None,
     }
-    queued = IndexRun.objects.filter(status=IndexRun.Status.QUEUED)
-    try:
-        state = (
-            IndexingState.objects.filter(volume_prefix=prefix)
-            .annotate(has_queued=Exists(queued.filter(volume_prefix=OuterRef("volume_prefix"))))
-            .first()
-        )
-        if state is None:  # never indexed yet; a request may be waiting for the worker
-            block["in_progress"] = queued.filter(volume_prefix=prefix).exists()
-    except DatabaseError as exc:
-        logger.debug("indexing status unavailable: %s", exc)
-        return block
     if state is None:
         return block
     live = _is_live(state)
-    block["in_progress"] = live or state.has_queued
+    block["in_progress"] = live or has_queued
     block["progress"] = {
         "files_processed": state.files_processed,
         "total_files": state.total_files,
@@ -149,30 +160,41 @@ def pv_index_config() -> dict[str, Any]:
     }
 
 
+# What the `pv_interface_status` block shows of the last run.
+LAST_RUN_FIELDS = (
+    "duration",
+    "terminal_timestamp",
+    "timed_out",
+    "work_units",
+    "files_added",
+    "files_updated",
+)
+
+
+def last_runs(prefix: str):
+    """This volume's runs that finished indexing (completed or timed out),
+    the last first."""
+    return IndexRun.objects.filter(
+        volume_prefix=prefix,
+        status__in=[IndexRun.Status.COMPLETED, IndexRun.Status.TIMEOUT],
+    ).order_by("-terminal_timestamp", "-pk")
+
+
 def pv_index_status() -> dict[str, Any]:
     """The indexing fields of `pv_interface_status`, from the last run that
-    finished indexing (completed or timed out)."""
-    block = pv_index_config()
+    finished indexing."""
     try:
-        run = (
-            IndexRun.objects.filter(
-                volume_prefix=volume_prefix(),
-                status__in=[IndexRun.Status.COMPLETED, IndexRun.Status.TIMEOUT],
-            )
-            .only(
-                "duration",
-                "terminal_timestamp",
-                "timed_out",
-                "work_units",
-                "files_added",
-                "files_updated",
-            )
-            .order_by("-terminal_timestamp", "-pk")
-            .first()
-        )
+        run = last_runs(volume_prefix()).only(*LAST_RUN_FIELDS).first()
     except DatabaseError as exc:
         logger.debug("last index run unavailable: %s", exc)
-        return block
+        return pv_index_config()
+    return pv_index_block(run)
+
+
+def pv_index_block(run: IndexRun | None) -> dict[str, Any]:
+    """The indexing fields of `pv_interface_status` from the last run (None:
+    none finished yet), with LAST_RUN_FIELDS read."""
+    block = pv_index_config()
     if run is None:
         return block
     block["last_index_duration"] = str(run.duration) if run.duration is not None else None
