@@ -44,6 +44,7 @@ from django.db.models.lookups import Regex
 from dpd import search_pieces, search_sort, search_text
 from dpd.access import visible_to
 from dpd.models import DLM_SOURCES, DLM_STORE_NAME, DataProduct
+from dpd.remembered_counts import Remembered
 from dpd.search_sort import document_value
 
 INVALID_KEY_PAIR = "Invalid search key pair."
@@ -208,16 +209,22 @@ _RECENT_MARGIN = dt.timedelta(minutes=10)
 _FULL_REFRESH = dt.timedelta(hours=1)
 
 
-def catalogue_fields() -> dict[str, str]:
+def catalogue_fields(remembered: Remembered | None = None) -> dict[str, str]:
     """Every flattened field of the catalogue and its type, derived fields first.
 
-    One index probe (max(indexed_at)) per call. When products were added or
-    updated since the cached answer, only the rows indexed since then are read
-    (the indexed_at index), so a grid request during a long indexing run does
-    not scan the whole catalogue at every batch; the full scan runs once an
-    hour at most. A removed product's fields stay until that full scan.
+    One index probe (max(indexed_at)) per call, or none more when the
+    request's `remembered` totals read it anyway (their version holds it: a
+    grid page filtered on a metadata field read it twice). When products were
+    added or updated since the cached answer, only the rows indexed since then
+    are read (the indexed_at index), so a grid request during a long indexing
+    run does not scan the whole catalogue at every batch; the full scan runs
+    once an hour at most. A removed product's fields stay until that full scan.
     """
-    latest = DataProduct.objects.aggregate(latest=Max("indexed_at"))["latest"]
+    if remembered is not None:
+        version = remembered.version()
+        latest = version[0] if version else None
+    else:
+        latest = DataProduct.objects.aggregate(latest=Max("indexed_at"))["latest"]
     cached = cache.get(_FIELDS_CACHE_KEY)
     if cached is not None and cached["latest"] == latest:
         return cached["fields"]
@@ -300,13 +307,14 @@ class _FilterBuilder:
 
     aliases: dict[str, Any]
     annotated_uids: AnnotatedUids | None = None
+    remembered: Remembered | None = None
 
     @cached_property
     def fields(self) -> dict[str, str]:
         """The field catalogue, read only for a field that needs it: filters
         and sorts on the columns every product has (the dashboard's usual
         request) skip its index probe."""
-        return catalogue_fields()
+        return catalogue_fields(self.remembered)
 
     def item_q(self, item: Any) -> Q | None:
         """The condition of one item, or None when it is to be ignored (unknown
@@ -487,11 +495,14 @@ def filter_products(
     panel_items: list[Any],
     sort_model: list[Any],
     annotated_uids: AnnotatedUids | None = None,
+    remembered: Remembered | None = None,
 ) -> QuerySet[DataProduct]:
     """The grid's rows: filterModel items combined with its logicOperator, ANDed
     with the search-panel items, sorted (reference 3.5, 3.6 [rec]). Without
-    `annotated_uids`, "annotation" items are ignored like any unknown field."""
-    builder = _FilterBuilder(aliases={}, annotated_uids=annotated_uids)
+    `annotated_uids`, "annotation" items are ignored like any unknown field.
+    `remembered`: the request's totals, whose version tells the field
+    catalogue whether it is current (catalogue_fields)."""
+    builder = _FilterBuilder(aliases={}, annotated_uids=annotated_uids, remembered=remembered)
     grid_conditions = [q for q in map(builder.item_q, filter_items) if q is not None]
     panel_conditions = [q for q in map(builder.item_q, panel_items) if q is not None]
     combined = Q()

@@ -674,3 +674,19 @@ def test_the_number_of_queries_is_constant(anonymous, member, django_assert_max_
         page(anonymous, *items, size=2)
     with django_assert_max_num_queries(3):
         page(anonymous, *items, size=100)
+
+
+def test_a_counted_page_filtered_on_a_metadata_field_reads_the_last_change_once(
+    anonymous, monkeypatch, django_assert_num_queries
+):
+    from dpd import search_rows
+
+    # More matches than the page's reading counts: the total is counted
+    # apart and remembered under the catalogue's version, which also tells
+    # the field catalogue that it is current (it used to ask again).
+    monkeypatch.setattr(search_rows, "COUNTED_IDS", 1)
+    items = [item("obscore.instrument_name", "equals", "SKA-LOW")]
+    first = page(anonymous, *items, size=1)
+    assert first["total"] > 1
+    with django_assert_num_queries(2):  # the version, the page
+        assert page(anonymous, *items, size=1)["total"] == first["total"]

@@ -448,6 +448,10 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
                 [*(grid.get("items") or []), *(panel.get("items") or [])]
             )
         )
+        # Its total, order, page marks or whole list are remembered
+        # (dpd.remembered_counts); its annotation filter's matches change
+        # with the annotations.
+        remembered = remembered_counts.Remembered(also_changed=annotations_changed_at())
         products = search.filter_products(
             visible_products(request, hidden_sources=hidden),
             filter_items=grid.get("items") or [],
@@ -455,6 +459,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
             panel_items=panel.get("items") or [],
             sort_model=data.get("sortModel") or [],
             annotated_uids=annotated_product_uids,
+            remembered=remembered,
         )
         as_text = _wants_json(request)
         page = FilterRequestSerializer.page_bounds(data)
@@ -473,12 +478,9 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
                 limit,
                 lambda: products,
                 asked,
-                remembered_counts.Remembered(also_changed=annotations_changed_at()),
+                remembered,
             )
         offset, size = page
-        # Its total, order and page marks are remembered (dpd.remembered_counts);
-        # its annotation filter's matches change with the annotations.
-        remembered = remembered_counts.Remembered(also_changed=annotations_changed_at())
         rows, total = search_rows.counted_page(
             products, offset, size, as_text=as_text, remembered=remembered
         )
