@@ -86,6 +86,7 @@ def _statement(using: str, prefix: str, with_watcher: bool) -> tuple[str, tuple,
 
 def _parts(prefix: str, with_watcher: bool) -> list[models.QuerySet]:
     """One query of one row and column for each of StatusRows' fields."""
+    # The watcher writes row 1 only: row 0 reads NULL when the SDP is not watched.
     watcher = SdpWatcherState.objects.filter(pk=1 if with_watcher else 0)
     return [
         newest_product().values("indexed_at")[:1],

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, QuerySet
 from django.utils import timezone
 
 from indexing.indexer import parallel_workers
@@ -78,7 +78,8 @@ def stalled_block(state: IndexingState | None) -> dict[str, Any] | None:
     }
 
 
-def queued_runs(prefix: str):
+def queued_runs(prefix: str) -> QuerySet[IndexRun]:
+    """This volume's runs waiting for the worker."""
     return IndexRun.objects.filter(status=IndexRun.Status.QUEUED, volume_prefix=prefix)
 
 
@@ -89,7 +90,7 @@ def indexing_status() -> dict[str, Any]:
     try:
         state = (
             IndexingState.objects.filter(volume_prefix=prefix)
-            .annotate(has_queued=Exists(queued.filter(volume_prefix=OuterRef("volume_prefix"))))
+            .annotate(has_queued=Exists(queued))
             .first()
         )
         # Never indexed yet: a request may be waiting for the worker.
@@ -171,7 +172,7 @@ LAST_RUN_FIELDS = (
 )
 
 
-def last_runs(prefix: str):
+def last_runs(prefix: str) -> QuerySet[IndexRun]:
     """This volume's runs that finished indexing (completed or timed out),
     the last first."""
     return IndexRun.objects.filter(
