@@ -100,13 +100,9 @@ class Remembered:
     read once per request, in one statement, whichever of them it asks:
     a request's statements are bounded (docs/api.md)."""
 
-    def __init__(
-        self, *, also_changed: Subquery | None = None, version: Hashable = _UNREAD
-    ) -> None:
-        """`version`: the version, when the caller read it (newest_product())
-        together with other things, in one statement (/status)."""
+    def __init__(self, *, also_changed: Subquery | None = None) -> None:
         self._also_changed = also_changed
-        self._version: Any = version
+        self._version: Any = _UNREAD
 
     def count(self, products: QuerySet) -> int:
         """products.count(), remembered under the statement it runs (so for

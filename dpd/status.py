@@ -72,8 +72,6 @@ def _catalogue_counts(hidden: frozenset[str], version: tuple | None) -> dict[str
     at most FRESH_SECONDS, and counted by one thread at a time
     (dpd.remembered_counts): an addition, update or removal shows at once.
     """
-    remembered = remembered_counts.Remembered(version=version)
-    version = remembered.version()
     last_update = version[0] if version else None
     # Placeholder rows (SDP work with no product yet) are not products.
     # DLM rows only while they are listed (dlm_bridge.services.hidden_sources).
