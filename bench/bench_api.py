@@ -51,7 +51,9 @@ search_p99_busy_vs_idle (worst shape), search_p99_ms_16 (worst shape),
 search_rps_16 (slowest shape), download_rss_growth_mib, search_p99_busy_ms_16,
 busy_downloads (in flight at the end of the busy phase), busy_download_mb_s
 (their total rate), busy_rss_growth_mib, and the grid list's
-grid_list_p99_ms_16, grid_list_rps_16 and grid_list_kib.
+grid_list_p99_ms_16, grid_list_rps_16 and grid_list_kib, then the same three
+asked as the dashboard's browser asks (gzip): grid_list_gzip_p99_ms_16,
+grid_list_gzip_rps_16 and grid_list_gzip_kib (the bytes sent).
 
     .venv/bin/python bench/bench_api.py [--url URL] [--database-url postgres://...]
 
@@ -63,6 +65,7 @@ product's folder, for the tar baseline) to measure the download, and
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import json
 import math
@@ -75,6 +78,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -135,6 +139,9 @@ GRID_LIST = (
     "/filterdataproducts",
     {"filterModel": {}, "searchPanelOptions": {"items": []}, "sortModel": []},
 )
+# What the dashboard's browser sends with every call (Chromium's list): the
+# answer comes gzipped, and the client's time includes unpacking it.
+BROWSER_HEADERS = {"Accept-Encoding": "gzip, deflate, br, zstd"}
 
 
 def server_env(database_url: str, volume: Path) -> dict[str, str]:
@@ -156,7 +163,9 @@ def server_env(database_url: str, volume: Path) -> dict[str, str]:
 
 def measure_grid_list(url: str | None, env: dict[str, str], args: argparse.Namespace) -> dict:
     """GRID_LIST at 1 and 16 clients on a server at the default cap (`url`,
-    or one started here); `kib` is one answer's body, `rows` its length."""
+    or one started here), asked as curl does and as the dashboard does
+    (BROWSER_HEADERS, under "gzip"); `kib` is one answer's body as curl gets
+    it, `gzip_kib` as the browser does, `rows` its length."""
     server = None
     if url is None:
         default_env = {
@@ -165,20 +174,33 @@ def measure_grid_list(url: str | None, env: dict[str, str], args: argparse.Names
         server, url = start_gunicorn(default_env, args.workers)
     try:
         path, body = GRID_LIST
-        status, answer = request(url, "POST", path, body)
-        figures = {"kib": len(answer) / 1024, "rows": len(json.loads(answer))}
-        print(f"grid list: status {status}, {figures['rows']} rows, {figures['kib']:.0f} KiB")
-        for clients in (1, 16):
-            total = args.list_requests * (1 if clients == 1 else 4)
-            result = measure_shape(url, path, body, clients, total, args.seconds)
-            figures[clients] = result
-            print(
-                f"search grid_list       clients={clients:2d} n={result['n']:4d} "
-                f"errors={result['errors']} p50={result['p50_ms']:.1f} ms "
-                f"p99={result['p99_ms']:.1f} ms rps={result['rps']:.1f} "
-                f"MiB/s={result['rps'] * figures['kib'] / 1024:.0f} "
-                f"steal={result['steal_ms']:.0f} ms"
-            )
+        for _ in range(2):  # the second answer is kept (dpd.remembered_counts)
+            status, answer = request(url, "POST", path, body)
+        figures = {"kib": len(answer) / 1024, "rows": len(json.loads(answer)), "gzip": {}}
+        sent = wire_bytes(url, path, body, BROWSER_HEADERS)  # the kept list's gzip
+        figures["gzip_kib"] = sent / 1024
+        print(
+            f"grid list: status {status}, {figures['rows']} rows, {figures['kib']:.0f} KiB, "
+            f"{figures['gzip_kib']:.0f} KiB gzipped"
+        )
+        for label, headers, into in (
+            ("grid_list", None, figures),
+            ("grid_list_gzip", BROWSER_HEADERS, figures["gzip"]),
+        ):
+            kib = figures["kib"] if headers is None else figures["gzip_kib"]
+            for clients in (1, 16):
+                total = args.list_requests * (1 if clients == 1 else 4)
+                result = measure_shape(
+                    url, path, body, clients, total, args.seconds, headers=headers
+                )
+                into[clients] = result
+                print(
+                    f"search {label:15s} clients={clients:2d} n={result['n']:4d} "
+                    f"errors={result['errors']} p50={result['p50_ms']:.1f} ms "
+                    f"p99={result['p99_ms']:.1f} ms rps={result['rps']:.1f} "
+                    f"MiB/s={result['rps'] * kib / 1024:.0f} "
+                    f"steal={result['steal_ms']:.0f} ms"
+                )
         return figures
     finally:
         if server is not None:
@@ -355,15 +377,47 @@ def start_gunicorn(env: dict[str, str], workers: int) -> tuple[subprocess.Popen,
     raise SystemExit("gunicorn did not answer /status")
 
 
-def request(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+def request(
+    url: str,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    headers: dict[str, str] | None = None,
+    link_mbit: float = 0.0,
+) -> tuple[int, bytes]:
+    """One request on a new connection; a gzipped answer is unpacked, as
+    browsers and `requests` do. With `link_mbit`, the answer is read no
+    faster than a link of that many Mbit/s would bring it."""
+    status, answer, encoding = _exchange(url, method, path, body, headers, link_mbit)
+    return status, gzip.decompress(answer) if encoding == "gzip" else answer
+
+
+def wire_bytes(url: str, path: str, body: dict, headers: dict[str, str]) -> int:
+    """The length of the POST's answer as sent, before any unpacking."""
+    return len(_exchange(url, "POST", path, body, headers)[1])
+
+
+def _exchange(url, method, path, body, headers, link_mbit=0.0) -> tuple[int, bytes, str | None]:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload else {}
-        conn.request(method, parts.path.rstrip("/") + path, payload, headers)
+        sent = {"Content-Type": "application/json"} if payload else {}
+        started = time.perf_counter()
+        conn.request(method, parts.path.rstrip("/") + path, payload, {**sent, **(headers or {})})
         response = conn.getresponse()
-        return response.status, response.read()
+        encoding = response.getheader("Content-Encoding")
+        if link_mbit <= 0:
+            return response.status, response.read(), encoding
+        # Unpacked as it arrives, as browsers do, in the time the link leaves.
+        unpack = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+        chunks, received = [], 0
+        while chunk := response.read(65536):
+            received += len(chunk)
+            chunks.append(unpack.decompress(chunk) if unpack else chunk)
+            due = started + received * 8 / (link_mbit * 1e6)
+            time.sleep(max(0.0, due - time.perf_counter()))
+        return response.status, b"".join(chunks), None
     finally:
         conn.close()
 
@@ -380,6 +434,8 @@ def measure_shape(
     cap: float,
     *,
     method: str = "POST",
+    headers: dict[str, str] | None = None,
+    link_mbit: float = 0.0,
 ) -> dict:
     """Latencies of `total` requests from `clients` threads, stopped at `cap` s."""
     latencies: list[float] = []
@@ -396,7 +452,7 @@ def measure_shape(
                 remaining[0] -= 1
             started = time.perf_counter()
             try:
-                status, _ = request(url, method, path, body)
+                status, _ = request(url, method, path, body, headers, link_mbit)
             except OSError:  # timed out (60 s) or refused: an error, and its time
                 status = 0
             elapsed = time.perf_counter() - started
@@ -406,7 +462,7 @@ def measure_shape(
                     errors.append(status)
 
     for _ in range(3):  # warm caches and connections
-        request(url, method, path, body)
+        request(url, method, path, body, headers)
     # The cap counts from here: warm-up requests of seconds each used to
     # spend it all, leaving no latency to report.
     deadline = time.monotonic() + cap
@@ -749,7 +805,7 @@ def main() -> None:
                 )
 
         if args.downloads_only:
-            grid_list = {16: nan, "kib": float("nan")}
+            grid_list = {16: nan, "kib": float("nan"), "gzip": {16: nan}, "gzip_kib": float("nan")}
         else:
             grid_list = measure_grid_list(args.url, env if args.url is None else {}, args)
         small_ratio = small_python_ratio = float("nan")
@@ -841,8 +897,10 @@ def main() -> None:
             f"busy_downloads={in_flight} busy_download_mb_s={busy_mb_s:.0f} "
             f"busy_rss_growth_mib={busy_growth:.1f} "
             f"grid_list_p99_ms_16={grid_list[16]['p99_ms']:.1f} "
-            f"grid_list_rps_16={grid_list[16]['rps']:.1f} grid_list_kib={grid_list['kib']:.0f}"
-            + dlm_figures
+            f"grid_list_rps_16={grid_list[16]['rps']:.1f} grid_list_kib={grid_list['kib']:.0f} "
+            f"grid_list_gzip_p99_ms_16={grid_list['gzip'][16]['p99_ms']:.1f} "
+            f"grid_list_gzip_rps_16={grid_list['gzip'][16]['rps']:.1f} "
+            f"grid_list_gzip_kib={grid_list['gzip_kib']:.0f}" + dlm_figures
         )
     finally:
         if server is not None:

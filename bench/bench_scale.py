@@ -32,7 +32,9 @@ at --seconds):
 - metadata: /dataproductmetadata of one product by uid;
 - status: /status;
 - grid_list: the dashboard's first load (empty filter, no paging) at the
-  deployed row cap of 10,000, with the bytes of its answer.
+  deployed row cap of 10,000, with the bytes of its answer, asked as curl
+  does; grid_list_gzip: the same asked as the dashboard's browser does
+  (Accept-Encoding: gzip), unpacked by the client.
 
 The first ten run on a server with the row cap of bench_api's shapes (100
 rows); grid_list on a second one at the default cap. Targets (issue 24):
@@ -259,6 +261,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60, help="cap per shape and level")
     parser.add_argument("--shapes", default="", help="comma-separated subset of the shapes")
     parser.add_argument(
+        "--link-mbit",
+        type=float,
+        default=100.0,
+        help="the grid list again, each client reading no faster than this link",
+    )
+    parser.add_argument(
         "--explain",
         action="store_true",
         help="also print EXPLAIN (ANALYZE, BUFFERS) of every query each POST shape runs",
@@ -315,11 +323,32 @@ def main() -> None:
             status, answer = bench_api.request(url, "POST", path, body)
             grid = {"kib": len(answer) / 1024, "rows": len(json.loads(answer))}
             print(f"grid_list: status {status}, {grid['rows']} rows, {grid['kib']:.0f} KiB")
-            for clients in (1, 16):
-                total = args.list_requests * (1 if clients == 1 else 4)
-                result = bench_api.measure_shape(url, path, body, clients, total, args.seconds)
-                results[("grid_list", clients)] = result
-                _print("grid_list", clients, result)
+            # As curl asks, then as the dashboard's browser does (gzip); on
+            # this machine's loopback, then each client on a link of its own.
+            browser, link = bench_api.BROWSER_HEADERS, args.link_mbit
+            for name, headers, mbit in (
+                ("grid_list", None, 0.0),
+                ("grid_list_gzip", browser, 0.0),
+                (f"grid_list_{link:g}mbit", None, link),
+                (f"grid_list_gzip_{link:g}mbit", browser, link),
+            ):
+                for clients in (1, 16):
+                    total = args.list_requests * (1 if clients == 1 else 4)
+                    result = bench_api.measure_shape(
+                        url,
+                        path,
+                        body,
+                        clients,
+                        total,
+                        args.seconds,
+                        headers=headers,
+                        link_mbit=mbit,
+                    )
+                    results[(name, clients)] = result
+                    _print(name, clients, result)
+            # Once kept, the list goes with the gzip made for it.
+            grid["gzip_kib"] = bench_api.wire_bytes(url, path, body, browser) / 1024
+            print(f"grid_list_gzip: {grid['gzip_kib']:.0f} KiB as sent")
         finally:
             bench_api.stop_server(server)
 
@@ -327,12 +356,13 @@ def main() -> None:
     for (name, clients), result in results.items():
         if clients != 16:
             continue
-        limit = 500 if name == "grid_list" else target
+        limit = 500 if name.startswith("grid_list") else target
         ratios.append(f"{name}_p99_vs_{limit}ms={result['p99_ms'] / limit:.2f}")
         figures.append(f"{name}_p99_ms_16={result['p99_ms']:.1f}")
         figures.append(f"{name}_rps_16={result['rps']:.0f}")
     if grid is not None:
         figures.append(f"grid_list_kib={grid['kib']:.0f}")
+        figures.append(f"grid_list_gzip_kib={grid['gzip_kib']:.0f}")
     figures += [f"{name}_sql_ms={ms:.2f}" for name, ms in sql_ms.items()]
     fill_figure = "reused" if fill_seconds is None else f"{fill_seconds:.0f}"
     print(

@@ -162,6 +162,9 @@ MIDDLEWARE = [
     # /healthz, /readyz and /metrics before anything checks the host or redirects (dpd/ops).
     "dpd.ops.middleware.OpsEndpointsMiddleware",
     "dpd.ops.middleware.RequestLogMiddleware",
+    # gzip for JSON, CSV and TSV answers whose client accepts it, never for a
+    # download (dpd/compression.py).
+    "dpd.compression.ApiGZipMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "dpd.middleware.CorsAllowRequestedHeadersMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -321,8 +324,9 @@ CACHES = {
     },
     # The grid's capped plain lists, whole (dpd.remembered_counts,
     # Remembered.answer): ~2 KB a row, 20 MB at the default cap of 10,000
-    # rows, so four only (past four the least recently used is dropped):
-    # at most ~80 MB a process at that cap. Not pickled either.
+    # rows, so four only (past four the least recently used is dropped),
+    # each with its gzip once a browser asks (2.4 MB; dpd.compression): at
+    # most ~90 MB a process at that cap. Not pickled either.
     "answers": {
         "BACKEND": "dpd.caches.UnpickledLocMemCache",
         "LOCATION": "dpd-answers",
@@ -411,6 +415,10 @@ DPD_TAR_READ_AHEAD_MIB = env_int("DPD_TAR_READ_AHEAD_MIB", 32, minimum=0)
 # with 413 beyond either figure, before any byte.
 DPD_QUERY_DOWNLOAD_MAX_PRODUCTS = env_int("DPD_QUERY_DOWNLOAD_MAX_PRODUCTS", 1000, minimum=1)
 DPD_QUERY_DOWNLOAD_MAX_BYTES = env_int("DPD_QUERY_DOWNLOAD_MAX_BYTES", 1024**4, minimum=1)
+# gzip for JSON, CSV and TSV answers of clients that accept it (browsers and
+# `requests` do; dpd/compression.py); never for downloads. false: every answer
+# as it is (an ingress that compresses, or CPU dearer than bandwidth).
+DPD_GZIP_ANSWERS = env_bool("DPD_GZIP_ANSWERS", True)
 # Threads of each web process for everything but downloads: a process runs
 # DPD_DOWNLOADS_PER_PROCESS + DPD_WEB_THREADS threads, so downloads never take them all.
 DPD_WEB_THREADS = env_int("DPD_WEB_THREADS", 16, minimum=1)
