@@ -334,3 +334,86 @@ def test_a_total_counted_for_a_caller_who_sees_placeholders_is_not_given_to_one_
     _, anonymous = plain_list(path, body)
 
     assert (theirs["X-Total-Count"], anonymous["X-Total-Count"]) == ("12", "11")
+
+
+def _read_version() -> remembered_counts.Remembered:
+    """A request's Remembered with its version read here, so that threads
+    (each with a connection of its own, outside the test's transaction)
+    answer from it without a statement."""
+    remembered = remembered_counts.Remembered()
+    remembered.version()
+    return remembered
+
+
+def _kept_answer(products, clock) -> None:
+    keep = lambda value: True  # noqa: E731
+    assert _read_version().answer(products, lambda: "first", keep=keep) == "first"  # marked
+    assert _read_version().answer(products, lambda: "kept", keep=keep) == "kept"
+    assert _read_version().answer(products, lambda: "unused", keep=keep) == "kept"
+    clock.shift(11)  # past FRESH_SECONDS
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_kept_list_past_its_time_is_read_again_once_while_others_answer_with_it():
+    """At every expiry the 16 requests in flight waited for one read of the
+    10,000 rows (~0.3 s), though nothing had changed."""
+    products = DataProduct.objects.all()
+    built, release, answers = [], threading.Event(), []
+
+    def slow_read() -> str:
+        built.append(1)
+        release.wait(10)
+        return "read again"
+
+    with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
+        _kept_answer(products, clock)
+        remembered = _read_version()
+        reader = threading.Thread(
+            target=lambda: answers.append(remembered.answer(products, slow_read, keep=bool))
+        )
+        reader.start()
+        _wait_until(lambda: built)
+        meanwhile = [_read_version().answer(products, slow_read, keep=bool) for _ in range(5)]
+        release.set()
+        reader.join()
+        after = _read_version().answer(products, slow_read, keep=bool)
+
+    assert meanwhile == ["kept"] * 5  # nobody waited, nobody read
+    assert answers == ["read again"] and after == "read again"
+    assert len(built) == 1
+
+
+@pytest.mark.usefixtures("indexed_sample")
+def test_a_kept_list_whose_catalogue_changed_is_never_answered_while_it_is_read_again():
+    products = DataProduct.objects.all()
+    built, release, answers = [], threading.Event(), []
+
+    def slow_read() -> str:
+        built.append(1)
+        release.wait(10)
+        return "with the new product"
+
+    # Later than the sample's indexing, so that the new product moves the version.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    with time_machine.travel(later, tick=False) as clock:
+        _kept_answer(products, clock)
+        newest = from_ingested_document({"execution_block": "eb-new-20301231-00001"})
+        DataProduct.objects.create(**DataProduct.fields_from(newest))
+        first, second = _read_version(), _read_version()
+        reader = threading.Thread(
+            target=lambda: answers.append(first.answer(products, slow_read, keep=bool))
+        )
+        reader.start()
+        _wait_until(lambda: built)
+        waiter = threading.Thread(
+            target=lambda: answers.append(second.answer(products, slow_read, keep=bool))
+        )
+        waiter.start()
+        time.sleep(0.2)
+        assert answers == []  # waiting for the read, not answering with "kept"
+        release.set()
+        reader.join()
+        waiter.join()
+
+    assert answers == ["with the new product"] * 2
+    assert len(built) == 1
