@@ -172,6 +172,13 @@ def served_catalogue(tmp_path, transactional_db, settings):
         yield f"http://127.0.0.1:{port}"
 
 
+def curl(url: str, body: dict, *options: str) -> bytes:
+    argv = ["curl", "-sS", *options, "-H", "Content-Type: application/json"]
+    return subprocess.run(
+        [*argv, "--data", json.dumps(body), url], capture_output=True, check=True
+    ).stdout
+
+
 def test_scripts_and_curl_read_the_same_lists_from_a_real_server(served_catalogue):
     """`requests` asks for gzip and unpacks it unseen; curl asks for nothing
     unless told (--compressed); a download stays a plain tar for both."""
@@ -181,38 +188,10 @@ def test_scripts_and_curl_read_the_same_lists_from_a_real_server(served_catalogu
             script = requests.post(url + path, json=body, timeout=30)
             assert script.status_code == 200
             assert script.headers["Content-Encoding"] == "gzip"
-            plain = subprocess.run(
-                [
-                    "curl",
-                    "-sS",
-                    "-D",
-                    "-",
-                    "-H",
-                    "Content-Type: application/json",
-                    "--data",
-                    json.dumps(body),
-                    url + path,
-                ],
-                capture_output=True,
-                check=True,
-            ).stdout
-            head, _, rows = plain.partition(b"\r\n\r\n")
+            head, _, rows = curl(url + path, body, "-D", "-").partition(b"\r\n\r\n")
             assert b"content-encoding" not in head.lower()
             assert script.json() == json.loads(rows) and len(script.json()) == 30
-            compressed = subprocess.run(
-                [
-                    "curl",
-                    "-sS",
-                    "--compressed",
-                    "-H",
-                    "Content-Type: application/json",
-                    "--data",
-                    json.dumps(body),
-                    url + path,
-                ],
-                capture_output=True,
-                check=True,
-            ).stdout
+            compressed = curl(url + path, body, "--compressed")
             assert json.loads(compressed) == script.json()
 
     uid = script.json()[0]["uid"]

@@ -345,6 +345,18 @@ def _read_version() -> remembered_counts.Remembered:
     return remembered
 
 
+class SlowRead:
+    """A read of the list that holds until released, counting its calls."""
+
+    def __init__(self, result: str):
+        self.result, self.calls, self.release = result, 0, threading.Event()
+
+    def __call__(self) -> str:
+        self.calls += 1
+        self.release.wait(10)
+        return self.result
+
+
 def _kept_answer(products, clock) -> None:
     keep = lambda value: True  # noqa: E731
     assert _read_version().answer(products, lambda: "first", keep=keep) == "first"  # marked
@@ -358,12 +370,7 @@ def test_a_kept_list_past_its_time_is_read_again_once_while_others_answer_with_i
     """At every expiry the 16 requests in flight waited for one read of the
     10,000 rows (~0.3 s), though nothing had changed."""
     products = DataProduct.objects.all()
-    built, release, answers = [], threading.Event(), []
-
-    def slow_read() -> str:
-        built.append(1)
-        release.wait(10)
-        return "read again"
+    slow_read, answers = SlowRead("read again"), []
 
     with time_machine.travel(dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), tick=False) as clock:
         _kept_answer(products, clock)
@@ -372,26 +379,21 @@ def test_a_kept_list_past_its_time_is_read_again_once_while_others_answer_with_i
             target=lambda: answers.append(remembered.answer(products, slow_read, keep=bool))
         )
         reader.start()
-        _wait_until(lambda: built)
+        _wait_until(lambda: slow_read.calls)
         meanwhile = [_read_version().answer(products, slow_read, keep=bool) for _ in range(5)]
-        release.set()
+        slow_read.release.set()
         reader.join()
         after = _read_version().answer(products, slow_read, keep=bool)
 
     assert meanwhile == ["kept"] * 5  # nobody waited, nobody read
     assert answers == ["read again"] and after == "read again"
-    assert len(built) == 1
+    assert slow_read.calls == 1
 
 
 @pytest.mark.usefixtures("indexed_sample")
 def test_a_kept_list_whose_catalogue_changed_is_never_answered_while_it_is_read_again():
     products = DataProduct.objects.all()
-    built, release, answers = [], threading.Event(), []
-
-    def slow_read() -> str:
-        built.append(1)
-        release.wait(10)
-        return "with the new product"
+    slow_read, answers = SlowRead("with the new product"), []
 
     # Later than the sample's indexing, so that the new product moves the version.
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
@@ -404,16 +406,16 @@ def test_a_kept_list_whose_catalogue_changed_is_never_answered_while_it_is_read_
             target=lambda: answers.append(first.answer(products, slow_read, keep=bool))
         )
         reader.start()
-        _wait_until(lambda: built)
+        _wait_until(lambda: slow_read.calls)
         waiter = threading.Thread(
             target=lambda: answers.append(second.answer(products, slow_read, keep=bool))
         )
         waiter.start()
         time.sleep(0.2)
         assert answers == []  # waiting for the read, not answering with "kept"
-        release.set()
+        slow_read.release.set()
         reader.join()
         waiter.join()
 
     assert answers == ["with the new product"] * 2
-    assert len(built) == 1
+    assert slow_read.calls == 1
