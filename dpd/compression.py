@@ -48,11 +48,6 @@ def gzip_bytes(data: bytes, level: int) -> bytes:
     return buffer.getvalue()
 
 
-def gzips_for(request: HttpRequest) -> bool:
-    """Whether this request's answer goes gzipped (DPD_GZIP_ANSWERS)."""
-    return settings.DPD_GZIP_ANSWERS and accepts_gzip(request)
-
-
 def accepts_gzip(request: HttpRequest) -> bool:
     """Whether Accept-Encoding allows gzip: named (or `*`) without `q=0`.
 
@@ -81,7 +76,8 @@ def _media_type(response: HttpResponseBase) -> str:
 
 class ApiGZipMiddleware:
     """Compress a whole JSON, CSV or TSV answer of MIN_BYTES or more for a
-    client that accepts gzip; everything else passes untouched."""
+    client that accepts gzip; everything else passes untouched. A kept body's
+    answer brings its own gzip, made once (KeptBody)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
         if not settings.DPD_GZIP_ANSWERS:
@@ -99,19 +95,17 @@ class ApiGZipMiddleware:
             or not accepts_gzip(request)
         ):
             return response
-        compressed = gzip_bytes(response.content, EACH_ANSWER_LEVEL)
-        if len(compressed) < len(response.content):
-            _encode(response, compressed)
+        kept = getattr(response, "kept_gzip", None)
+        compressed = kept() if kept else gzip_bytes(response.content, EACH_ANSWER_LEVEL)
+        if len(compressed) >= len(response.content):
+            return response
+        response.content = compressed
+        response["Content-Length"] = str(len(compressed))
+        response["Content-Encoding"] = "gzip"
+        etag = response.get("ETag")
+        if etag and etag.startswith('"'):  # RFC 9110 8.8.1: other bytes, a weak tag
+            response["ETag"] = "W/" + etag
         return response
-
-
-def _encode(response: HttpResponse, compressed: bytes) -> None:
-    response.content = compressed
-    response["Content-Length"] = str(len(compressed))
-    response["Content-Encoding"] = "gzip"
-    etag = response.get("ETag")
-    if etag and etag.startswith('"'):  # RFC 9110 8.8.1: other bytes, a weak tag
-        response["ETag"] = "W/" + etag
 
 
 class KeptBody:
@@ -131,13 +125,9 @@ class KeptBody:
                     self._gzipped = gzip_bytes(self.body, KEPT_LEVEL)
         return self._gzipped
 
-    def response(self, request: HttpRequest, content_type: str) -> HttpResponse:
-        """The body, gzipped when the client accepts it (ApiGZipMiddleware
-        then leaves it as it is)."""
-        gzipped = len(self.body) >= MIN_BYTES and gzips_for(request)
-        response = HttpResponse(self.gzipped() if gzipped else self.body, content_type=content_type)
-        if gzipped:
-            response["Content-Encoding"] = "gzip"
-        if settings.DPD_GZIP_ANSWERS:
-            patch_vary_headers(response, ("Accept-Encoding",))
+    def response(self, content_type: str) -> HttpResponse:
+        """The body, with its gzip for ApiGZipMiddleware to send instead if
+        the client accepts it."""
+        response = HttpResponse(self.body, content_type=content_type)
+        response.kept_gzip = self.gzipped
         return response

@@ -129,7 +129,6 @@ def _rows_response(rows: list, as_text: bool, **envelope) -> HttpResponse | Resp
 
 
 def _plain_list(
-    request,
     rows_of: Callable[[], list],
     as_text: bool,
     limit: int,
@@ -168,7 +167,7 @@ def _plain_list(
         if built:  # read for this request: compressed as it goes, if at all
             response = HttpResponse(body.body, content_type="application/json")
         else:
-            response = body.response(request, "application/json")
+            response = body.response("application/json")
     else:
         rows = rows_of()
         response = _rows_response(rows, as_text)
@@ -375,7 +374,7 @@ class DataProductSearchView(ReadOnlyPost, APIView):
             # Open products only, whoever asks: placeholders aside.
             pairs, hidden_names = tuple(data["pairs"]), tuple(sorted(hidden))
             asked = ("search", start, end, pairs, placeholders, hidden_names)
-            return _plain_list(request, lambda: rows, as_text, size, matching, asked)
+            return _plain_list(lambda: rows, as_text, size, matching, asked)
         more = offset + len(rows) < total
         return _rows_response(rows, as_text, total=total, more_results=more)
 
@@ -481,7 +480,6 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
                 tuple(sorted(hidden)),
             )
             return _plain_list(
-                request,
                 lambda: search_rows.fetch_page(products, 0, limit, as_text=as_text),
                 as_text,
                 limit,
