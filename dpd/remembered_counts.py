@@ -37,6 +37,7 @@ process spend 40 % of a core on it, and one request in each wait 4 s.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -47,6 +48,7 @@ from typing import Any, TypeVar
 
 from django.core.cache import caches
 from django.core.exceptions import EmptyResultSet
+from django.db import connections, router
 from django.db.models import QuerySet, Subquery
 from django.utils.connection import ConnectionProxy
 
@@ -95,12 +97,14 @@ def remembered(
 class Remembered:
     """The totals, orders and page marks one request reuses, each under the
     statement it stands for, while the catalogue's last change time (and
-    `also_changed`, the last change of anything else the matches depend on:
-    the annotations, for the grid's annotation filter) holds. That time is
-    read once per request, in one statement, whichever of them it asks:
-    a request's statements are bounded (docs/api.md)."""
+    `also_changed`'s subquery, the last change of anything else the matches
+    depend on: the annotations, for the grid's annotation filter) holds. That
+    time is read once per request, in one statement, whichever of them it
+    asks: a request's statements are bounded (docs/api.md). `also_changed`
+    is a function, not its subquery, so that the statement is compiled once
+    per process for each (_version_statement)."""
 
-    def __init__(self, *, also_changed: Subquery | None = None) -> None:
+    def __init__(self, *, also_changed: Callable[[], Subquery] | None = None) -> None:
         self._also_changed = also_changed
         self._version: Any = _UNREAD
 
@@ -217,12 +221,7 @@ class Remembered:
         """The newest product's time, how many removals there have been, and
         `also_changed`'s time, read once in one statement."""
         if self._version is _UNREAD:
-            latest = newest_product()
-            fields = ["indexed_at", "removals"]
-            if self._also_changed is not None:
-                latest = latest.annotate(also=self._also_changed)
-                fields = [*fields, "also"]
-            self._version = latest.values_list(*fields).first()
+            self._version = _read_version(self._also_changed)
         return self._version
 
     def _kept(
@@ -235,6 +234,44 @@ class Remembered:
         if key is None:
             return nothing
         return remembered(key, compute, version=self.version(), store=store)
+
+
+def _read_version(also_changed: Callable[[], Subquery] | None) -> tuple | None:
+    """Remembered.version(): (indexed_at, removals[, also]) of the newest
+    product, or None when there is none."""
+    using = router.db_for_read(newest_product().model)
+    sql, params, converters = _version_statement(using, also_changed)
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, (functions, expression) in converters.items():
+        for function in functions:
+            values[index] = function(values[index], expression, connection)
+    return tuple(values)
+
+
+@functools.lru_cache(maxsize=8)
+def _version_statement(
+    using: str, also_changed: Callable[[], Subquery] | None
+) -> tuple[str, tuple, dict]:
+    """(SQL, parameters, the ORM's converters by column) of the version's
+    statement, built and compiled by the ORM once per process: it never
+    changes, and building and compiling it was ~0.9 ms of every grid request
+    (~7 ms at 1,000,000 products), against ~0.2 ms to run it. The converters
+    read only settings (a time zone), so every thread applies them."""
+    latest = newest_product()
+    fields = ["indexed_at", "removals"]
+    if also_changed is not None:
+        latest = latest.annotate(also=also_changed())
+        fields = [*fields, "also"]
+    compiler = latest.values_list(*fields)[:1].query.get_compiler(using=using)
+    sql, params = compiler.as_sql()
+    converters = compiler.get_converters([column for column, _, _ in compiler.select])
+    return sql, tuple(params), converters
 
 
 def newest_product() -> QuerySet:

@@ -458,7 +458,7 @@ class FilterDataProductsView(ReadOnlyPost, APIView):
         # Its total, order, page marks or whole list are remembered
         # (dpd.remembered_counts); its annotation filter's matches change
         # with the annotations.
-        remembered = remembered_counts.Remembered(also_changed=annotations_changed_at())
+        remembered = remembered_counts.Remembered(also_changed=annotations_changed_at)
         products = search.filter_products(
             visible_products(request, hidden_sources=hidden),
             filter_items=grid.get("items") or [],
