@@ -300,7 +300,7 @@ class PageMarks:
     MARK_SECONDS from the page that read the rows."""
 
     def __init__(self, key: str, version: Hashable) -> None:
-        self._key = key
+        self.key = key  # the statement's, order included
         self._version = version
 
     def nearest(self, offset: int) -> tuple[int, tuple, float] | None:
@@ -319,10 +319,10 @@ class PageMarks:
         their positions were counted on were read)."""
         kept = {**self._current(), **{p: (values, read) for p, values in marks.items()}}
         newest = sorted(kept.items(), key=lambda item: item[1][1])[-MARKS_KEPT:]
-        cache.set(self._key, (self._version, dict(newest)), KEEP_SECONDS)
+        cache.set(self.key, (self._version, dict(newest)), KEEP_SECONDS)
 
     def _current(self) -> dict[int, tuple[tuple, float]]:
-        entry = cache.get(self._key)
+        entry = cache.get(self.key)
         return entry[1] if entry is not None and entry[0] == self._version else {}
 
 

@@ -28,12 +28,13 @@ On PostgreSQL only, in the index orders search_rows names; SQLite walks.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections
-from django.db.models import F, JSONField, OrderBy, QuerySet, TextField, Value
+from django.db.models import Expression, F, JSONField, OrderBy, QuerySet, TextField, Value
 from django.db.models.functions import Cast
 from django.db.models.lookups import (
     Exact,
@@ -60,20 +61,72 @@ def page(
     order), read on from the nearest mark before it when there is one; its
     first and last rows are marked for the next pages."""
     order = _terms(products)
-    named = _with_values(products, order)
     mark = marks.nearest(offset)
     if mark is None:
         first, read = offset, time.time()
-        rows = _read([named[offset : offset + limit]], limit, products.db)
+        part = _with_values(products, order)[offset : offset + limit]
+        rows = _read(*_union([part], limit), products.db)
     else:
         first, values, read = mark
         needed = offset - first + limit
-        parts = [named.filter(*part)[:needed] for part in _at_or_after(order, values)]
-        rows = _read(parts, needed, products.db)[offset - first :]
+        sql, params = _read_on(products, order, marks.key, values, needed)
+        rows = _read(
+            sql, [values[p.index] if isinstance(p, _Slot) else p for p in params], products.db
+        )[offset - first :]
     rows = rows[:limit]
     if rows:
         marks.add({offset: rows[0][2:], offset + len(rows) - 1: rows[-1][2:]}, read)
     return [(pk, text) for pk, text, *_ in rows]
+
+
+# Statements that read on from a mark, compiled (_read_on); at most this many.
+COMPILED_KEPT = 256
+_compiled: dict[tuple, tuple[str, list]] = {}
+_compiled_lock = threading.Lock()
+
+
+def _read_on(
+    products: QuerySet[DataProduct],
+    order: list[Term],
+    key: str,
+    values: Sequence[Any],
+    needed: int,
+) -> tuple[str, list]:
+    """The statement reading `needed` rows on from the mark with these order
+    values: its SQL, and its parameters with a _Slot for each of the mark's
+    values. Compiled by the ORM once per statement of `products` (`key`),
+    number of rows and kind of each value: building and compiling its parts
+    was ~1.4 ms of a ~9.5 ms grid page sorted on a visible column at
+    1,000,000 products, for SQL that differs only in the mark's values."""
+    shape = (key, needed, tuple(type(value) for value in values))
+    compiled = _compiled.get(shape)
+    if compiled is None:
+        named = _with_values(products, order)
+        slots = [
+            None if value is None else _Slot(index, Value(value)._resolve_output_field())
+            for index, value in enumerate(values)
+        ]
+        parts = [named.filter(*part)[:needed] for part in _at_or_after(order, slots)]
+        compiled = _union(parts, needed)
+        with _compiled_lock:
+            if len(_compiled) >= COMPILED_KEPT:
+                del _compiled[next(iter(_compiled))]  # the oldest
+            _compiled[shape] = compiled
+    return compiled
+
+
+class _Slot(Expression):
+    """Stands for the mark's value of term `index` in a compiled statement:
+    its placeholder's parameter until page() puts the value there. The
+    value goes to the driver as it is, as Value() would send it to
+    PostgreSQL (a str, an int, an aware datetime)."""
+
+    def __init__(self, index: int, output_field: Any) -> None:
+        super().__init__(output_field)
+        self.index = index
+
+    def as_sql(self, compiler, connection):
+        return "%s", [self]
 
 
 def _terms(products: QuerySet[DataProduct]) -> list[Term]:
@@ -135,10 +188,10 @@ def _equal(term: Term, value: Any) -> Any:
     return Exact(expression, _as_parameter(term, value))
 
 
-def _as_parameter(term: Term, value: Any) -> Any:
+def _as_parameter(term: Term, value: _Slot) -> Any:
     if _is_json(term):
-        return Cast(Value(value), output_field=JSONField())  # its text, as jsonb
-    return Value(value)
+        return Cast(value, output_field=JSONField())  # its text, as jsonb
+    return value
 
 
 def _is_json(term: Term) -> bool:
@@ -147,14 +200,14 @@ def _is_json(term: Term) -> bool:
     return isinstance(getattr(term[0], "output_field", None), JSONField)
 
 
-def _read(parts: list[QuerySet], needed: int, alias: str) -> list[tuple]:
-    """The rows of the parts in turn, up to `needed`: one statement (a
-    request's statements are bounded, docs/api.md) that stops as soon as it
-    has them, so a later part, whose range may hold few matches and walk
+def _union(parts: list[QuerySet], needed: int) -> tuple[str, list]:
+    """One statement of the rows of the parts in turn, up to `needed`: it
+    stops as soon as it has them (a request's statements are bounded,
+    docs/api.md), so a later part, whose range may hold few matches and walk
     far, runs only when the earlier ones fall short.
 
     UNION ALL runs its parts one after the other, each in its own order;
-    only a parallel plan could interleave them, so there is none.
+    only a parallel plan could interleave them, so there is none (_read).
     """
     statements, params = [], []
     for part in parts:
@@ -162,12 +215,10 @@ def _read(parts: list[QuerySet], needed: int, alias: str) -> list[tuple]:
         statements.append(f"({sql})")
         params.extend(part_params)
     union = " UNION ALL ".join(statements)
+    return f"SELECT * FROM ({union}) AS dpd_parts LIMIT %s", [*params, needed]
+
+
+def _read(sql: str, params: list, alias: str) -> list[tuple]:
     with connections[alias].cursor() as cursor:
-        search.execute_with(
-            cursor,
-            "max_parallel_workers_per_gather",
-            "0",
-            f"SELECT * FROM ({union}) AS dpd_parts LIMIT %s",
-            [*params, needed],
-        )
+        search.execute_with(cursor, "max_parallel_workers_per_gather", "0", sql, params)
         return cursor.fetchall()
