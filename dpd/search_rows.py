@@ -17,6 +17,11 @@ SEARCH_WINDOW_ROWS products in display order are tried first, ruled out by
 their search signature where they can be (dpd.search_text). When they hold
 the whole page, it is the page (they are a prefix of the display order);
 otherwise the caller runs the full query.
+
+The statements whose text depends only on which date bounds a search has
+and what it hides (the window, whether more candidates follow it, and the
+plain list of a date range without pairs: `range_page_texts`) are compiled
+by the ORM once per process and shape, with the dates as parameters.
 """
 
 from __future__ import annotations
@@ -349,11 +354,10 @@ def window_rows(
         return None
     if len(rows) == needed:
         return rows
-    beyond = search.open_candidates(
-        start_date, end_date, placeholders=placeholders, hidden_sources=hidden_sources
-    )
-    beyond = beyond[window : window + 1]
-    return None if beyond.exists() else rows
+    with connection.cursor() as cursor:
+        cursor.execute(_beyond_statement(*shape[:2], placeholders, hidden), [*bounds, window])
+        beyond = cursor.fetchone() is not None
+    return None if beyond else rows
 
 
 # Rows read beyond what the page still needs, for the ones the patterns reject.
@@ -389,25 +393,11 @@ def _window_statement(
     (dpd.search_text.signature_mask: 100,000 products, two common pairs,
     17 -> ~2 ms of SQL).
     """
-    candidates = search.open_candidates(
-        _SOME_DAY if has_start else None,
-        _SOME_DAY if has_end else None,
-        placeholders=placeholders,
-        hidden_sources=frozenset(hidden),
-    )
+    candidates = _candidates(has_start, has_end, placeholders, hidden)
     part = candidates.values(
         "id", "search_text", "row_json", "search_signature", "date_created", "metadata_file", "uid"
     )[:window]
-    sql, params = part.query.sql_with_params()
-    # Its parameters are the date bounds, and the sources left out (the
-    # placeholders', the DLM's while hidden): constants of ours, written
-    # into the statement.
-    constants = set(DataProduct.Source.values)
-    dates = [p for p in params if p not in constants]
-    if dates != [_SOME_DAY] * (has_start + has_end):
-        raise AssertionError(f"the window's parameters are not its date bounds: {params!r}")
-    if len(dates) != len(params):
-        sql = sql % tuple("%s" if p == _SOME_DAY else f"'{p}'" for p in params)
+    sql = _dated_sql(part, has_start, has_end)
     bits = f"bit({search_text.SIGNATURE_BITS})"
     return (
         f"SELECT w.id, w.search_text{', w.row_json' if first else ''} FROM ({sql}) w "
@@ -415,6 +405,85 @@ def _window_statement(
         f"OR (w.search_signature & %s::{bits}) = %s::{bits} "
         f"ORDER BY w.date_created DESC, w.metadata_file, w.uid{' LIMIT %s' if first else ''}"
     )
+
+
+def range_page_texts(
+    start_date: dt.date | None,
+    end_date: dt.date | None,
+    limit: int,
+    *,
+    placeholders: bool = True,
+    hidden_sources: frozenset[str] = frozenset(),
+) -> list[str]:
+    """page_texts() of the first `limit` open products dated start..end (the
+    plain list of a search without key:value pairs).
+
+    On PostgreSQL from a statement compiled once per shape: building the
+    candidates' queryset and compiling it was ~1 ms of a ~3.5 ms date-range
+    search in the worker at 100,000 products, for a statement that differs
+    only in its dates."""
+    connection = connections[DataProduct.objects.db]
+    if connection.vendor != "postgresql":
+        candidates = search.open_candidates(
+            start_date, end_date, placeholders=placeholders, hidden_sources=hidden_sources
+        )
+        return page_texts(candidates, 0, limit)
+    bounds = [day for day in (start_date, end_date) if day is not None]
+    hidden = tuple(sorted(hidden_sources))
+    sql = _range_page_statement(start_date is not None, end_date is not None, placeholders, hidden)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*bounds, limit])
+        stored = cursor.fetchall()
+    return _spliced(stored, 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _range_page_statement(
+    has_start: bool, has_end: bool, placeholders: bool, hidden: tuple[str, ...]
+) -> str:
+    """(id, row_json) of the candidates in display order; its parameters are
+    the date bounds present, then the LIMIT."""
+    candidates = _candidates(has_start, has_end, placeholders, hidden)
+    sql = _dated_sql(candidates.values_list("pk", "row_json"), has_start, has_end)
+    return f"{sql} LIMIT %s"
+
+
+@functools.lru_cache(maxsize=16)
+def _beyond_statement(
+    has_start: bool, has_end: bool, placeholders: bool, hidden: tuple[str, ...]
+) -> str:
+    """A row when there are more candidates than its last parameter (after
+    the date bounds present): whether the window held them all."""
+    candidates = _candidates(has_start, has_end, placeholders, hidden).order_by()
+    sql = _dated_sql(candidates.values_list("pk"), has_start, has_end)
+    return f"{sql} LIMIT 1 OFFSET %s"
+
+
+def _candidates(
+    has_start: bool, has_end: bool, placeholders: bool, hidden: tuple[str, ...]
+) -> QuerySet[DataProduct]:
+    """search.open_candidates with _SOME_DAY for each bound present."""
+    return search.open_candidates(
+        _SOME_DAY if has_start else None,
+        _SOME_DAY if has_end else None,
+        placeholders=placeholders,
+        hidden_sources=frozenset(hidden),
+    )
+
+
+def _dated_sql(candidates: QuerySet[DataProduct], has_start: bool, has_end: bool) -> str:
+    """The SQL of a query of _candidates(), with a placeholder for each date
+    bound present: its other parameters, the sources left out (the
+    placeholders', the DLM's while hidden), are constants of ours, written
+    into the statement."""
+    sql, params = candidates.query.sql_with_params()
+    constants = set(DataProduct.Source.values)
+    dates = [p for p in params if p not in constants]
+    if dates != [_SOME_DAY] * (has_start + has_end):
+        raise AssertionError(f"the candidates' parameters are not their date bounds: {params!r}")
+    if len(dates) != len(params):
+        sql = sql % tuple("%s" if p == _SOME_DAY else f"'{p}'" for p in params)
+    return sql
 
 
 def _matches_in(

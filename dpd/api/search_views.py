@@ -360,6 +360,10 @@ class DataProductSearchView(ReadOnlyPost, APIView):
                 total = search_rows.total(
                     matching(), rows, offset, size, remembered_counts.Remembered().count
                 )
+        elif page is None and as_text and not data["pairs"]:
+            rows = search_rows.range_page_texts(
+                start, end, size, placeholders=placeholders, hidden_sources=hidden
+            )
         elif page is None:
             rows = search_rows.fetch_page(matching(), offset, size, as_text=as_text)
         else:
