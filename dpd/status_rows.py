@@ -50,7 +50,7 @@ class StatusRows:
         connection = connections[using]
         sql, params, converters = _statement(using, volume_prefix(), with_watcher)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, params or None)
             row = list(cursor.fetchone())
         for index, (functions, expression) in converters:
             for function in functions:
@@ -81,7 +81,15 @@ def _statement(using: str, prefix: str, with_watcher: bool) -> tuple[str, tuple,
         params.extend(part_params)
         for functions, expression in compiler.get_converters([compiler.select[0][0]]).values():
             converters.append((index, (functions, expression)))
-    return f"SELECT {', '.join(columns)}", tuple(params), converters
+    sql = f"SELECT {', '.join(columns)}"
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        # Its ~40 parameters are constants (the JSON objects' key names, the
+        # volume's prefix, statuses): written into the statement as psycopg's
+        # client-side binding would send them, so that no call adapts them
+        # again (~0.15 ms of a ~1.9 ms /status in the worker).
+        return connection.ops.compose_sql(sql, params), (), converters
+    return sql, tuple(params), converters
 
 
 def _parts(prefix: str, with_watcher: bool) -> list[models.QuerySet]:
