@@ -194,11 +194,10 @@ def _index_run(
             return run
         trigger = run.trigger  # e.g. a takeover run, carried out by the generic task
     try:
-        fresh = _completed_since(prefix, requested_at)
-        result = None if fresh else leader.claim(prefix, holder, force=force)
-        if result is not None and not result.claimed and wait:
+        result, fresh = _claim_unless_indexed(prefix, holder, requested_at, force=force)
+        if fresh is None and not result.claimed and wait:
             result, fresh = _watch_leader(prefix, holder, requested_at)
-        if result is not None and not result.claimed and shutdown.requested():
+        if fresh is None and not result.claimed and shutdown.requested():
             message = (
                 f"Interrupted: {shutdown.requested()} received while waiting for "
                 f"{result.leader}'s run; the service was stopping."
@@ -221,6 +220,27 @@ def _index_run(
         logger.error("index run (%s) could not start: %s", trigger, exc)
         return run
     return _lead(result.lease, run, trigger, on_progress=on_progress, root=configured_root)
+
+
+def _claim_unless_indexed(
+    prefix: str, holder: str, moment: datetime | None, *, force: bool = False
+) -> tuple[leader.ClaimResult, IndexRun | None]:
+    """Claim the slot unless a run completed since `moment` (then return it).
+
+    The slot's row stays locked from the look to the claim: a leader
+    completing in between (its run and its slot are written in one commit)
+    waits for us, so we either see its run or find the slot still held. Without
+    the lock, a follower that looked just before the leader's commit claimed
+    the slot it freed and scanned the volume again. (SQLite: the transaction
+    is IMMEDIATE, so it holds the database's write lock instead.)"""
+    if moment is None:
+        return leader.claim(prefix, holder, force=force), None
+    with transaction.atomic():
+        list(IndexingState.objects.select_for_update().filter(volume_prefix=prefix))
+        fresh = _completed_since(prefix, moment)
+        if fresh is not None:
+            return leader.ClaimResult(None, fresh.indexed_by), fresh
+        return leader.claim(prefix, holder, force=force), None
 
 
 def _completed_since(prefix: str, moment: datetime | None) -> IndexRun | None:
@@ -252,12 +272,9 @@ def _watch_leader(
     while True:
         if shutdown.sleep(poll):  # the service is stopping: stop watching
             return leader.ClaimResult(None, leader.current_leader(prefix)), None
-        fresh = _completed_since(prefix, since)
-        if fresh is not None:
-            return leader.ClaimResult(None, fresh.indexed_by), fresh
-        result = leader.claim(prefix, holder)
-        if result.claimed or time.monotonic() > give_up:
-            return result, None
+        result, fresh = _claim_unless_indexed(prefix, holder, since)
+        if fresh is not None or result.claimed or time.monotonic() > give_up:
+            return result, fresh
 
 
 def _record_skipped(

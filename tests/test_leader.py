@@ -7,15 +7,17 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from dpd.models import DataProduct
-from indexing import holder, leader
+from indexing import holder, leader, services
 from indexing.models import IndexingState, IndexRun
 from indexing.services import IndexingBusy, index_run, request_reindex
 from tests.service_processes import wait_for
@@ -242,6 +244,58 @@ def test_a_startup_run_asked_while_another_instance_indexed_is_served_by_that_ru
         follower.failure_message
     )
     assert IndexRun.objects.filter(status="completed").count() == 1
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="the in-memory SQLite test database locks whole tables: the leader could not commit",
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_leader_completing_between_a_followers_check_and_its_claim_is_not_scanned_again(
+    sample_volume, settings, monkeypatch
+):
+    # pod-a leads; pod-b's start-up task looks for a completed run, finds none,
+    # and pod-a completes (run and slot in one commit, as record_result writes
+    # them) before pod-b claims the slot it just freed.
+    prefix = leader.volume_prefix()
+    lease = leader.claim(prefix, "pod-a").lease
+    leaders_run = IndexRun.objects.create(
+        trigger="startup", volume_prefix=prefix, status="running", indexed_by="pod-a"
+    )
+    asked = timezone.now()
+
+    def leader_completes() -> None:
+        with transaction.atomic():
+            IndexRun.objects.filter(pk=leaders_run.pk).update(
+                status="completed", terminal_timestamp=timezone.now()
+            )
+            leader.release(lease, step="completed", completed=True)
+        connection.close()
+
+    completing = threading.Thread(target=leader_completes)
+    looked = services._completed_since
+
+    def completed_since(prefix: str, moment):
+        found = looked(prefix, moment)
+        if found is None and not completing.is_alive() and completing.ident is None:
+            completing.start()
+            completing.join(timeout=2)  # blocked while pod-b holds the slot's row
+        return found
+
+    monkeypatch.setattr(services, "_completed_since", completed_since)
+    settings.DPD_INSTANCE_NAME = "pod-b"
+
+    follower = index_run(IndexRun.Trigger.STARTUP, wait=True, requested_at=asked)
+    completing.join(timeout=10)
+
+    assert follower.status == "skipped"
+    assert f"(pod-a) indexed the volume after this request (run {leaders_run.pk})" in (
+        follower.failure_message
+    )
+    assert list(IndexRun.objects.values_list("status", flat=True).order_by("pk")) == [
+        "completed",
+        "skipped",
+    ]
 
 
 @pytest.mark.parametrize(
