@@ -30,6 +30,7 @@ from django.db.models.functions import JSONObject
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_duration
 
+from dpd.compiled_rows import CompiledRow, converters_of
 from dpd.remembered_counts import newest_product
 from dpd.sdp_models import SdpWatcherState
 from indexing.leader import volume_prefix
@@ -47,16 +48,9 @@ class StatusRows:
 
     @classmethod
     def read(cls, *, with_watcher: bool, using: str = "default") -> StatusRows:
-        connection = connections[using]
-        sql, params, converters = _statement(using, volume_prefix(), with_watcher)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params or None)
-            row = list(cursor.fetchone())
-        for index, (functions, expression) in converters:
-            for function in functions:
-                row[index] = function(row[index], expression, connection)
+        row = _statement(using, volume_prefix(), with_watcher).fetch(using)
         indexed_at, removals, state, has_queued, last_run, watcher = row
-        vendor = connection.vendor
+        vendor = connections[using].vendor
         return cls(
             version=None if indexed_at is None else (indexed_at, removals),
             state=_instance(IndexingState, state, vendor),
@@ -67,20 +61,17 @@ class StatusRows:
 
 
 @functools.lru_cache(maxsize=8)
-def _statement(using: str, prefix: str, with_watcher: bool) -> tuple[str, tuple, list]:
-    """(SQL, parameters, the ORM's converters of each column) of this shape,
-    built and compiled by the ORM once per process: a SELECT of one scalar
-    subquery per column, so that it has a row however empty the tables are.
-    The converters are the compiling thread's connection's, and read only
-    settings (a time zone), so every thread applies them to its rows."""
+def _statement(using: str, prefix: str, with_watcher: bool) -> CompiledRow:
+    """This shape's statement, compiled once per process (dpd.compiled_rows):
+    a SELECT of one scalar subquery per column, so that it has a row however
+    empty the tables are."""
     columns, params, converters = [], [], []
     for index, part in enumerate(_parts(prefix, with_watcher)):
         compiler = part.query.get_compiler(using=using)
         sql, part_params = compiler.as_sql()
         columns.append(f"({sql})")
         params.extend(part_params)
-        for functions, expression in compiler.get_converters([compiler.select[0][0]]).values():
-            converters.append((index, (functions, expression)))
+        converters.extend(converters_of(compiler, offset=index))
     sql = f"SELECT {', '.join(columns)}"
     connection = connections[using]
     if connection.vendor == "postgresql":
@@ -88,8 +79,8 @@ def _statement(using: str, prefix: str, with_watcher: bool) -> tuple[str, tuple,
         # volume's prefix, statuses): written into the statement as psycopg's
         # client-side binding would send them, so that no call adapts them
         # again (~0.1 ms of a ~1.1 ms /status in the worker).
-        return connection.ops.compose_sql(sql, params), (), converters
-    return sql, tuple(params), converters
+        return CompiledRow(connection.ops.compose_sql(sql, params), (), tuple(converters))
+    return CompiledRow(sql, tuple(params), tuple(converters))
 
 
 def _parts(prefix: str, with_watcher: bool) -> list[models.QuerySet]:
