@@ -243,9 +243,7 @@ def _claim_unless_indexed(
         return leader.claim(prefix, holder, force=force), None
 
 
-def _completed_since(prefix: str, moment: datetime | None) -> IndexRun | None:
-    if moment is None:
-        return None
+def _completed_since(prefix: str, moment: datetime) -> IndexRun | None:
     return (
         IndexRun.objects.filter(
             volume_prefix=prefix, status=IndexRun.Status.COMPLETED, terminal_timestamp__gte=moment
