@@ -14,7 +14,8 @@ measures:
   per shape at 1 client and 10,000 at 16 by default, bounded by time too),
   with the CPU time the hypervisor stole from this machine
   during each level (/proc/stat; a stolen stall delays every request in
-  flight);
+  flight) and where the machine's CPU went, per request: the clients, the
+  server's processes, the rest (PostgreSQL, the kernel) and idle;
 - the same for the dashboard's first load without paging (a plain list of
   10,000 rows, the default cap; the three shapes above keep the 100-row cap
   their target was set for), with the size of its answer;
@@ -442,8 +443,10 @@ def measure_shape(
     method: str = "POST",
     headers: dict[str, str] | None = None,
     link_mbit: float = 0.0,
+    server_pid: int | None = None,
 ) -> dict:
-    """Latencies of `total` requests from `clients` threads, stopped at `cap` s."""
+    """Latencies of `total` requests from `clients` threads, stopped at `cap` s,
+    and where the machine's CPU went meanwhile (`cpu_ms_per_request`)."""
     latencies: list[float] = []
     errors: list[int] = []
     lock = threading.Lock()
@@ -473,6 +476,7 @@ def measure_shape(
     # spend it all, leaving no latency to report.
     deadline = time.monotonic() + cap
     stolen = steal_ms()
+    spent = cpu_ledger(server_pid)
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
@@ -481,6 +485,7 @@ def measure_shape(
         thread.join()
     wall = time.perf_counter() - started
     stolen = steal_ms() - stolen
+    spent = {part: ms - spent[part] for part, ms in cpu_ledger(server_pid).items()}
     latencies.sort()
     ended = len(latencies)
     if not latencies:  # not one request ended
@@ -492,6 +497,55 @@ def measure_shape(
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "rps": len(latencies) / wall,
         "steal_ms": stolen,
+        "cpu_ms_per_request": {part: ms / max(1, ended) for part, ms in cpu_split(spent).items()},
+    }
+
+
+def cpu_line(result: dict) -> str:
+    """Where a level's CPU went, per request: on a machine whose cores the
+    clients, the server and PostgreSQL share, a level with no idle time left
+    is bound by the CPU a request costs, and 16 clients then wait
+    16 x (that cost) / (cores) on average, whatever the code's latency alone."""
+    cpu = result["cpu_ms_per_request"]
+    return (
+        f"CPU ms a request: clients {cpu['clients']:.2f}, server {cpu['server']:.2f}, "
+        f"rest {cpu['rest']:.2f} (PostgreSQL, kernel), idle {cpu['idle']:.2f}"
+    )
+
+
+def cpu_ledger(server_pid: int | None) -> dict[str, float]:
+    """CPU ms spent so far: by the whole machine (busy and idle, all CPUs,
+    /proc/stat), by this process (the clients) and by the server's processes
+    (the gunicorn master and its workers; nan without `server_pid`)."""
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as stat:
+        user, nice, system, idle, iowait, irq, softirq = map(int, stat.readline().split()[1:8])
+    server = math.nan
+    if server_pid is not None:
+        server = 0.0
+        for pid in (server_pid, *worker_pids(server_pid)):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a worker that ended meanwhile
+                continue
+            server += (int(fields[11]) + int(fields[12])) * tick_ms  # utime, stime
+    own = os.times()
+    return {
+        "busy": (user + nice + system + irq + softirq) * tick_ms,  # not stolen time
+        "idle": (idle + iowait) * tick_ms,
+        "clients": (own.user + own.system) * 1000,
+        "server": server,
+    }
+
+
+def cpu_split(spent: dict[str, float]) -> dict[str, float]:
+    """`spent` (a difference of two ledgers) as the clients', the server's,
+    the rest of the machine's (PostgreSQL, the kernel's loopback) and idle."""
+    return {
+        "clients": spent["clients"],
+        "server": spent["server"],
+        "rest": spent["busy"] - spent["clients"] - spent["server"],
+        "idle": spent["idle"],
     }
 
 
@@ -801,13 +855,15 @@ def main() -> None:
         for clients in () if args.downloads_only else (1, 16):
             for name, (path, body) in SHAPES.items():
                 total = args.requests if clients == 1 else 4 * args.requests
-                result = measure_shape(url, path, body, clients, total, args.seconds)
+                result = measure_shape(
+                    url, path, body, clients, total, args.seconds, server_pid=master
+                )
                 results[(name, clients)] = result
                 print(
                     f"search {name:15s} clients={clients:2d} n={result['n']:4d} "
                     f"errors={result['errors']} p50={result['p50_ms']:.1f} ms "
                     f"p99={result['p99_ms']:.1f} ms rps={result['rps']:.1f} "
-                    f"steal={result['steal_ms']:.0f} ms"
+                    f"steal={result['steal_ms']:.0f} ms; {cpu_line(result)}"
                 )
 
         if args.downloads_only:

@@ -14,7 +14,10 @@ changing the generator).
 Then, against gunicorn as `manage.py runservice` starts it, the p50/p99 and
 requests/s of each shape at 1 and 16 clients (threads, a new connection per
 request; --requests at 1 client, four times as many at 16, each level capped
-at --seconds):
+at --seconds), with where the machine's CPU went per request (the clients,
+the server, the rest: PostgreSQL and the kernel; and idle): at 16 clients on
+a small machine the cores are saturated, and the p99 then follows the CPU a
+request costs (docs/benchmarks.md, "Where the CPU goes at 16 clients"):
 
 - date_range: /dataproductsearch, a five-year date range;
 - exact_eb: one exact execution block (`execution_block:<eb>`, one match);
@@ -41,7 +44,8 @@ rows); grid_list on a second one at the default cap. Targets (issue 24):
 p99 at 16 clients <= 50 ms at 100,000 products, <= 100 ms at 1,000,000; the
 10,000-row list <= 500 ms at 1,000,000. The last line is name=value pairs,
 ratios first: each shape's p99 at 16 clients over its target, then the
-figures, the fill time and the database's size per product.
+figures (with `<shape>_cpu_ms_16`, the busy CPU a request at 16 clients), the
+fill time and the database's size per product.
 
     .venv/bin/python bench/bench_scale.py --database-url postgres://.../bench_scale_1m \\
         --products 1000000
@@ -309,7 +313,14 @@ def main() -> None:
             for clients in (1, 16):
                 total = args.requests * (1 if clients == 1 else 4)
                 result = bench_api.measure_shape(
-                    url, path, body, clients, total, args.seconds, method=method
+                    url,
+                    path,
+                    body,
+                    clients,
+                    total,
+                    args.seconds,
+                    method=method,
+                    server_pid=server.pid,
                 )
                 results[(name, clients)] = result
                 _print(name, clients, result)
@@ -343,6 +354,7 @@ def main() -> None:
                         args.seconds,
                         headers=headers,
                         link_mbit=mbit,
+                        server_pid=server.pid,
                     )
                     results[(name, clients)] = result
                     _print(name, clients, result)
@@ -359,6 +371,9 @@ def main() -> None:
         ratios.append(f"{name}_p99_vs_{limit}ms={result['p99_ms'] / limit:.2f}")
         figures.append(f"{name}_p99_ms_16={result['p99_ms']:.1f}")
         figures.append(f"{name}_rps_16={result['rps']:.0f}")
+        cpu = result["cpu_ms_per_request"]
+        busy = cpu["clients"] + cpu["server"] + cpu["rest"]
+        figures.append(f"{name}_cpu_ms_16={busy:.2f}")
     if grid is not None:
         figures.append(f"grid_list_kib={grid['kib']:.0f}")
         figures.append(f"grid_list_gzip_kib={grid['gzip_kib']:.0f}")
@@ -412,6 +427,7 @@ def _print(name: str, clients: int, result: dict) -> None:
         f"rps={result['rps']:.1f} steal={result['steal_ms']:.0f} ms",
         flush=True,
     )
+    print(f"  {'':12s} {bench_api.cpu_line(result)}", flush=True)
 
 
 if __name__ == "__main__":
