@@ -35,7 +35,8 @@ measures:
   --download-repeats alternated, with curl's time to the first byte, and
   the same bytes but the first asked with `Range: bytes=1-`, which the
   Python path serves (a whole download of many files comes from a GNU tar
-  process);
+  process), and the CPU each kept busy (all processes, and the web worker's
+  own): the least time the download can take on this machine's cores;
 - the first full download of the 2 GiB product after the server started
   (every file hashed for the archive's manifest) against tar, and a ranged
   download of its second half (`Range: bytes=N-`) as a ratio to half of the
@@ -752,7 +753,9 @@ def curl_seconds(url: str, uid: str, *options: str) -> tuple[float, int, float]:
     return elapsed, int(float(size)), float(first_byte)
 
 
-def measure_small_files(url: str, volume: Path, args: argparse.Namespace) -> tuple[float, float]:
+def measure_small_files(
+    url: str, volume: Path, args: argparse.Namespace, master: int | None = None
+) -> tuple[float, float]:
     """/download of SMALL_EB against `tar -cf - DIR | cat` (medians, alternated):
     the speed ratio of the whole download (a tar process serves it) and of the
     same bytes from the Python path."""
@@ -761,9 +764,18 @@ def measure_small_files(url: str, volume: Path, args: argparse.Namespace) -> tup
     folder = write_small_product(volume, args.small_files, args.small_file_bytes)
     uid = str(product_ingest_folder(SMALL_EB).uid)
     tars, downloads, firsts, pythons = [], [], [], []
+    tar_cpu, download_cpu, worker_cpu = [], [], []  # busy ms during each
     for _ in range(args.download_repeats):
+        busy = cpu_ledger(None)["busy"]
         tars.append(tar_seconds(folder))
+        middle = cpu_ledger(master)
         seconds, received, first_byte = curl_seconds(url, uid)
+        after = cpu_ledger(master)
+        tar_cpu.append((middle["busy"] - busy) / 2)  # tar_seconds runs it twice: warm, timed
+        download_cpu.append(after["busy"] - middle["busy"])
+        # The gunicorn processes' own time (the walk, the checks of tar's
+        # output and the digests: Python, one GIL), not their tar child's.
+        worker_cpu.append(after["server"] - middle["server"])
         downloads.append(seconds)
         firsts.append(first_byte)
         # `Range: bytes=1-` is the same bytes but the first from the Python path
@@ -783,6 +795,18 @@ def measure_small_files(url: str, volume: Path, args: argparse.Namespace) -> tup
         f"speed {ratio:.2f} (median tar {statistics.median(tars):.2f} s, download "
         f"{statistics.median(downloads):.2f} s, first byte {statistics.median(firsts):.2f} s); "
         f"Python path {python_ratio:.2f} ({statistics.median(pythons):.2f} s)"
+    )
+    # Every process's CPU counts: the walk, the tar process, the worker's
+    # checks and digests and curl's receive share the machine's cores, so
+    # the download can take no less than its CPU over the cores.
+    cores = os.cpu_count() or 1
+    least = statistics.median(download_cpu) / 1000 / cores
+    print(
+        f"small files CPU (all processes, ms): tar | cat {statistics.median(tar_cpu):.0f}, "
+        f"download {statistics.median(download_cpu):.0f} (of which the web worker "
+        f"{statistics.median(worker_cpu):.0f}); on {cores} cores the download "
+        f"takes at least {least:.2f} s, a ratio to tar of at most "
+        f"{statistics.median(tars) / least:.2f}"
     )
     return ratio, python_ratio
 
@@ -872,7 +896,7 @@ def main() -> None:
             grid_list = measure_grid_list(args.url, env if args.url is None else {}, args)
         small_ratio = small_python_ratio = float("nan")
         if args.url is None and args.small_files:
-            small_ratio, small_python_ratio = measure_small_files(url, volume, args)
+            small_ratio, small_python_ratio = measure_small_files(url, volume, args, master)
 
         if args.url is None and not args.no_download:
             # Written after the searches: 2 GiB of dirty pages that the kernel
