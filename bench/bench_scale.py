@@ -310,20 +310,17 @@ def main() -> None:
             status, answer = bench_api.request(url, method, path, body)
             rows = len(json.loads(answer)) if path == "/dataproductsearch" else "-"
             print(f"{name}: status {status}, rows {rows}, {len(answer)} bytes")
-            for clients in (1, 16):
-                total = args.requests * (1 if clients == 1 else 4)
-                result = bench_api.measure_shape(
-                    url,
-                    path,
-                    body,
-                    clients,
-                    total,
-                    args.seconds,
-                    method=method,
-                    server_pid=server.pid,
-                )
-                results[(name, clients)] = result
-                _print(name, clients, result)
+            measure_levels(
+                results,
+                name,
+                url,
+                path,
+                body,
+                args.requests,
+                args.seconds,
+                server.pid,
+                method=method,
+            )
     finally:
         bench_api.stop_server(server)
     grid = None
@@ -343,21 +340,18 @@ def main() -> None:
                 (f"grid_list_{link:g}mbit", None, link),
                 (f"grid_list_gzip_{link:g}mbit", browser, link),
             ):
-                for clients in (1, 16):
-                    total = args.list_requests * (1 if clients == 1 else 4)
-                    result = bench_api.measure_shape(
-                        url,
-                        path,
-                        body,
-                        clients,
-                        total,
-                        args.seconds,
-                        headers=headers,
-                        link_mbit=mbit,
-                        server_pid=server.pid,
-                    )
-                    results[(name, clients)] = result
-                    _print(name, clients, result)
+                measure_levels(
+                    results,
+                    name,
+                    url,
+                    path,
+                    body,
+                    args.list_requests,
+                    args.seconds,
+                    server.pid,
+                    headers=headers,
+                    link_mbit=mbit,
+                )
             grid["gzip_kib"] = bench_api.kept_gzip_bytes(url, path, body) / 1024
             print(f"grid_list_gzip: {grid['gzip_kib']:.0f} KiB as sent")
         finally:
@@ -418,6 +412,28 @@ def explain_shapes(selected: dict[str, tuple[str, str, dict | None]]) -> dict[st
             print(f"--- query {number}/{len(queries)}{scan}: median {median:.2f} ms\n{sql}\n{plan}")
         summary[name] = total
     return summary
+
+
+def measure_levels(
+    results: dict[tuple[str, int], dict],
+    name: str,
+    url: str,
+    path: str,
+    body: dict | None,
+    requests: int,
+    seconds: float,
+    server_pid: int,
+    **options,
+) -> None:
+    """One shape at 1 client (`requests` requests) and at 16 (four times as
+    many), each capped at `seconds`, into results[(name, clients)]."""
+    for clients in (1, 16):
+        total = requests * (1 if clients == 1 else 4)
+        result = bench_api.measure_shape(
+            url, path, body, clients, total, seconds, server_pid=server_pid, **options
+        )
+        results[(name, clients)] = result
+        _print(name, clients, result)
 
 
 def _print(name: str, clients: int, result: dict) -> None:
