@@ -540,9 +540,11 @@ def cpu_ledger(server_pid: int | None) -> dict[str, float]:
 
 
 def cpu_split(spent: dict[str, float]) -> dict[str, float]:
-    """`spent` (a difference of two ledgers) as the clients', the server's,
-    the rest of the machine's (PostgreSQL, the kernel's loopback) and idle."""
+    """`spent` (a difference of two ledgers) as the machine's busy time, and
+    that as the clients', the server's and the rest's (PostgreSQL, the
+    kernel's loopback); and idle."""
     return {
+        "busy": spent["busy"],
         "clients": spent["clients"],
         "server": spent["server"],
         "rest": spent["busy"] - spent["clients"] - spent["server"],
